@@ -1,0 +1,3 @@
+"""Python client for Memtrace: memory for AI agents (work in progress)."""
+
+__version__ = "0.3.0.dev0"

@@ -1,0 +1,1 @@
+"""The HTTP API: app factory, auth dependency, routers and error rendering."""

@@ -1,0 +1,76 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from memtrace_server import __version__
+from memtrace_server.api.deps import Services
+from memtrace_server.api.errors import install_error_handlers
+from memtrace_server.api.metrics import Metrics
+from memtrace_server.api.middleware import RequestMiddleware
+from memtrace_server.api.routes import agents, health, memories, sessions
+from memtrace_server.config import Settings
+from memtrace_server.service.agents import Agents
+from memtrace_server.service.auth import Authenticator
+from memtrace_server.service.memories import Memories
+from memtrace_server.storage.base import Store
+from memtrace_server.storage.registry import store_from_url
+
+DESCRIPTION = """Memory for AI agents: store what agents did, saw and decided; recall it by
+time window and filters; get LLM-ready markdown context for a session.
+
+Authenticate with `x-api-key: mtk_…` or `Authorization: Bearer mtk_…`. Every error body is
+`{"error": "<message>"}`. Wire-compatible with Memtrace 0.2.0."""
+
+
+def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+    """Build the app. The store is opened and closed by the app's lifespan.
+
+    Passing ``store`` lets tests and embedders supply one; otherwise it comes from
+    ``settings.resolved_store_url``.
+    """
+    the_store = store if store is not None else store_from_url(
+        settings.resolved_store_url, synchronous=settings.store_synchronous
+    )
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await the_store.open()
+        app.state.started = time.monotonic()
+        try:
+            yield
+        finally:
+            await the_store.close()
+
+    app = FastAPI(
+        title="Memtrace",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.services = Services(
+        settings=settings,
+        store=the_store,
+        auth=Authenticator(the_store, enabled=settings.auth_enabled),
+        memories=Memories(
+            the_store,
+            dedup_window_hours=settings.dedup_window_hours if settings.dedup_enabled else None,
+            max_batch=settings.max_batch,
+        ),
+        agents=Agents(the_store),
+        metrics=metrics,
+    )
+    app.state.started = time.monotonic()
+    install_error_handlers(app)
+    for module in (health, memories, agents, sessions):
+        app.include_router(module.router)
+    app.add_middleware(
+        RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics
+    )
+    return app

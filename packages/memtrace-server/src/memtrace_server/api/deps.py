@@ -1,0 +1,59 @@
+"""Request dependencies: the services and the authenticated principal."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
+
+from memtrace_server.api.metrics import Metrics
+from memtrace_server.config import Settings
+from memtrace_server.service.agents import Agents
+from memtrace_server.service.auth import Authenticator, Principal, key_from_headers
+from memtrace_server.service.memories import Memories
+from memtrace_server.storage.base import Store
+
+api_key_header = APIKeyHeader(
+    name="x-api-key", auto_error=False, description="API key (mtk_…)."
+)
+bearer = HTTPBearer(auto_error=False, description="API key as a bearer token.")
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a route needs, built once per app."""
+
+    settings: Settings
+    store: Store
+    auth: Authenticator
+    memories: Memories
+    agents: Agents
+    metrics: Metrics
+
+
+def services(request: Request) -> Services:
+    """The app's services."""
+    found: Services = request.app.state.services
+    return found
+
+
+def require(permission: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates the request and checks ``permission``."""
+
+    async def dependency(
+        request: Request,
+        x_api_key: str | None = Security(api_key_header),
+        _bearer: object = Security(bearer),
+    ) -> Principal:
+        key = key_from_headers(x_api_key, request.headers.get("authorization"))
+        principal = await services(request).auth.authenticate(key)
+        principal.require(permission)
+        return principal
+
+    return dependency
+
+
+reader = require("read")
+writer = require("write")

@@ -1,0 +1,79 @@
+"""Every error leaves the server as ``{"error": message}`` with a fitting status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from memtrace_server.api.responses import json_response
+from memtrace_server.core.errors import ApiError
+from memtrace_server.core.requests import CUSTOM_ERROR
+from memtrace_server.storage.base import StoreError
+
+log = logging.getLogger("memtrace.api")
+
+
+def _path(loc: Sequence[Any]) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    # Drop the union tag the single/batch discriminator adds.
+    parts = [p for p in parts if p not in ("single", "batch")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """One readable sentence for the first pydantic error."""
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    path = _path(first.get("loc", ()))
+    kind = first.get("type", "")
+    message = str(first.get("msg", "invalid value"))
+    if kind == CUSTOM_ERROR:
+        prefix = path[: path.rindex("]") + 1] if "]" in path else ""
+        return f"{prefix}: {message}" if prefix else message
+    if kind == "json_invalid":
+        return f"invalid request body: {first.get('ctx', {}).get('error', message)}"
+    if not path:
+        return f"invalid request body: {message}"
+    if kind == "missing":
+        return f"{path} is required"
+    return f"invalid {path}: {message}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every error the same body shape."""
+
+    async def api_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return json_response(exc.body(), exc.status)
+
+    async def invalid(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return json_response({"error": validation_message(exc.errors())}, 400)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404:
+            detail = "not found"
+        return json_response({"error": detail.lower()}, exc.status_code)
+
+    async def store_error(_: Request, exc: Exception) -> Response:
+        log.error("store unavailable: %s", exc)
+        return json_response({"error": "store unavailable, try again shortly"}, 503)
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(StoreError, store_error)

@@ -1,0 +1,151 @@
+"""One pure ASGI middleware: request id, body limit, access log line and metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from memtrace_server.api.metrics import Metrics
+
+access_log = logging.getLogger("memtrace.access")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestMiddleware:
+    """Wraps every HTTP request.
+
+    The body is read up front (at most ``max_body_bytes``) so an oversized one gets a
+    JSON 413 before any handler runs. Logs carry method, path, status, latency and
+    request id — never headers, query strings or bodies, which may hold keys or content.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        if scope["path"].startswith("/api/"):
+            _treat_body_as_json(scope)
+        status = 500
+        response_started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            body_receive = await self._buffer_body(scope, receive)
+            if body_receive is None:
+                await _send_json(
+                    send_wrapper,
+                    413,
+                    {"error": f"request body too large: the limit is {self.max_body_bytes} bytes"},
+                )
+            else:
+                await self.app(scope, body_receive, send_wrapper)
+        except Exception:
+            access_log.exception("unhandled error", extra={"request_id": request_id})
+            if not response_started:
+                await _send_json(send_wrapper, 500, {"error": "internal server error"})
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(method, template).observe(elapsed)
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": method,
+                    "path": scope["path"],
+                    "status": status,
+                    "latency_ms": round(elapsed * 1000, 3),
+                },
+            )
+
+    async def _buffer_body(self, scope: Scope, receive: Receive) -> Receive | None:
+        """Read the whole body; None if it exceeds the limit."""
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    if int(value) > self.max_body_bytes:
+                        return None
+                except ValueError:
+                    pass
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return _replay(b"", disconnected=True, receive=receive)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return _replay(b"".join(chunks), disconnected=False, receive=receive)
+
+
+def _replay(body: bytes, *, disconnected: bool, receive: Receive) -> Receive:
+    sent = disconnected
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _treat_body_as_json(scope: Scope) -> None:
+    """Every API body is JSON, whatever Content-Type a client (say, bare curl) sent."""
+    headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+    headers.append((b"content-type", b"application/json"))
+    scope["headers"] = headers
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if _REQUEST_ID_RE.match(text):
+                return text
+    return uuid.uuid4().hex
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

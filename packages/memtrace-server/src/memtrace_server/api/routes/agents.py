@@ -1,0 +1,130 @@
+"""``/api/v1/agents``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query
+from starlette.responses import Response
+
+from memtrace_server.api.deps import Services, reader, services, writer
+from memtrace_server.api.responses import json_response
+from memtrace_server.api.routes.memories import TIME_HELP, page_response
+from memtrace_server.api.schemas import (
+    AgentListOut,
+    AgentOut,
+    AgentStatsOut,
+    MemoryListOut,
+    errors,
+)
+from memtrace_server.core.requests import RegisterAgentRequest
+from memtrace_server.core.timefmt import now_ns
+from memtrace_server.core.validation import check_id
+from memtrace_server.core.wire import agent_to_wire, stats_to_wire
+from memtrace_server.service.auth import Principal
+from memtrace_server.service.memories import list_filter
+
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Register an agent",
+    responses={201: {"model": AgentOut}, **errors(400, 401, 403, 409, 503)},
+)
+async def register_agent(
+    body: Annotated[RegisterAgentRequest, Body()],
+    principal: Principal = Depends(writer),
+    svc: Services = Depends(services),
+) -> Response:
+    """Register an agent under a name unique in the org (409 when taken)."""
+    return json_response(agent_to_wire(await svc.agents.register(principal.org_id, body)), 201)
+
+
+@router.get(
+    "",
+    summary="List agents",
+    responses={200: {"model": AgentListOut}, **errors(401, 403, 503)},
+)
+async def list_agents(
+    principal: Principal = Depends(reader), svc: Services = Depends(services)
+) -> Response:
+    """All agents of the org, newest first."""
+    agents = await svc.agents.list_agents(principal.org_id)
+    return json_response({"agents": [agent_to_wire(a) for a in agents], "count": len(agents)})
+
+
+@router.get(
+    "/{agent_id}",
+    summary="Get an agent",
+    responses={200: {"model": AgentOut}, **errors(400, 401, 403, 404, 503)},
+)
+async def get_agent(
+    agent_id: str, principal: Principal = Depends(reader), svc: Services = Depends(services)
+) -> Response:
+    """An agent by id or name."""
+    return json_response(agent_to_wire(await svc.agents.get(principal.org_id, agent_id)))
+
+
+@router.delete(
+    "/{agent_id}",
+    status_code=204,
+    summary="Delete an agent",
+    responses={204: {"description": "Deleted"}, **errors(400, 401, 403, 404, 409, 503)},
+)
+async def delete_agent(
+    agent_id: str, principal: Principal = Depends(writer), svc: Services = Depends(services)
+) -> Response:
+    """Delete an agent by id or name (409 while it has sessions); its memories stay."""
+    await svc.agents.delete(principal.org_id, agent_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{agent_id}/stats",
+    summary="Agent statistics",
+    responses={200: {"model": AgentStatsOut}, **errors(400, 401, 403, 503)},
+)
+async def agent_stats(
+    agent_id: str, principal: Principal = Depends(reader), svc: Services = Depends(services)
+) -> Response:
+    """Memory counts (all time, last 24 h, errors) and session counts for an agent id."""
+    stats = await svc.agents.stats(principal.org_id, agent_id)
+    return json_response(stats_to_wire(agent_id, stats))
+
+
+@router.get(
+    "/{agent_id}/memories",
+    summary="Memories of an agent",
+    responses={200: {"model": MemoryListOut}, **errors(400, 401, 403, 503)},
+)
+async def agent_memories(
+    agent_id: str,
+    memory_type: str | None = Query(None, description="Exact memory type."),
+    event_type: str | None = Query(None, description="Exact event type."),
+    session_id: str | None = Query(None, description="Exact session id."),
+    tags: str | None = Query(None, description="Comma-separated tags, all required."),
+    since: str = Query("24h", description=TIME_HELP + " Default 24h."),
+    until: str | None = Query(None, description=TIME_HELP + " Upper bound."),
+    limit: int | None = Query(None, description="Page size: default 100, at most 1000."),
+    offset: int | None = Query(None, description="Memories to skip."),
+    order: str | None = Query(None, description="asc, or desc (default)."),
+    principal: Principal = Depends(reader),
+    svc: Services = Depends(services),
+) -> Response:
+    """Memories written under this agent id, from the last 24 hours by default."""
+    flt = list_filter(
+        now=now_ns(),
+        agent_id=check_id("agent_id", agent_id),
+        session_id=session_id,
+        memory_type=memory_type,
+        event_type=event_type,
+        tags=tags,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+        order=order,
+    )
+    return page_response(await svc.memories.page(principal.org_id, flt))

@@ -1,0 +1,145 @@
+"""``/api/v1/memories`` and ``/api/v1/search``."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query
+from starlette.responses import Response
+
+from memtrace_server.api.deps import Services, reader, services, writer
+from memtrace_server.api.responses import json_response
+from memtrace_server.api.schemas import (
+    MemoryBatchOut,
+    MemoryListOut,
+    MemoryOut,
+    SearchOut,
+    errors,
+)
+from memtrace_server.core.errors import Conflict
+from memtrace_server.core.requests import CreateMemoriesRequest, CreateMemoryBody, SearchRequest
+from memtrace_server.core.timefmt import now_ns
+from memtrace_server.core.wire import memory_to_wire
+from memtrace_server.service.auth import Principal
+from memtrace_server.service.memories import Page, list_filter
+
+router = APIRouter(prefix="/api/v1", tags=["memories"])
+
+TIME_HELP = "Relative window (30s, 15m, 24h, 7d, 2w; at most 365 days) or an RFC 3339 timestamp."
+
+
+def page_response(page: Page) -> Response:
+    """The ``{"memories", "count", "has_more"}`` body shared by every list endpoint."""
+    return json_response(
+        {
+            "memories": [memory_to_wire(m) for m in page.memories],
+            "count": len(page.memories),
+            "has_more": page.has_more,
+        }
+    )
+
+
+@router.post(
+    "/memories",
+    status_code=201,
+    summary="Store one memory or a batch",
+    responses={201: {"model": MemoryOut | MemoryBatchOut}, **errors(400, 401, 403, 409, 413, 503)},
+)
+async def create_memories(
+    body: Annotated[CreateMemoryBody, Body()],
+    principal: Principal = Depends(writer),
+    svc: Services = Depends(services),
+) -> Response:
+    """Store a memory (409 on a duplicate) or ``{"memories": [...]}`` all at once.
+
+    In a batch, duplicates are skipped silently and ``count`` says how many were stored;
+    an invalid item rejects the whole batch and stores nothing.
+    """
+    if isinstance(body, CreateMemoriesRequest):
+        stored = await svc.memories.create_many(principal.org_id, body.memories)
+        svc.metrics.memories_written.inc(len(stored))
+        svc.metrics.duplicates.inc(len(body.memories) - len(stored))
+        return json_response(
+            {"memories": [memory_to_wire(m) for m in stored], "count": len(stored)}, 201
+        )
+    try:
+        record = await svc.memories.create(principal.org_id, body)
+    except Conflict:
+        svc.metrics.duplicates.inc()
+        raise
+    svc.metrics.memories_written.inc()
+    return json_response(memory_to_wire(record), 201)
+
+
+@router.get(
+    "/memories",
+    summary="List memories",
+    responses={200: {"model": MemoryListOut}, **errors(400, 401, 403, 503)},
+)
+async def list_memories(
+    agent_id: str | None = Query(None, description="Exact agent id."),
+    session_id: str | None = Query(None, description="Exact session id."),
+    memory_type: str | None = Query(None, description="Exact memory type."),
+    event_type: str | None = Query(None, description="Exact event type."),
+    tags: str | None = Query(None, description="Comma-separated tags, all required."),
+    since: str | None = Query(None, description=TIME_HELP + " Lower bound."),
+    until: str | None = Query(None, description=TIME_HELP + " Upper bound; 'now' means none."),
+    limit: int | None = Query(None, description="Page size: default 100, at most 1000."),
+    offset: int | None = Query(None, description="Memories to skip."),
+    order: str | None = Query(None, description="asc, or desc (default) by time."),
+    principal: Principal = Depends(reader),
+    svc: Services = Depends(services),
+) -> Response:
+    """Memories of the caller's org matching every given filter, newest first by default."""
+    flt = list_filter(
+        now=now_ns(),
+        agent_id=agent_id,
+        session_id=session_id,
+        memory_type=memory_type,
+        event_type=event_type,
+        tags=tags,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+        order=order,
+    )
+    return page_response(await svc.memories.page(principal.org_id, flt))
+
+
+@router.get(
+    "/memories/{memory_id}",
+    summary="Get one memory",
+    responses={200: {"model": MemoryOut}, **errors(400, 401, 403, 404, 503)},
+)
+async def get_memory(
+    memory_id: str,
+    principal: Principal = Depends(reader),
+    svc: Services = Depends(services),
+) -> Response:
+    """A memory by its ``mem_…`` id, or else the newest memory with that dedup key."""
+    return json_response(memory_to_wire(await svc.memories.get(principal.org_id, memory_id)))
+
+
+@router.post(
+    "/search",
+    summary="Search memories",
+    responses={200: {"model": SearchOut}, **errors(400, 401, 403, 503)},
+)
+async def search(
+    body: Annotated[SearchRequest, Body()],
+    principal: Principal = Depends(reader),
+    svc: Services = Depends(services),
+) -> Response:
+    """Memories matching structured filters (tags: exact, all required), newest first."""
+    started = time.perf_counter()
+    results = await svc.memories.search(principal.org_id, body)
+    elapsed_ms = int((time.perf_counter() - started) * 1000)
+    return json_response(
+        {
+            "results": [memory_to_wire(m) for m in results],
+            "count": len(results),
+            "query_time_ms": elapsed_ms,
+        }
+    )

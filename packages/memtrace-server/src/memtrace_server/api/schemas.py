@@ -1,0 +1,145 @@
+"""Response shapes, for the OpenAPI document only (handlers build JSON directly)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorOut(BaseModel):
+    """Every error body."""
+
+    error: str = Field(description="What went wrong.")
+    hint: str | None = Field(None, description="What to do about it, when known.")
+
+
+class MemoryOut(BaseModel):
+    """A stored memory. Empty optional fields are omitted."""
+
+    id: str = Field(description="mem_… id, sortable by time.")
+    time: str = Field(description="RFC 3339 UTC time with up to nanoseconds.")
+    org_id: str
+    agent_id: str
+    session_id: str | None = None
+    memory_type: Literal["episodic", "session", "decision", "entity"]
+    event_type: str
+    content: str
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    dedup_key: str | None = None
+    importance: float | None = None
+    parent_id: str | None = None
+
+
+class MemoryBatchOut(BaseModel):
+    """Result of a batch create: the memories stored (duplicates skipped)."""
+
+    memories: list[MemoryOut]
+    count: int
+
+
+class MemoryListOut(BaseModel):
+    """A page of memories."""
+
+    memories: list[MemoryOut]
+    count: int
+    has_more: bool = Field(description="True when more memories match beyond this page.")
+
+
+class SearchOut(BaseModel):
+    """Search results."""
+
+    results: list[MemoryOut]
+    count: int
+    query_time_ms: int
+
+
+class AgentOut(BaseModel):
+    """A registered agent."""
+
+    id: str
+    org_id: str
+    name: str
+    description: str | None = None
+    config: dict[str, Any] | None = None
+    created_at: str
+    last_active_at: str | None = None
+
+
+class AgentListOut(BaseModel):
+    """Agents of the caller's org."""
+
+    agents: list[AgentOut]
+    count: int
+
+
+class AgentStatsOut(BaseModel):
+    """Counts for one agent id."""
+
+    agent_id: str
+    memory_count: int
+    memories_24h: int
+    errors_24h: int
+    session_count: int
+    active_sessions: int
+    last_active_at: str | None = None
+    memory_types: dict[str, int]
+
+
+class SessionOut(BaseModel):
+    """A session."""
+
+    id: str
+    org_id: str
+    agent_id: str
+    status: str
+    metadata: dict[str, Any] | None = None
+    created_at: str
+    updated_at: str
+    closed_at: str | None = None
+
+
+class SessionListOut(BaseModel):
+    """Sessions of the caller's org."""
+
+    sessions: list[SessionOut]
+    count: int
+
+
+class ContextOut(BaseModel):
+    """LLM-ready markdown of a session's recent memories."""
+
+    session_id: str
+    context: str
+    memory_count: int
+
+
+class HealthOut(BaseModel):
+    """Liveness."""
+
+    status: str
+    service: str
+    version: str
+    uptime: str
+
+
+class ReadyOut(BaseModel):
+    """Readiness: whether the store answers."""
+
+    status: str
+    store: str
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error statuses."""
+    text = {
+        400: "Malformed input",
+        401: "Missing or invalid API key",
+        403: "The key lacks the permission",
+        404: "Not found in this organisation",
+        409: "Duplicate",
+        413: "Body too large",
+        503: "Store unavailable",
+    }
+    return {code: {"model": ErrorOut, "description": text[code]} for code in codes}

@@ -1,0 +1,220 @@
+"""The ``memtrace`` command: serve, keygen, org, key, db."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from memtrace_server import __version__
+from memtrace_server.config import ConfigError, Settings, load_settings
+from memtrace_server.core.timefmt import format_rfc3339
+from memtrace_server.service.admin import Admin, AdminError
+from memtrace_server.storage.base import Store, StoreError
+from memtrace_server.storage.registry import store_from_url
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def store_options(fn: F) -> F:
+    """``--config``, ``--data-dir`` and ``--store-url``, shared by every command."""
+    fn = click.option(
+        "--store-url", default=None, help="Store URL (default: sqlite file in the data dir)."
+    )(fn)
+    fn = click.option(
+        "--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory."
+    )(fn)
+    fn = click.option(
+        "--config", "config_path", type=click.Path(path_type=Path), default=None,
+        help="memtrace.toml to read.",
+    )(fn)
+    return fn
+
+
+def _settings(config_path: Path | None, data_dir: Path | None, store_url: str | None, **more: Any) -> Settings:
+    try:
+        return load_settings(config_path, data_dir=data_dir, store_url=store_url, **more)
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise AssertionError from exc  # unreachable
+
+
+def _with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = store_from_url(settings.resolved_store_url, synchronous=settings.store_synchronous)
+        await store.open()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except (AdminError, StoreError, ValueError) as exc:
+        _fail(str(exc))
+        raise AssertionError from exc  # unreachable
+
+
+def admin_command(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """Run an async ``fn(admin, **args)`` against the configured store."""
+
+    @store_options
+    @wraps(fn)
+    def command(config_path: Path | None, data_dir: Path | None, store_url: str | None, **kwargs: Any) -> None:
+        settings = _settings(config_path, data_dir, store_url)
+        _with_store(settings, lambda store: fn(Admin(store), **kwargs))
+
+    return command
+
+
+@click.group(invoke_without_command=True)
+@click.version_option(__version__, prog_name="memtrace")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Memtrace: memory for AI agents. Without a command, runs ``serve``."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default 0.0.0.0).")
+@click.option("--port", type=int, default=None, help="Port (default 9100).")
+@store_options
+def serve(
+    host: str | None,
+    port: int | None,
+    config_path: Path | None,
+    data_dir: Path | None,
+    store_url: str | None,
+) -> None:
+    """Run the HTTP server. On an empty store, create org_default and print its admin key."""
+    import uvicorn
+
+    from memtrace_server.api.app import create_app
+    from memtrace_server.logs import configure_logging
+
+    settings = _settings(config_path, data_dir, store_url, host=host, port=port)
+    configure_logging(settings.log_level, settings.log_format)
+    key = _with_store(settings, lambda store: Admin(store).bootstrap())
+    if key:
+        bar = "=" * 58
+        click.echo(f"{bar}\n  FIRST RUN: Save your admin API key (shown only once)\n  API Key: {key}\n{bar}")
+    click.echo(f"memtrace {__version__} listening on http://{settings.host}:{settings.port}", err=True)
+    sys.stdout.flush()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+    )
+
+
+@main.group()
+def keygen() -> None:
+    """Generate secrets."""
+
+
+@keygen.command("master")
+def keygen_master() -> None:
+    """Print a new MEMTRACE_MASTER_KEY: 32 random bytes in standard base64."""
+    click.echo(base64.b64encode(os.urandom(32)).decode())
+
+
+@main.group()
+def org() -> None:
+    """Manage organisations."""
+
+
+@org.command("create")
+@click.argument("name")
+@admin_command
+async def org_create(admin: Admin, name: str) -> None:
+    """Create an organisation."""
+    record = await admin.create_org(name)
+    click.echo(f"Organization created\n  id:   {record.id}\n  name: {record.name}")
+
+
+@org.command("list")
+@admin_command
+async def org_list(admin: Admin) -> None:
+    """List organisations, oldest first."""
+    click.echo(f"{'ID':<32}{'NAME':<30}CREATED")
+    for record in await admin.store.list_orgs():
+        click.echo(f"{record.id:<32}{record.name:<30}{format_rfc3339(record.created_at_ns)}")
+
+
+@org.command("delete")
+@click.argument("org_id")
+@click.option("--cascade", is_flag=True, help="Also delete its keys, agents, sessions and memories.")
+@admin_command
+async def org_delete(admin: Admin, org_id: str, cascade: bool) -> None:
+    """Delete an organisation."""
+    await admin.delete_org(org_id, cascade=cascade)
+    click.echo(f"Organization {org_id} deleted")
+
+
+@main.group()
+def key() -> None:
+    """Manage API keys."""
+
+
+@key.command("create")
+@click.option("--org", "org_id", required=True, help="Organisation id.")
+@click.option("--name", required=True, help="Key name, unique within the org.")
+@click.option("--permissions", default="read,write", show_default=True, help="Comma list of read, write, admin.")
+@admin_command
+async def key_create(admin: Admin, org_id: str, name: str, permissions: str) -> None:
+    """Create a key; it is printed once, alone on the last line."""
+    plain, _ = await admin.create_key(org_id, name, permissions)
+    click.echo("API key created (shown only once — save it now):")
+    click.echo(plain)
+
+
+@key.command("list")
+@click.option("--org", "org_id", required=True, help="Organisation id.")
+@admin_command
+async def key_list(admin: Admin, org_id: str) -> None:
+    """List an organisation's keys (never the keys themselves)."""
+    click.echo(f"{'ID':<6}{'NAME':<24}{'PREFIX':<16}{'PERMS':<20}CREATED")
+    for record in await admin.store.list_keys(org_id):
+        perms = ",".join(sorted(record.permissions))
+        created = format_rfc3339(record.created_at_ns)[:16].replace("T", " ")
+        click.echo(f"{record.id:<6}{record.name:<24}{record.key_prefix + '…':<16}{perms:<20}{created}")
+
+
+@key.command("revoke")
+@click.argument("key_id", type=int)
+@click.option("--org", "org_id", default=None, help="Only revoke if the key belongs to this org.")
+@admin_command
+async def key_revoke(admin: Admin, key_id: int, org_id: str | None) -> None:
+    """Revoke a key; every server using this store refuses it from the next request."""
+    if not await admin.store.revoke_key(key_id, org_id):
+        raise AdminError(f"key {key_id} not found")
+    click.echo(f"Key {key_id} revoked")
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("migrate")
+@admin_command
+async def db_migrate(admin: Admin) -> None:
+    """Apply pending migrations (serve does this at start-up too)."""
+    click.echo("Migrations applied")

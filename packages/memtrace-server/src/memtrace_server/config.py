@@ -1,0 +1,153 @@
+"""Settings, read once from a TOML file and ``MEMTRACE_*`` variables, then passed down."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_CONFIG_PATHS = (
+    Path("memtrace.toml"),
+    Path("/etc/memtrace/memtrace.toml"),
+    Path("~/.memtrace/memtrace.toml"),
+)
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or out of range."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the server, with its TOML ``section.key`` in the comment."""
+
+    host: str = "0.0.0.0"  # server.host
+    port: int = 9100  # server.port
+    max_body_bytes: int = 4 * 1024 * 1024  # server.max_body_bytes
+    max_batch: int = 1000  # server.max_batch
+    shutdown_timeout: int = 30  # server.shutdown_timeout (seconds in-flight requests get)
+    data_dir: Path = Path("data")  # store.data_dir
+    store_url: str = ""  # store.url (default: sqlite file in data_dir)
+    store_synchronous: str = "FULL"  # store.synchronous (FULL survives power loss)
+    log_level: str = "info"  # log.level
+    log_format: str = "json"  # log.format: json | console
+    auth_enabled: bool = True  # auth.enabled
+    dedup_enabled: bool = True  # dedup.enabled
+    dedup_window_hours: int = 24  # dedup.window_hours
+
+    @property
+    def resolved_store_url(self) -> str:
+        """The store URL, defaulting to ``memtrace.db`` inside the data directory."""
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{(self.data_dir / 'memtrace.db').as_posix()}"
+
+
+# (section, key) -> field name
+_KEYS: dict[tuple[str, str], str] = {
+    ("server", "host"): "host",
+    ("server", "port"): "port",
+    ("server", "max_body_bytes"): "max_body_bytes",
+    ("server", "max_batch"): "max_batch",
+    ("store", "data_dir"): "data_dir",
+    ("store", "url"): "store_url",
+    ("store", "synchronous"): "store_synchronous",
+    ("log", "level"): "log_level",
+    ("log", "format"): "log_format",
+    ("auth", "enabled"): "auth_enabled",
+    ("auth", "db_path"): "auth_db_path",
+    ("server", "shutdown_timeout"): "shutdown_timeout",
+    ("dedup", "enabled"): "dedup_enabled",
+    ("dedup", "window_hours"): "dedup_window_hours",
+}
+_TYPES = {f.name: f.type for f in fields(Settings)} | {"auth_db_path": "str"}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = _TYPES[name]
+    try:
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind == "Path":
+            return Path(str(value)).expanduser()
+        return str(value)
+    except ValueError:
+        raise ConfigError(f"{source}: invalid value {value!r} for {name}") from None
+
+
+def _validate(s: Settings) -> Settings:
+    if not 0 < s.port < 65536:
+        raise ConfigError(f"server.port must be 1..65535, got {s.port}")
+    if s.max_body_bytes < 1024:
+        raise ConfigError("server.max_body_bytes must be at least 1024")
+    if s.max_batch < 1:
+        raise ConfigError("server.max_batch must be at least 1")
+    if s.store_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+        raise ConfigError("store.synchronous must be NORMAL, FULL or EXTRA")
+    if s.log_level.lower() not in ("debug", "info", "warn", "warning", "error"):
+        raise ConfigError("log.level must be debug, info, warn or error")
+    if s.log_format not in ("json", "console"):
+        raise ConfigError("log.format must be json or console")
+    if s.dedup_window_hours < 1:
+        raise ConfigError("dedup.window_hours must be at least 1")
+    return s
+
+
+def load_settings(
+    config_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Defaults, then the first TOML file found, then ``MEMTRACE_SECTION_KEY``, then overrides.
+
+    ``config_path``, when given, must exist. ``overrides`` with value None are ignored.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = config_path
+    if path is None:
+        path = next((p.expanduser() for p in DEFAULT_CONFIG_PATHS if p.expanduser().is_file()), None)
+    elif not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    if path is not None:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        for section, table in document.items():
+            if not isinstance(table, dict):
+                continue
+            for key, value in table.items():
+                name = _KEYS.get((section, key))
+                if name is not None:
+                    values[name] = _coerce(name, value, str(path))
+    for (section, key), name in _KEYS.items():
+        variable = f"MEMTRACE_{section.upper()}_{key.upper()}"
+        if variable in env:
+            values[name] = _coerce(name, env[variable], variable)
+    if not values.get("store_url") and values.get("auth_db_path"):
+        values["store_url"] = f"sqlite:///{Path(values['auth_db_path']).as_posix()}"
+    values.pop("auth_db_path", None)
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = _coerce(name, value, "command line")
+    return _validate(replace(Settings(), **values))

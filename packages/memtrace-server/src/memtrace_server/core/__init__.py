@@ -1,0 +1,1 @@
+"""Pure domain code: wire models, errors, ids, time grammar, dedup, context rendering."""

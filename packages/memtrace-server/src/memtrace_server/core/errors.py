@@ -1,0 +1,65 @@
+"""Errors that carry their HTTP status, rendered as ``{"error": message, ...}``."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ApiError(Exception):
+    """Base of every error the service reports to a client.
+
+    ``extra`` holds optional fields (``hint``, ``code``) added to the JSON body.
+    """
+
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body sent to the client."""
+        return {"error": self.message, **self.extra}
+
+
+class BadRequest(ApiError):
+    """The request is malformed or a value is out of range (400)."""
+
+    status = 400
+
+
+class Unauthorized(ApiError):
+    """No API key, or one that is unknown or revoked (401)."""
+
+    status = 401
+
+
+class Forbidden(ApiError):
+    """The key is valid but lacks the permission the route needs (403)."""
+
+    status = 403
+
+
+class NotFound(ApiError):
+    """The addressed object does not exist in the caller's organisation (404)."""
+
+    status = 404
+
+
+class Conflict(ApiError):
+    """A duplicate memory or an agent name already taken (409)."""
+
+    status = 409
+
+
+class PayloadTooLarge(ApiError):
+    """The request body exceeds the configured limit (413)."""
+
+    status = 413
+
+
+class ServiceUnavailable(ApiError):
+    """The store cannot be reached or cannot take writes right now (503)."""
+
+    status = 503

@@ -1,0 +1,47 @@
+"""Identifier formats: API keys, orgs, agents, sessions and memories."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+
+API_KEY_RE = re.compile(r"^mtk_[A-Za-z0-9_-]{43}=$")
+
+
+def new_api_key() -> str:
+    """A fresh API key: ``mtk_`` and 32 random bytes in padded url-safe base64."""
+    return "mtk_" + base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
+
+
+def key_digest(key: str) -> str:
+    """The SHA-256 hex digest under which a key is stored; the key itself never is."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _random_hex(prefix: str) -> str:
+    return prefix + os.urandom(12).hex()
+
+
+def new_org_id() -> str:
+    """``org_`` and 24 random lowercase hex characters."""
+    return _random_hex("org_")
+
+
+def new_agent_id() -> str:
+    """``agent_`` and 24 random lowercase hex characters."""
+    return _random_hex("agent_")
+
+
+def new_session_id() -> str:
+    """``sess_`` and 24 random lowercase hex characters."""
+    return _random_hex("sess_")
+
+
+def new_memory_id(time_ns: int) -> str:
+    """``mem_`` + 16 hex digits of the memory's time in ns + 10 random hex digits.
+
+    Ids of memories written at different nanoseconds sort like their times.
+    """
+    return f"mem_{time_ns & 0xFFFFFFFFFFFFFFFF:016x}{os.urandom(5).hex()}"

@@ -1,0 +1,234 @@
+"""Request bodies, validated once at the edge with the reference's messages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from memtrace_server.core.records import MEMORY_TYPES
+from memtrace_server.core.timefmt import parse_timestamp
+from memtrace_server.core.validation import id_error, tag_error, type_error
+
+CUSTOM_ERROR = "memtrace"
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError(CUSTOM_ERROR, message)
+
+
+def _null_is(default: Any) -> BeforeValidator:
+    """JSON null means "not given", as in the reference's Go decoder."""
+    return BeforeValidator(lambda v: default if v is None else v)
+
+
+def _required(field: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if value == "":
+            raise _fail(f"{field} is required")
+        return value
+
+    return AfterValidator(check)
+
+
+def _matches(field: str, rule: Callable[[str, str], str | None]) -> AfterValidator:
+    def check(value: str) -> str:
+        message = rule(field, value) if value else None
+        if message:
+            raise _fail(message)
+        return value
+
+    return AfterValidator(check)
+
+
+def _check_tags(values: list[str]) -> list[str]:
+    for tag in values:
+        message = tag_error(tag)
+        if message:
+            raise _fail(message)
+    return values
+
+
+def _check_memory_type(value: str) -> str:
+    if value not in MEMORY_TYPES:
+        raise _fail(f"invalid memory_type: {value}")
+    return value
+
+
+def _check_importance(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise _fail(f"invalid importance {value}: must be between 0 and 1")
+    return value
+
+
+def _check_types(field: str) -> AfterValidator:
+    def check(values: list[str]) -> list[str]:
+        for value in values:
+            message = type_error(f"{field[:-1]} '{value}'", value) if value else None
+            if message:
+                raise _fail(message)
+        return values
+
+    return AfterValidator(check)
+
+
+AgentId = Annotated[str, _required("agent_id"), _matches("agent_id", id_error)]
+OptionalSessionId = Annotated[str, _null_is(""), _matches("session_id", id_error)]
+OptionalAgentId = Annotated[str, _null_is(""), _matches("agent_id", id_error)]
+Tags = Annotated[list[str], _null_is([]), AfterValidator(_check_tags)]
+Metadata = Annotated[dict[str, Any], _null_is({})]
+Order = Annotated[Literal["asc", "desc"], _null_is("desc")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class CreateMemoryRequest(_Body):
+    """One memory to store."""
+
+    agent_id: AgentId = Field(
+        description="Agent that owns the memory: any id or name matching ^[a-zA-Z][a-zA-Z0-9_-]{0,127}$."
+    )
+    content: Annotated[str, _required("content")] = Field(description="What to remember.")
+    memory_type: Annotated[str, _null_is("episodic"), AfterValidator(_check_memory_type)] = Field(
+        "episodic", description="One of episodic (default), session, decision, entity."
+    )
+    event_type: Annotated[
+        str, _null_is("general"), _required("event_type"), _matches("event_type", type_error)
+    ] = Field("general", description="Application event name (letters, digits, underscores).")
+    session_id: OptionalSessionId = Field("", description="Session the memory belongs to.")
+    metadata: Metadata = Field(default_factory=dict, description="Any JSON object.")
+    tags: Tags = Field(default_factory=list, description="Tags: letters, digits, _ . - (max 64).")
+    importance: Annotated[float, _null_is(0.0), AfterValidator(_check_importance)] = Field(
+        0.0, description="Importance between 0 and 1 (default 0)."
+    )
+    dedup_key: Annotated[str, _null_is("")] = Field(
+        "", description="Dedup key; derived from agent, event type and content when omitted."
+    )
+    parent_id: Annotated[str, _null_is("")] = Field("", description="Free-form parent reference.")
+    time: Annotated[str | None, Field(None)] = Field(
+        None,
+        description="Optional RFC 3339 time for imports and backfills; server time when omitted.",
+    )
+    _time_ns: int | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _parse_time(self) -> CreateMemoryRequest:
+        if self.time:
+            parsed = parse_timestamp(self.time)
+            if parsed is None:
+                raise _fail(f"invalid time '{self.time}': expected an RFC 3339 timestamp")
+            self._time_ns = parsed
+        return self
+
+    @property
+    def time_ns(self) -> int | None:
+        """The client-supplied time in UTC nanoseconds, if any."""
+        return self._time_ns
+
+
+class CreateMemoriesRequest(_Body):
+    """A batch of memories, stored all together or not at all."""
+
+    memories: list[CreateMemoryRequest] = Field(
+        description="Memories to store; duplicates are skipped silently."
+    )
+
+
+def _batch_or_single(value: Any) -> str:
+    if isinstance(value, dict) and isinstance(value.get("memories"), list) and value["memories"]:
+        return "batch"
+    return "single"
+
+
+CreateMemoryBody = Annotated[
+    Annotated[CreateMemoriesRequest, Tag("batch")] | Annotated[CreateMemoryRequest, Tag("single")],
+    Discriminator(_batch_or_single),
+]
+
+
+class SearchRequest(_Body):
+    """Structured search filters; every field is optional."""
+
+    agent_id: OptionalAgentId = Field("", description="Exact agent id.")
+    session_id: OptionalSessionId = Field("", description="Exact session id.")
+    memory_types: Annotated[list[str], _null_is([]), _check_types("memory_types")] = Field(
+        default_factory=list, description="Any of these memory types."
+    )
+    event_types: Annotated[list[str], _null_is([]), _check_types("event_types")] = Field(
+        default_factory=list, description="Any of these event types."
+    )
+    tags: Tags = Field(default_factory=list, description="All of these tags (exact membership).")
+    content_contains: Annotated[str, _null_is("")] = Field(
+        "", description="Case-sensitive substring of the content."
+    )
+    since: Annotated[str, _null_is("")] = Field(
+        "", description="Relative window (30s, 15m, 24h, 7d, 2w) or RFC 3339 lower bound."
+    )
+    until: Annotated[str, _null_is("")] = Field(
+        "", description="Relative (older than) or RFC 3339 upper bound; 'now' means none."
+    )
+    min_importance: Annotated[float, _null_is(0.0)] = Field(
+        0.0, description="Minimum importance, applied when greater than 0."
+    )
+    limit: Annotated[int, _null_is(0)] = Field(
+        0, description="Maximum results: default 50, at most 1000."
+    )
+    offset: Annotated[int, _null_is(0)] = Field(0, description="Results to skip.")
+    order: Order = Field("desc", description="asc or desc (default) by time.")
+
+
+class ContextRequest(_Body):
+    """Options of a session context."""
+
+    since: Annotated[str, _null_is("")] = Field(
+        "", description="Window: relative (default 24h) or an RFC 3339 lower bound."
+    )
+    include_types: Annotated[list[str], _null_is([]), _check_types("include_types")] = Field(
+        default_factory=list, description="Only these memory types."
+    )
+    max_tokens: Annotated[int, _null_is(0)] = Field(
+        0,
+        description="Token budget (estimate: characters / 4, rounded up); oldest lines dropped to fit. 0 = none.",
+    )
+
+
+class RegisterAgentRequest(_Body):
+    """An agent to register."""
+
+    name: Annotated[str, _required("name")] = Field(description="Unique name within the org.")
+    description: Annotated[str, _null_is("")] = Field("", description="What the agent does.")
+    config: Metadata = Field(default_factory=dict, description="Any JSON object.")
+
+
+class CreateSessionRequest(_Body):
+    """A session to open for an agent."""
+
+    agent_id: Annotated[str, _required("agent_id")] = Field(
+        description="Agent id or name; an unknown valid id registers the agent on the fly."
+    )
+    metadata: Metadata = Field(default_factory=dict, description="Any JSON object.")
+
+
+class UpdateSessionRequest(_Body):
+    """Changes to a session."""
+
+    status: Annotated[Literal["active", "closed"] | None, Field(None)] = Field(
+        None, description="active or closed; reopening clears closed_at."
+    )
+    metadata: dict[str, Any] | None = Field(
+        None, description="Keys merged into the stored metadata; a null value removes a key."
+    )

@@ -1,0 +1,1 @@
+"""Use cases of the service, free of any web framework."""

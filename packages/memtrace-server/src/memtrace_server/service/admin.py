@@ -1,0 +1,84 @@
+"""Organisations and API keys: the admin CLI's use cases and first-run bootstrap."""
+
+from __future__ import annotations
+
+from memtrace_server.core.ids import key_digest, new_api_key, new_org_id
+from memtrace_server.core.records import PERMISSIONS, ApiKeyRecord, OrgRecord
+from memtrace_server.core.timefmt import now_ns
+from memtrace_server.service.auth import DEFAULT_ORG
+from memtrace_server.storage.base import DuplicateName, Store
+
+
+class AdminError(Exception):
+    """An admin command cannot be carried out; the message says why."""
+
+
+def parse_permissions(text: str) -> str:
+    """Normalise a comma list of permissions, refusing unknown ones."""
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in items if p not in PERMISSIONS]
+    if unknown or not items:
+        raise AdminError(
+            f"invalid permissions '{text}': use a comma list of {', '.join(PERMISSIONS)}"
+        )
+    return ",".join(p for p in PERMISSIONS if p in items)
+
+
+class Admin:
+    """Org and key management over a store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def create_org(self, name: str, org_id: str | None = None) -> OrgRecord:
+        """Create an org with a fresh ``org_…`` id (or the given one)."""
+        name = name.strip()
+        if not name:
+            raise AdminError("org name must not be empty")
+        org = OrgRecord(org_id or new_org_id(), name, now_ns())
+        try:
+            await self.store.create_org(org)
+        except DuplicateName as exc:
+            raise AdminError(str(exc)) from exc
+        return org
+
+    async def delete_org(self, org_id: str, *, cascade: bool) -> None:
+        """Delete an org; with data in it only when ``cascade`` is set."""
+        if await self.store.get_org(org_id) is None:
+            raise AdminError(f"org '{org_id}' not found")
+        usage = await self.store.org_usage(org_id)
+        if any(usage.values()) and not cascade:
+            counts = ", ".join(f"{n} {k.replace('api_', '')}" for k, n in usage.items())
+            raise AdminError(
+                f"org '{org_id}' still has {counts}; pass --cascade to delete it with all of them"
+            )
+        await self.store.delete_org(org_id)
+
+    async def create_key(
+        self, org_id: str, name: str, permissions: str = "read,write"
+    ) -> tuple[str, ApiKeyRecord]:
+        """Create a key; the plain key is returned once and never stored."""
+        perms = parse_permissions(permissions)
+        if not name.strip():
+            raise AdminError("key name must not be empty")
+        if await self.store.get_org(org_id) is None:
+            raise AdminError(f"org '{org_id}' not found; create it first with memtrace org create")
+        key = new_api_key()
+        try:
+            record = await self.store.create_key(
+                org_id, name.strip(), key_digest(key), key[:12], perms, now_ns()
+            )
+        except DuplicateName as exc:
+            raise AdminError(str(exc)) from exc
+        return key, record
+
+    async def bootstrap(self) -> str | None:
+        """On an empty store, create ``org_default`` and an admin key; return that key once."""
+        if await self.store.list_orgs():
+            return None
+        try:
+            await self.create_org("Default", DEFAULT_ORG)
+        except AdminError:
+            return None  # another process bootstrapped first
+        key, _ = await self.create_key(DEFAULT_ORG, "admin", "read,write,admin")
+        return key

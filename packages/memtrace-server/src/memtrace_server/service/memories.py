@@ -1,0 +1,184 @@
+"""Writing, listing, searching and rendering memories."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from memtrace_server.core.context import CONTEXT_ROW_LIMIT, render_session_context
+from memtrace_server.core.dedup import dedup_key
+from memtrace_server.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from memtrace_server.core.ids import new_memory_id
+from memtrace_server.core.records import MemoryFilter, MemoryRecord
+from memtrace_server.core.requests import ContextRequest, CreateMemoryRequest, SearchRequest
+from memtrace_server.core.timefmt import NS_PER_SECOND, now_ns, parse_since, parse_until
+from memtrace_server.core.validation import check_id, check_tags, check_type
+from memtrace_server.storage.base import Store
+
+LIST_DEFAULT_LIMIT = 100
+SEARCH_DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+MAX_FUTURE_NS = 3600 * NS_PER_SECOND
+
+
+def effective_limit(requested: int | None, default: int) -> int:
+    """The reference's defaults for missing or non-positive limits; at most 1000."""
+    if requested is None or requested <= 0:
+        return default
+    return min(requested, MAX_LIMIT)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of memories and whether more match."""
+
+    memories: list[MemoryRecord]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """A rendered context and the number of memories in it."""
+
+    text: str
+    memory_count: int
+
+
+class Memories:
+    """Memory use cases for one store."""
+
+    def __init__(
+        self, store: Store, *, dedup_window_hours: int | None = 24, max_batch: int = 1000
+    ) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self.dedup_window_ns = (
+            dedup_window_hours * 3600 * NS_PER_SECOND if dedup_window_hours else None
+        )
+
+    def _record(self, org_id: str, req: CreateMemoryRequest, now: int) -> MemoryRecord:
+        time_ns = req.time_ns if req.time_ns is not None else now
+        if time_ns > now + MAX_FUTURE_NS:
+            raise BadRequest(f"invalid time '{req.time}': more than an hour in the future")
+        key = req.dedup_key
+        if not key and self.dedup_window_ns is not None:
+            key = dedup_key(req.agent_id, req.event_type, req.content)
+        return MemoryRecord(
+            id=new_memory_id(time_ns),
+            org_id=org_id,
+            agent_id=req.agent_id,
+            session_id=req.session_id,
+            memory_type=req.memory_type,
+            event_type=req.event_type,
+            content=req.content,
+            metadata=req.metadata or None,
+            tags=tuple(req.tags),
+            dedup_key=key,
+            importance=req.importance,
+            parent_id=req.parent_id,
+            time_ns=time_ns,
+        )
+
+    async def create(self, org_id: str, req: CreateMemoryRequest) -> MemoryRecord:
+        """Store one memory; 409 if it duplicates one within the dedup window."""
+        record = self._record(org_id, req, now_ns())
+        (stored,) = await self.store.insert_memories(org_id, [record], self.dedup_window_ns)
+        if not stored:
+            raise Conflict("duplicate memory")
+        return record
+
+    async def create_many(
+        self, org_id: str, reqs: Sequence[CreateMemoryRequest]
+    ) -> list[MemoryRecord]:
+        """Store a batch in one transaction; duplicates (also within the batch) are skipped."""
+        if len(reqs) > self.max_batch:
+            raise PayloadTooLarge(
+                f"batch of {len(reqs)} memories exceeds the limit of {self.max_batch}"
+            )
+        records = []
+        for index, req in enumerate(reqs):
+            try:
+                records.append(self._record(org_id, req, now_ns()))
+            except BadRequest as exc:
+                raise BadRequest(f"failed to create memory {index}: {exc.message}") from exc
+        stored = await self.store.insert_memories(org_id, records, self.dedup_window_ns)
+        return [r for r, ok in zip(records, stored) if ok]
+
+    async def get(self, org_id: str, ref: str) -> MemoryRecord:
+        """A memory by id (or dedup key); 404 when this org has none."""
+        if not ref or len(ref) > 256:
+            raise BadRequest("invalid memory id")
+        found = await self.store.get_memory(org_id, ref)
+        if found is None:
+            raise NotFound("memory not found")
+        return found
+
+    async def page(self, org_id: str, flt: MemoryFilter) -> Page:
+        """Memories for a filter, probing one extra row so ``has_more`` is exact."""
+        rows = await self.store.query_memories(org_id, replace(flt, limit=flt.limit + 1))
+        return Page(rows[: flt.limit], len(rows) > flt.limit)
+
+    async def search(self, org_id: str, req: SearchRequest) -> list[MemoryRecord]:
+        """Structured search, newest first by default, 50 results by default."""
+        now = now_ns()
+        flt = MemoryFilter(
+            agent_id=req.agent_id or None,
+            session_id=req.session_id or None,
+            memory_types=tuple(t for t in req.memory_types if t),
+            event_types=tuple(t for t in req.event_types if t),
+            tags=tuple(dict.fromkeys(t for t in req.tags if t)),
+            content_contains=req.content_contains or None,
+            since_ns=parse_since("since", req.since, now),
+            until_ns=parse_until(req.until, now),
+            min_importance=req.min_importance if req.min_importance > 0 else None,
+            limit=effective_limit(req.limit, SEARCH_DEFAULT_LIMIT),
+            offset=max(req.offset, 0),
+            ascending=req.order == "asc",
+        )
+        return await self.store.query_memories(org_id, flt)
+
+    async def session_context(self, org_id: str, session_id: str, req: ContextRequest) -> Context:
+        """The reference's markdown block of a session's recent memories."""
+        check_id("session_id", session_id)
+        if req.max_tokens < 0:
+            raise BadRequest("invalid max_tokens: must be 0 (no limit) or more")
+        now = now_ns()
+        flt = MemoryFilter(
+            session_id=session_id,
+            memory_types=tuple(t for t in req.include_types if t),
+            since_ns=parse_since("since", req.since or "24h", now),
+            limit=CONTEXT_ROW_LIMIT,
+        )
+        rows = await self.store.query_memories(org_id, flt)
+        text, count = render_session_context(session_id, rows, req.max_tokens or None)
+        return Context(text, count)
+
+
+def list_filter(
+    *,
+    now: int,
+    agent_id: str | None = None,
+    session_id: str | None = None,
+    memory_type: str | None = None,
+    event_type: str | None = None,
+    tags: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    order: str | None = None,
+) -> MemoryFilter:
+    """Validate the list endpoints' query parameters into a filter (400 on bad input)."""
+    tag_list = [t.strip() for t in (tags or "").split(",") if t.strip()]
+    return MemoryFilter(
+        agent_id=check_id("agent_id", agent_id) if agent_id else None,
+        session_id=check_id("session_id", session_id) if session_id else None,
+        memory_types=(check_type("memory_type", memory_type),) if memory_type else (),
+        event_types=(check_type("event_type", event_type),) if event_type else (),
+        tags=tuple(dict.fromkeys(check_tags(tag_list))),
+        since_ns=parse_since("since", since or "", now),
+        until_ns=parse_until(until or "", now),
+        limit=effective_limit(limit, LIST_DEFAULT_LIMIT),
+        offset=max(offset or 0, 0),
+        ascending=order == "asc",
+    )

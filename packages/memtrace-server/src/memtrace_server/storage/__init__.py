@@ -1,0 +1,1 @@
+"""Storage backends behind one protocol; every call names the organisation."""

@@ -1,0 +1,129 @@
+"""The store protocol every backend implements.
+
+Every method that touches tenant data takes ``org_id`` first; no method can reach
+another organisation's rows. ``find_key`` is the one exception: it is how a request
+learns its organisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from memtrace_server.core.records import (
+    AgentRecord,
+    AgentStatsRecord,
+    ApiKeyRecord,
+    MemoryFilter,
+    MemoryRecord,
+    OrgRecord,
+    SessionRecord,
+)
+
+
+class StoreError(Exception):
+    """The store failed for a reason other than the request (disk, lock, connection)."""
+
+
+class DuplicateName(Exception):
+    """A unique name (agent, org, key) is already taken."""
+
+
+class Store(Protocol):
+    """Persistence for orgs, keys, agents, sessions and memories."""
+
+    async def open(self) -> None:
+        """Connect, apply migrations, start background workers."""
+
+    async def close(self) -> None:
+        """Finish pending writes and release every resource."""
+
+    async def ping(self) -> None:
+        """Raise StoreError if the store cannot answer a query."""
+
+    # organisations and keys
+    async def create_org(self, org: OrgRecord) -> None:
+        """Insert an org; DuplicateName if the id exists."""
+
+    async def list_orgs(self) -> list[OrgRecord]:
+        """All orgs, oldest first."""
+
+    async def get_org(self, org_id: str) -> OrgRecord | None:
+        """One org by id."""
+
+    async def delete_org(self, org_id: str) -> bool:
+        """Delete an org and everything it owns; False if it did not exist."""
+
+    async def org_usage(self, org_id: str) -> dict[str, int]:
+        """Counts of keys, agents, sessions and memories an org owns."""
+
+    async def create_key(
+        self, org_id: str, name: str, digest: str, prefix: str, permissions: str, now_ns: int
+    ) -> ApiKeyRecord:
+        """Store a key digest; DuplicateName if the org already has a key of that name."""
+
+    async def list_keys(self, org_id: str) -> list[ApiKeyRecord]:
+        """Keys of one org, oldest first."""
+
+    async def revoke_key(self, key_id: int, org_id: str | None = None) -> bool:
+        """Delete a key (within ``org_id`` when given); False if there was none."""
+
+    async def find_key(self, digest: str) -> ApiKeyRecord | None:
+        """The key with this SHA-256 digest, if it exists."""
+
+    # agents and sessions
+    async def register_agent(self, org_id: str, agent: AgentRecord) -> AgentRecord:
+        """Insert an agent, or adopt an implicit agent of the same name.
+
+        DuplicateName if an explicitly registered agent already has the name.
+        """
+
+    async def ensure_agent(self, org_id: str, ref: str, implicit: AgentRecord) -> AgentRecord:
+        """The agent whose id or name is ``ref``, inserting ``implicit`` if there is none."""
+
+    async def get_agent(self, org_id: str, ref: str) -> AgentRecord | None:
+        """The agent whose id (or else name) is ``ref``."""
+
+    async def list_agents(self, org_id: str) -> list[AgentRecord]:
+        """Agents of one org, newest first."""
+
+    async def delete_agent(self, org_id: str, agent_id: str) -> bool | int:
+        """Delete an agent with no sessions: True; False if absent; else its session count."""
+
+    async def agent_stats(self, org_id: str, agent_id: str, now_ns: int) -> AgentStatsRecord:
+        """Memory and session counts for one agent id."""
+
+    async def create_session(self, org_id: str, session: SessionRecord) -> None:
+        """Insert a session for an existing agent."""
+
+    async def get_session(self, org_id: str, session_id: str) -> SessionRecord | None:
+        """One session."""
+
+    async def list_sessions(self, org_id: str, agent_id: str | None) -> list[SessionRecord]:
+        """Sessions of an org (optionally of one agent), newest first."""
+
+    async def update_session(
+        self,
+        org_id: str,
+        session_id: str,
+        status: str | None,
+        metadata_patch: dict[str, Any] | None,
+        now_ns: int,
+    ) -> SessionRecord | None:
+        """Apply a status change and a metadata merge atomically; None if absent."""
+
+    # memories
+    async def insert_memories(
+        self, org_id: str, memories: Sequence[MemoryRecord], dedup_window_ns: int | None
+    ) -> list[bool]:
+        """Insert memories in one transaction; report which were stored.
+
+        With a window, a memory whose dedup key matches one stored (or earlier in this
+        call) within ``dedup_window_ns`` of its time is skipped (False).
+        """
+
+    async def get_memory(self, org_id: str, ref: str) -> MemoryRecord | None:
+        """A memory by id, else the newest with that dedup key."""
+
+    async def query_memories(self, org_id: str, flt: MemoryFilter) -> list[MemoryRecord]:
+        """Memories matching the filter, ordered by time, at most ``flt.limit``."""

@@ -1,0 +1,756 @@
+"""SQLite store: WAL, one writer thread that group-commits, a pool of reader threads.
+
+Every write is a small function run by the writer inside a shared transaction; all
+functions queued while a commit is in progress run in the next one, so concurrent
+requests share one commit (and one fsync). A caller's future resolves only after
+COMMIT returns, so an acknowledged write is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from memtrace_server.core.records import (
+    AgentRecord,
+    AgentStatsRecord,
+    ApiKeyRecord,
+    MemoryFilter,
+    MemoryRecord,
+    OrgRecord,
+    SessionRecord,
+)
+from memtrace_server.storage.base import DuplicateName, StoreError
+
+T = TypeVar("T")
+log = logging.getLogger("memtrace.storage")
+
+DAY_NS = 86_400 * 1_000_000_000
+MAX_GROUP = 256
+_MEMORY_COLUMNS = (
+    "m.id, m.org_id, m.agent_id, m.session_id, m.memory_type, m.event_type, m.content, "
+    "m.metadata_json, m.tags_json, m.dedup_key, m.importance, m.parent_id, m.time"
+)
+
+WriteFn = Callable[[sqlite3.Connection], Any]
+
+
+def _dump(value: dict[str, Any] | None) -> str | None:
+    return orjson.dumps(value).decode() if value else None
+
+
+def _load(text: str | None) -> Any:
+    return orjson.loads(text) if text else None
+
+
+def _memory(row: tuple[Any, ...]) -> MemoryRecord:
+    tags = _load(row[8])
+    return MemoryRecord(
+        id=row[0],
+        org_id=row[1],
+        agent_id=row[2],
+        session_id=row[3],
+        memory_type=row[4],
+        event_type=row[5],
+        content=row[6],
+        metadata=_load(row[7]),
+        tags=tuple(tags) if tags else (),
+        dedup_key=row[9],
+        importance=row[10],
+        parent_id=row[11],
+        time_ns=row[12],
+    )
+
+
+_AGENT_COLUMNS = (
+    "org_id, id, name, description, config_json, implicit, created_at, last_active_at"
+)
+
+
+def _agent(row: tuple[Any, ...]) -> AgentRecord:
+    return AgentRecord(
+        org_id=row[0],
+        id=row[1],
+        name=row[2],
+        description=row[3],
+        config=_load(row[4]),
+        implicit=bool(row[5]),
+        created_at_ns=row[6],
+        last_active_at_ns=row[7],
+    )
+
+
+_SESSION_COLUMNS = (
+    "org_id, id, agent_id, status, metadata_json, created_at, updated_at, closed_at"
+)
+
+
+def _session(row: tuple[Any, ...]) -> SessionRecord:
+    return SessionRecord(
+        org_id=row[0],
+        id=row[1],
+        agent_id=row[2],
+        status=row[3],
+        metadata=_load(row[4]),
+        created_at_ns=row[5],
+        updated_at_ns=row[6],
+        closed_at_ns=row[7],
+    )
+
+
+_KEY_COLUMNS = "id, org_id, name, key_digest, key_prefix, permissions, created_at, expires_at"
+
+
+def _key(row: tuple[Any, ...]) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=row[0],
+        org_id=row[1],
+        name=row[2],
+        key_digest=row[3],
+        key_prefix=row[4],
+        permissions=frozenset(p for p in row[5].split(",") if p),
+        created_at_ns=row[6],
+        expires_at_ns=row[7],
+    )
+
+
+def memory_filter_sql(org_id: str, flt: MemoryFilter) -> tuple[str, list[Any]]:
+    """WHERE clause (without the keyword) and parameters for a memory filter."""
+    where = ["m.org_id = ?"]
+    params: list[Any] = [org_id]
+    if flt.agent_id is not None:
+        where.append("m.agent_id = ?")
+        params.append(flt.agent_id)
+    if flt.session_id is not None:
+        where.append("m.session_id = ?")
+        params.append(flt.session_id)
+    for column, values in (("memory_type", flt.memory_types), ("event_type", flt.event_types)):
+        if values:
+            where.append(f"m.{column} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+    if flt.since_ns is not None:
+        where.append("m.time > ?")
+        params.append(flt.since_ns)
+    if flt.until_ns is not None:
+        where.append("m.time < ?")
+        params.append(flt.until_ns)
+    for tag in flt.tags:
+        bounds = ""
+        if flt.since_ns is not None:
+            bounds += " AND t.time > ?"
+        if flt.until_ns is not None:
+            bounds += " AND t.time < ?"
+        where.append(f"m.rid IN (SELECT t.rid FROM memory_tags t WHERE t.org_id = ? AND t.tag = ?{bounds})")
+        params.extend([org_id, tag])
+        params.extend(b for b in (flt.since_ns, flt.until_ns) if b is not None)
+    if flt.content_contains:
+        where.append("instr(m.content, ?) > 0")
+        params.append(flt.content_contains)
+    if flt.min_importance is not None:
+        where.append("m.importance >= ?")
+        params.append(flt.min_importance)
+    return " AND ".join(where), params
+
+
+class SQLiteStore:
+    """The embedded default store, in one SQLite file."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", readers: int = 4) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous.upper()
+        if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"invalid synchronous setting: {synchronous}")
+        self._reader_count = readers
+        self._queue: queue.SimpleQueue[tuple[WriteFn, concurrent.futures.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._writer: threading.Thread | None = None
+        self._readers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+
+    # lifecycle
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA cache_size = -65536")
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
+
+    def _open_sync(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        conn.execute("PRAGMA journal_mode = WAL")
+        _migrate(conn)
+        return conn
+
+    async def open(self) -> None:
+        """Create the file if needed, apply migrations and start the writer and readers."""
+        try:
+            conn = await asyncio.to_thread(self._open_sync)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(conn,), name="memtrace-sqlite-writer", daemon=True
+        )
+        self._writer.start()
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self._reader_count, thread_name_prefix="memtrace-sqlite-reader"
+        )
+
+    async def close(self) -> None:
+        """Drain queued writes, stop the threads and close every connection."""
+        if self._writer is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # plumbing
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is None:
+                break
+            group = [item]
+            while len(group) < MAX_GROUP:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                group.append(nxt)
+            self._run_group(conn, [(fn, fut) for fn, fut in group if fut.set_running_or_notify_cancel()])
+
+    def _run_group(
+        self, conn: sqlite3.Connection, group: list[tuple[WriteFn, concurrent.futures.Future[Any]]]
+    ) -> None:
+        if not group:
+            return
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, _ in group:
+                conn.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((True, fn(conn)))
+                    conn.execute("RELEASE op")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    if isinstance(exc, sqlite3.Error):
+                        exc = StoreError(f"write failed: {exc}")
+                    outcomes.append((False, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            log.error("sqlite write transaction failed: %s", exc)
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            for _, fut in group:
+                fut.set_exception(StoreError(f"write failed: {exc}"))
+            return
+        for (_, fut), (ok, value) in zip(group, outcomes):
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StoreError("store is not open")
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put((fn, fut))
+        return await asyncio.wrap_future(fut)
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+        return conn
+
+    def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._reader_conn())
+        except sqlite3.Error as exc:
+            raise StoreError(f"read failed: {exc}") from exc
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, fn)
+
+    async def ping(self) -> None:
+        """Run a trivial query through a reader."""
+        await self._read(lambda c: c.execute("SELECT 1 FROM orgs LIMIT 1").fetchall())
+
+    # organisations and keys
+
+    async def create_org(self, org: OrgRecord) -> None:
+        """Insert an org."""
+
+        def op(c: sqlite3.Connection) -> None:
+            try:
+                c.execute(
+                    "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)",
+                    (org.id, org.name, org.created_at_ns),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateName(f"org '{org.id}' already exists") from exc
+
+        await self._write(op)
+
+    async def list_orgs(self) -> list[OrgRecord]:
+        """All orgs, oldest first."""
+        rows = await self._read(
+            lambda c: c.execute("SELECT id, name, created_at FROM orgs ORDER BY created_at, id").fetchall()
+        )
+        return [OrgRecord(*row) for row in rows]
+
+    async def get_org(self, org_id: str) -> OrgRecord | None:
+        """One org."""
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT id, name, created_at FROM orgs WHERE id = ?", (org_id,)
+            ).fetchone()
+        )
+        return OrgRecord(*row) if row else None
+
+    async def org_usage(self, org_id: str) -> dict[str, int]:
+        """Counts of what an org owns."""
+
+        def op(c: sqlite3.Connection) -> dict[str, int]:
+            return {
+                table: c.execute(f"SELECT count(*) FROM {table} WHERE org_id = ?", (org_id,)).fetchone()[0]
+                for table in ("api_keys", "agents", "sessions", "memories")
+            }
+
+        return await self._read(op)
+
+    async def delete_org(self, org_id: str) -> bool:
+        """Delete an org with its keys, agents, sessions and memories."""
+
+        def op(c: sqlite3.Connection) -> bool:
+            for table in ("memory_tags", "memories", "sessions", "agents", "api_keys"):
+                c.execute(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))
+            return c.execute("DELETE FROM orgs WHERE id = ?", (org_id,)).rowcount > 0
+
+        return await self._write(op)
+
+    async def create_key(
+        self, org_id: str, name: str, digest: str, prefix: str, permissions: str, now_ns: int
+    ) -> ApiKeyRecord:
+        """Store a key digest."""
+
+        def op(c: sqlite3.Connection) -> ApiKeyRecord:
+            try:
+                cur = c.execute(
+                    "INSERT INTO api_keys (org_id, name, key_digest, key_prefix, permissions, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (org_id, name, digest, prefix, permissions, now_ns),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "FOREIGN KEY" in str(exc):
+                    raise LookupError(f"org '{org_id}' not found") from exc
+                raise DuplicateName(f"key with name '{name}' already exists") from exc
+            row = c.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (cur.lastrowid,)).fetchone()
+            return _key(row)
+
+        return await self._write(op)
+
+    async def list_keys(self, org_id: str) -> list[ApiKeyRecord]:
+        """Keys of one org."""
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE org_id = ? ORDER BY id", (org_id,)
+            ).fetchall()
+        )
+        return [_key(r) for r in rows]
+
+    async def revoke_key(self, key_id: int, org_id: str | None = None) -> bool:
+        """Delete a key."""
+
+        def op(c: sqlite3.Connection) -> bool:
+            if org_id is None:
+                return c.execute("DELETE FROM api_keys WHERE id = ?", (key_id,)).rowcount > 0
+            return (
+                c.execute("DELETE FROM api_keys WHERE id = ? AND org_id = ?", (key_id, org_id)).rowcount
+                > 0
+            )
+
+        return await self._write(op)
+
+    async def find_key(self, digest: str) -> ApiKeyRecord | None:
+        """The key stored under this digest."""
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_digest = ?", (digest,)
+            ).fetchone()
+        )
+        return _key(row) if row else None
+
+    # agents and sessions
+
+    @staticmethod
+    def _find_agent(c: sqlite3.Connection, org_id: str, ref: str) -> AgentRecord | None:
+        row = c.execute(
+            f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND id = ?", (org_id, ref)
+        ).fetchone() or c.execute(
+            f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND name = ?", (org_id, ref)
+        ).fetchone()
+        return _agent(row) if row else None
+
+    @staticmethod
+    def _insert_agent(c: sqlite3.Connection, a: AgentRecord) -> None:
+        c.execute(
+            f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                a.org_id,
+                a.id,
+                a.name,
+                a.description,
+                _dump(a.config) or "{}",
+                int(a.implicit),
+                a.created_at_ns,
+                a.last_active_at_ns,
+            ),
+        )
+
+    async def register_agent(self, org_id: str, agent: AgentRecord) -> AgentRecord:
+        """Insert an agent or adopt the implicit one of the same name."""
+
+        def op(c: sqlite3.Connection) -> AgentRecord:
+            row = c.execute(
+                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND name = ?",
+                (org_id, agent.name),
+            ).fetchone()
+            if row is None:
+                try:
+                    self._insert_agent(c, agent)
+                except sqlite3.IntegrityError as exc:
+                    raise DuplicateName(agent.name) from exc
+                return agent
+            existing = _agent(row)
+            if not existing.implicit:
+                raise DuplicateName(agent.name)
+            c.execute(
+                "UPDATE agents SET description = ?, config_json = ?, implicit = 0"
+                " WHERE org_id = ? AND id = ?",
+                (agent.description, _dump(agent.config) or "{}", org_id, existing.id),
+            )
+            found = self._find_agent(c, org_id, existing.id)
+            assert found is not None
+            return found
+
+        return await self._write(op)
+
+    async def ensure_agent(self, org_id: str, ref: str, implicit: AgentRecord) -> AgentRecord:
+        """Resolve an agent by id or name, registering ``implicit`` when absent."""
+
+        def op(c: sqlite3.Connection) -> AgentRecord:
+            found = self._find_agent(c, org_id, ref)
+            if found is not None:
+                return found
+            self._insert_agent(c, implicit)
+            return implicit
+
+        found = await self.get_agent(org_id, ref)
+        return found if found is not None else await self._write(op)
+
+    async def get_agent(self, org_id: str, ref: str) -> AgentRecord | None:
+        """The agent with this id, else this name."""
+        return await self._read(lambda c: self._find_agent(c, org_id, ref))
+
+    async def list_agents(self, org_id: str) -> list[AgentRecord]:
+        """Agents of an org, newest first."""
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? ORDER BY created_at DESC, id",
+                (org_id,),
+            ).fetchall()
+        )
+        return [_agent(r) for r in rows]
+
+    async def delete_agent(self, org_id: str, agent_id: str) -> bool | int:
+        """Delete an agent that has no sessions."""
+
+        def op(c: sqlite3.Connection) -> bool | int:
+            sessions = c.execute(
+                "SELECT count(*) FROM sessions WHERE org_id = ? AND agent_id = ?", (org_id, agent_id)
+            ).fetchone()[0]
+            if sessions:
+                return int(sessions)
+            return c.execute("DELETE FROM agents WHERE org_id = ? AND id = ?", (org_id, agent_id)).rowcount > 0
+
+        return await self._write(op)
+
+    async def agent_stats(self, org_id: str, agent_id: str, now_ns: int) -> AgentStatsRecord:
+        """Counts for one agent id."""
+
+        def op(c: sqlite3.Connection) -> AgentStatsRecord:
+            types = dict(
+                c.execute(
+                    "SELECT memory_type, count(*) FROM memories WHERE org_id = ? AND agent_id = ?"
+                    " GROUP BY memory_type",
+                    (org_id, agent_id),
+                ).fetchall()
+            )
+            recent, errors = c.execute(
+                "SELECT count(*), coalesce(sum(event_type = 'error'), 0) FROM memories"
+                " WHERE org_id = ? AND agent_id = ? AND time > ?",
+                (org_id, agent_id, now_ns - DAY_NS),
+            ).fetchone()
+            last = c.execute(
+                "SELECT max(time) FROM memories WHERE org_id = ? AND agent_id = ?", (org_id, agent_id)
+            ).fetchone()[0]
+            sessions, active = c.execute(
+                "SELECT count(*), coalesce(sum(status = 'active'), 0) FROM sessions"
+                " WHERE org_id = ? AND agent_id = ?",
+                (org_id, agent_id),
+            ).fetchone()
+            return AgentStatsRecord(
+                memory_count=sum(types.values()),
+                memories_24h=recent,
+                errors_24h=errors,
+                session_count=sessions,
+                active_sessions=active,
+                last_active_at_ns=last,
+                memory_types=types,
+            )
+
+        return await self._read(op)
+
+    async def create_session(self, org_id: str, session: SessionRecord) -> None:
+        """Insert a session."""
+
+        def op(c: sqlite3.Connection) -> None:
+            try:
+                c.execute(
+                    f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        org_id,
+                        session.id,
+                        session.agent_id,
+                        session.status,
+                        _dump(session.metadata) or "{}",
+                        session.created_at_ns,
+                        session.updated_at_ns,
+                        session.closed_at_ns,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise LookupError(f"agent '{session.agent_id}' not found") from exc
+
+        await self._write(op)
+
+    @staticmethod
+    def _find_session(c: sqlite3.Connection, org_id: str, session_id: str) -> SessionRecord | None:
+        row = c.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE org_id = ? AND id = ?", (org_id, session_id)
+        ).fetchone()
+        return _session(row) if row else None
+
+    async def get_session(self, org_id: str, session_id: str) -> SessionRecord | None:
+        """One session."""
+        return await self._read(lambda c: self._find_session(c, org_id, session_id))
+
+    async def list_sessions(self, org_id: str, agent_id: str | None) -> list[SessionRecord]:
+        """Sessions, newest first."""
+        if agent_id:
+            sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE org_id = ? AND agent_id = ?"
+            params: tuple[str, ...] = (org_id, agent_id)
+        else:
+            sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE org_id = ?"
+            params = (org_id,)
+        rows = await self._read(
+            lambda c: c.execute(sql + " ORDER BY created_at DESC, id", params).fetchall()
+        )
+        return [_session(r) for r in rows]
+
+    async def update_session(
+        self,
+        org_id: str,
+        session_id: str,
+        status: str | None,
+        metadata_patch: dict[str, Any] | None,
+        now_ns: int,
+    ) -> SessionRecord | None:
+        """Change status and merge metadata in one transaction."""
+
+        def op(c: sqlite3.Connection) -> SessionRecord | None:
+            current = self._find_session(c, org_id, session_id)
+            if current is None:
+                return None
+            metadata = dict(current.metadata or {})
+            for key, value in (metadata_patch or {}).items():
+                if value is None:
+                    metadata.pop(key, None)
+                else:
+                    metadata[key] = value
+            new_status = status or current.status
+            closed_at = current.closed_at_ns
+            if status == "closed":
+                closed_at = now_ns
+            elif status == "active":
+                closed_at = None
+            c.execute(
+                "UPDATE sessions SET status = ?, metadata_json = ?, updated_at = ?, closed_at = ?"
+                " WHERE org_id = ? AND id = ?",
+                (new_status, _dump(metadata) or "{}", now_ns, closed_at, org_id, session_id),
+            )
+            return self._find_session(c, org_id, session_id)
+
+        return await self._write(op)
+
+    # memories
+
+    async def insert_memories(
+        self, org_id: str, memories: Sequence[MemoryRecord], dedup_window_ns: int | None
+    ) -> list[bool]:
+        """Insert memories atomically, skipping duplicates within the window."""
+
+        def op(c: sqlite3.Connection) -> list[bool]:
+            stored: list[bool] = []
+            for m in memories:
+                if dedup_window_ns is not None and m.dedup_key:
+                    hit = c.execute(
+                        "SELECT 1 FROM memories WHERE org_id = ? AND dedup_key = ?"
+                        " AND time > ? AND time < ? LIMIT 1",
+                        (org_id, m.dedup_key, m.time_ns - dedup_window_ns, m.time_ns + dedup_window_ns),
+                    ).fetchone()
+                    if hit:
+                        stored.append(False)
+                        continue
+                cur = c.execute(
+                    "INSERT INTO memories (id, org_id, agent_id, session_id, memory_type, event_type,"
+                    " content, metadata_json, tags_json, dedup_key, importance, parent_id, time)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        m.id,
+                        org_id,
+                        m.agent_id,
+                        m.session_id,
+                        m.memory_type,
+                        m.event_type,
+                        m.content,
+                        _dump(m.metadata),
+                        orjson.dumps(list(m.tags)).decode() if m.tags else None,
+                        m.dedup_key,
+                        m.importance,
+                        m.parent_id,
+                        m.time_ns,
+                    ),
+                )
+                if m.tags:
+                    c.executemany(
+                        "INSERT OR IGNORE INTO memory_tags (org_id, tag, time, rid) VALUES (?, ?, ?, ?)",
+                        [(org_id, tag, m.time_ns, cur.lastrowid) for tag in m.tags],
+                    )
+                stored.append(True)
+            return stored
+
+        return await self._write(op)
+
+    async def get_memory(self, org_id: str, ref: str) -> MemoryRecord | None:
+        """A memory by id, else the newest one with that dedup key."""
+
+        def op(c: sqlite3.Connection) -> MemoryRecord | None:
+            row = c.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.id = ? AND m.org_id = ?", (ref, org_id)
+            ).fetchone() or c.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.org_id = ? AND m.dedup_key = ?"
+                " ORDER BY m.time DESC LIMIT 1",
+                (org_id, ref),
+            ).fetchone()
+            return _memory(row) if row else None
+
+        return await self._read(op)
+
+    async def query_memories(self, org_id: str, flt: MemoryFilter) -> list[MemoryRecord]:
+        """Memories matching a filter."""
+        where, params = memory_filter_sql(org_id, flt)
+        direction = "ASC" if flt.ascending else "DESC"
+        sql = (
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE {where}"
+            f" ORDER BY m.time {direction}, m.rid {direction} LIMIT ? OFFSET ?"
+        )
+        params.extend([flt.limit, flt.offset])
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        return [_memory(r) for r in rows]
+
+
+def _statements(script: str) -> list[str]:
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("memtrace_server.storage.migrations") / "sqlite"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply pending migrations, each in its own transaction under the write lock."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+    )
+    for version, script in _migrations():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone()
+            if not done:
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now'))",
+                    (version,),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

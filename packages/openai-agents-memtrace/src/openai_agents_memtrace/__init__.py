@@ -1,0 +1,3 @@
+"""Memtrace memory for the OpenAI Agents SDK (work in progress)."""
+
+__version__ = "0.3.0.dev0"

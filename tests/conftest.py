@@ -1,0 +1,161 @@
+"""Shared fixtures: an in-process app on a real SQLite file, and a live server process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from memtrace_server.api.app import create_app
+from memtrace_server.config import Settings, load_settings
+from memtrace_server.service.admin import Admin
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class App:
+    """An app under test with helpers to mint orgs and keys."""
+
+    client: TestClient
+    settings: Settings
+    keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def admin(self) -> Admin:
+        return Admin(self.client.app.state.services.store)  # type: ignore[attr-defined]
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        assert self.client.portal is not None
+        return self.client.portal.call(lambda: fn(*args, **kwargs))
+
+    def new_org(self, name: str = "Org") -> str:
+        return str(self.call(self.admin.create_org, name).id)
+
+    def new_key(self, org_id: str, permissions: str = "read,write", name: str | None = None) -> str:
+        key, _ = self.call(
+            self.admin.create_key, org_id, name or f"k{len(self.keys)}", permissions
+        )
+        self.keys[key] = org_id
+        return str(key)
+
+    def as_key(self, key: str) -> dict[str, str]:
+        return {"x-api-key": key}
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    return load_settings(env={}, data_dir=tmp_path / "data", store_synchronous="NORMAL", **overrides)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield App(client, settings)
+
+
+@pytest.fixture
+def org_key(app: App) -> tuple[str, str]:
+    org = app.new_org("Acme")
+    return org, app.new_key(org)
+
+
+@pytest.fixture
+def api(app: App, org_key: tuple[str, str]) -> TestClient:
+    """A client that sends org Acme's read/write key on every request."""
+    app.client.headers["x-api-key"] = org_key[1]
+    return app.client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def memtrace_cli(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real ``memtrace`` console script."""
+    return subprocess.run(
+        [str(BIN / "memtrace"), *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=60,
+        env={**os.environ, "MEMTRACE_STORE_SYNCHRONOUS": "NORMAL"},
+    )
+
+
+class LiveServer:
+    """``memtrace serve`` as a subprocess on a free port."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+        self.log = data_dir.parent / f"server-{self.port}.log"
+
+    def start(self) -> LiveServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [str(BIN / "memtrace"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(self.data_dir)],
+            stdout=open(self.log, "a"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not come up")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    server = LiveServer(tmp_path / "live").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def new_cli_key(data_dir: Path, permissions: str = "read,write,admin") -> tuple[str, str]:
+    """Create an org and a key through the CLI; return (org_id, key)."""
+    out = memtrace_cli("org", "create", "Test Org", data_dir=data_dir).stdout
+    org_id = next(line.split()[-1] for line in out.splitlines() if "id:" in line)
+    out = memtrace_cli(
+        "key", "create", "--org", org_id, "--name", f"key-{time.monotonic_ns()}",
+        "--permissions", permissions, data_dir=data_dir,
+    ).stdout
+    return org_id, out.strip().splitlines()[-1]
