@@ -84,7 +84,7 @@ def _check_types(field: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-AgentId = Annotated[str, _required("agent_id"), _matches("agent_id", id_error)]
+AgentId = Annotated[str, _null_is(""), _required("agent_id"), _matches("agent_id", id_error)]
 OptionalSessionId = Annotated[str, _null_is(""), _matches("session_id", id_error)]
 OptionalAgentId = Annotated[str, _null_is(""), _matches("agent_id", id_error)]
 Tags = Annotated[list[str], _null_is([]), AfterValidator(_check_tags)]
@@ -102,7 +102,7 @@ class CreateMemoryRequest(_Body):
     agent_id: AgentId = Field(
         description="Agent that owns the memory: any id or name matching ^[a-zA-Z][a-zA-Z0-9_-]{0,127}$."
     )
-    content: Annotated[str, _required("content")] = Field(description="What to remember.")
+    content: Annotated[str, _null_is(""), _required("content")] = Field(description="What to remember.")
     memory_type: Annotated[str, _null_is("episodic"), AfterValidator(_check_memory_type)] = Field(
         "episodic", description="One of episodic (default), session, decision, entity."
     )
@@ -209,7 +209,7 @@ class ContextRequest(_Body):
 class RegisterAgentRequest(_Body):
     """An agent to register."""
 
-    name: Annotated[str, _required("name")] = Field(description="Unique name within the org.")
+    name: Annotated[str, _null_is(""), _required("name")] = Field(description="Unique name within the org.")
     description: Annotated[str, _null_is("")] = Field("", description="What the agent does.")
     config: Metadata = Field(default_factory=dict, description="Any JSON object.")
 
@@ -217,7 +217,7 @@ class RegisterAgentRequest(_Body):
 class CreateSessionRequest(_Body):
     """A session to open for an agent."""
 
-    agent_id: Annotated[str, _required("agent_id")] = Field(
+    agent_id: Annotated[str, _null_is(""), _required("agent_id")] = Field(
         description="Agent id or name; an unknown valid id registers the agent on the fly."
     )
     metadata: Metadata = Field(default_factory=dict, description="Any JSON object.")

@@ -1,0 +1,105 @@
+"""API keys, permissions, revocation, and tenants that never see each other."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from conftest import App
+
+V1 = "/api/v1"
+
+
+def test_key_headers(app: App, org_key: tuple[str, str]) -> None:
+    key = org_key[1]
+    c = app.client
+    assert c.get(V1 + "/agents", headers={"x-api-key": key}).status_code == 200
+    assert c.get(V1 + "/agents", headers={"X-API-Key": key}).status_code == 200
+    assert c.get(V1 + "/agents", headers={"authorization": f"Bearer {key}"}).status_code == 200
+    assert c.get(V1 + "/agents", headers={"authorization": key}).status_code == 200
+    assert c.get(V1 + "/agents", headers={"authorization": f"bearer {key}"}).status_code == 401
+    assert c.get(V1 + "/agents").json() == {"error": "missing API key"}
+    # health, readiness and metrics need no key
+    assert c.get("/health").status_code == 200
+    assert c.get("/ready").json() == {"status": "ready", "store": "ok"}
+
+
+def test_permissions_are_enforced(app: App, org_key: tuple[str, str]) -> None:
+    org = org_key[0]
+    reader, writer, admin = (app.new_key(org, p, name=p) for p in ("read", "write", "admin"))
+    c = app.client
+    mem = {"agent_id": "a", "content": "x"}
+    assert c.post(V1 + "/memories", json=mem, headers=app.as_key(reader)).status_code == 403
+    assert c.post(V1 + "/agents", json={"name": "n"}, headers=app.as_key(reader)).status_code == 403
+    assert c.put(V1 + "/sessions/sess_x", json={}, headers=app.as_key(reader)).status_code == 403
+    assert c.get(V1 + "/memories", headers=app.as_key(reader)).status_code == 200
+    assert c.post(V1 + "/search", json={}, headers=app.as_key(reader)).status_code == 200
+    assert c.post(V1 + "/memories", json=mem, headers=app.as_key(writer)).status_code == 201
+    assert c.get(V1 + "/memories", headers=app.as_key(writer)).status_code == 403
+    assert c.get(V1 + "/memories", headers=app.as_key(admin)).status_code == 200
+    assert c.post(V1 + "/agents", json={"name": "n"}, headers=app.as_key(admin)).status_code == 201
+
+
+def test_revoked_key_is_refused_on_the_next_request(app: App, org_key: tuple[str, str]) -> None:
+    key = app.new_key(org_key[0], name="short-lived")
+    c = app.client
+    assert c.get(V1 + "/agents", headers=app.as_key(key)).status_code == 200
+    store = app.client.app.state.services.store  # type: ignore[attr-defined]
+    (record,) = [k for k in app.call(store.list_keys, org_key[0]) if k.name == "short-lived"]
+    assert app.call(store.revoke_key, record.id, org_key[0])
+    assert c.get(V1 + "/agents", headers=app.as_key(key)).json() == {"error": "invalid API key"}
+    assert c.get(V1 + "/agents", headers=app.as_key(org_key[1])).status_code == 200
+
+
+def test_keys_are_stored_only_as_digests(app: App, org_key: tuple[str, str]) -> None:
+    import sqlite3
+
+    db = app.settings.data_dir / "memtrace.db"
+    with sqlite3.connect(db) as conn:
+        dump = "\n".join(conn.iterdump())
+    assert org_key[1] not in dump
+    assert org_key[1][4:20] not in dump
+
+
+def test_another_org_sees_and_changes_nothing(app: App, api: TestClient, org_key: tuple[str, str]) -> None:
+    a = api  # org A's key is the default header
+    mem = a.post(V1 + "/memories", json={"agent_id": "bot", "session_id": "sess_shared", "content": "secret A",
+                                         "tags": ["t"], "dedup_key": "k-a"}).json()
+    agent = a.post(V1 + "/agents", json={"name": "alpha"}).json()
+    session = a.post(V1 + "/sessions", json={"agent_id": agent["id"], "metadata": {"owner": "A"}}).json()
+    a.post(V1 + "/memories", json={"agent_id": "bot", "session_id": session["id"], "content": "in session"})
+
+    org_b = app.new_org("Other")
+    b = app.as_key(app.new_key(org_b))
+    c = app.client
+    assert c.get(V1 + f"/memories/{mem['id']}", headers=b).status_code == 404
+    assert c.get(V1 + "/memories/k-a", headers=b).status_code == 404
+    assert c.get(V1 + "/memories", headers=b).json()["count"] == 0
+    assert c.get(V1 + "/memories", params={"agent_id": "bot"}, headers=b).json()["count"] == 0
+    assert c.post(V1 + "/search", json={"content_contains": "secret"}, headers=b).json()["count"] == 0
+    assert c.post(V1 + "/search", json={"tags": ["t"]}, headers=b).json()["count"] == 0
+    assert c.get(V1 + "/agents", headers=b).json()["count"] == 0
+    assert c.get(V1 + f"/agents/{agent['id']}", headers=b).status_code == 404
+    assert c.get(V1 + "/agents/alpha", headers=b).status_code == 404
+    assert c.delete(V1 + f"/agents/{agent['id']}", headers=b).status_code == 404
+    assert c.get(V1 + "/agents/bot/stats", headers=b).json()["memory_count"] == 0
+    assert c.get(V1 + "/agents/bot/memories", headers=b).json()["count"] == 0
+    assert c.get(V1 + "/sessions", headers=b).json()["count"] == 0
+    assert c.get(V1 + f"/sessions/{session['id']}", headers=b).status_code == 404
+    assert c.put(V1 + f"/sessions/{session['id']}", json={"status": "closed"}, headers=b).status_code == 404
+    assert c.get(V1 + f"/sessions/{session['id']}/memories", headers=b).json()["count"] == 0
+    assert c.get(V1 + "/sessions/sess_shared/memories", headers=b).json()["count"] == 0
+    ctx = c.post(V1 + f"/sessions/{session['id']}/context", json={}, headers=b).json()
+    assert ctx["memory_count"] == 0
+    # the same content is not a duplicate in another org, and names are per org
+    assert c.post(V1 + "/memories", json={"agent_id": "bot", "content": "secret A"}, headers=b).status_code == 201
+    assert c.post(V1 + "/agents", json={"name": "alpha"}, headers=b).status_code == 201
+    # a session in B naming A's agent id registers B's own agent, never A's
+    other = c.post(V1 + "/sessions", json={"agent_id": agent["id"]}, headers=b).json()
+    assert other["org_id"] == org_b
+    assert c.get(V1 + f"/agents/{agent['id']}", headers=b).json()["org_id"] == org_b
+    # org A is untouched
+    assert a.get(V1 + f"/sessions/{session['id']}").json() == session
+    assert a.get(V1 + f"/agents/{agent['id']}").json() == agent
+    assert a.get(V1 + "/memories").json()["count"] == 2
+    assert a.get(V1 + "/agents/bot/stats").json()["memory_count"] == 2
+    assert a.get(V1 + "/sessions").json()["count"] == 1
