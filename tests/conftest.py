@@ -44,9 +44,7 @@ class App:
         return str(self.call(self.admin.create_org, name).id)
 
     def new_key(self, org_id: str, permissions: str = "read,write", name: str | None = None) -> str:
-        key, _ = self.call(
-            self.admin.create_key, org_id, name or f"k{len(self.keys)}", permissions
-        )
+        key, _ = self.call(self.admin.create_key, org_id, name or f"k{len(self.keys)}", permissions)
         self.keys[key] = org_id
         return str(key)
 
@@ -55,7 +53,9 @@ class App:
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    return load_settings(env={}, data_dir=tmp_path / "data", store_synchronous="NORMAL", **overrides)
+    return load_settings(
+        env={}, data_dir=tmp_path / "data", store_synchronous="NORMAL", **overrides
+    )
 
 
 @pytest.fixture
@@ -84,7 +84,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def memtrace_cli(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def memtrace_cli(
+    *args: str, data_dir: Path, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``memtrace`` console script."""
     return subprocess.run(
         [str(BIN / "memtrace"), *args, "--data-dir", str(data_dir)],
@@ -109,8 +111,16 @@ class LiveServer:
     def start(self) -> LiveServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [str(BIN / "memtrace"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
+            [
+                str(BIN / "memtrace"),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
             stdout=open(self.log, "a"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
             text=True,
@@ -155,7 +165,14 @@ def new_cli_key(data_dir: Path, permissions: str = "read,write,admin") -> tuple[
     out = memtrace_cli("org", "create", "Test Org", data_dir=data_dir).stdout
     org_id = next(line.split()[-1] for line in out.splitlines() if "id:" in line)
     out = memtrace_cli(
-        "key", "create", "--org", org_id, "--name", f"key-{time.monotonic_ns()}",
-        "--permissions", permissions, data_dir=data_dir,
+        "key",
+        "create",
+        "--org",
+        org_id,
+        "--name",
+        f"key-{time.monotonic_ns()}",
+        "--permissions",
+        permissions,
+        data_dir=data_dir,
     ).stdout
     return org_id, out.strip().splitlines()[-1]

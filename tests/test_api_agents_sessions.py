@@ -12,7 +12,10 @@ def _iso(delta: timedelta) -> str:
 
 
 def test_register_get_list_delete_agent(api: TestClient, org_key: tuple[str, str]) -> None:
-    r = api.post("/api/v1/agents", json={"name": "web crawler", "description": "Crawls", "config": {"depth": 2}})
+    r = api.post(
+        "/api/v1/agents",
+        json={"name": "web crawler", "description": "Crawls", "config": {"depth": 2}},
+    )
     assert r.status_code == 201
     agent = r.json()
     assert agent["id"].startswith("agent_") and len(agent["id"]) == 30
@@ -58,8 +61,12 @@ def test_session_with_registered_id_name_or_new_id(api: TestClient) -> None:
 
 
 def test_seed_multi_agent_order_session_before_register(api: TestClient) -> None:
-    session = api.post("/api/v1/sessions", json={"agent_id": "researcher", "metadata": {"task": "r"}}).json()
-    researcher = api.post("/api/v1/agents", json={"name": "researcher", "description": "Investigates"})
+    session = api.post(
+        "/api/v1/sessions", json={"agent_id": "researcher", "metadata": {"task": "r"}}
+    ).json()
+    researcher = api.post(
+        "/api/v1/agents", json={"name": "researcher", "description": "Investigates"}
+    )
     assert researcher.status_code == 201
     assert researcher.json()["id"] == session["agent_id"] == "researcher"
     assert researcher.json()["description"] == "Investigates"
@@ -68,7 +75,9 @@ def test_seed_multi_agent_order_session_before_register(api: TestClient) -> None
 
 def test_session_update_close_reopen_merge(api: TestClient) -> None:
     s = api.post("/api/v1/sessions", json={"agent_id": "a1", "metadata": {"a": 1, "b": 2}}).json()
-    closed = api.put(f"/api/v1/sessions/{s['id']}", json={"status": "closed", "metadata": {"b": None, "c": 3}}).json()
+    closed = api.put(
+        f"/api/v1/sessions/{s['id']}", json={"status": "closed", "metadata": {"b": None, "c": 3}}
+    ).json()
     assert closed["status"] == "closed" and "closed_at" in closed
     assert closed["metadata"] == {"a": 1, "c": 3}
     reopened = api.put(f"/api/v1/sessions/{s['id']}", json={"status": "active"}).json()
@@ -103,8 +112,16 @@ def test_agent_stats_and_memories(api: TestClient) -> None:
         ("c", "session", "error", timedelta(0)),
         ("d", "episodic", "general", -timedelta(days=3)),
     ]:
-        api.post("/api/v1/memories", json={"agent_id": "bot", "content": content, "memory_type": mtype,
-                                           "event_type": etype, "time": _iso(when)})
+        api.post(
+            "/api/v1/memories",
+            json={
+                "agent_id": "bot",
+                "content": content,
+                "memory_type": mtype,
+                "event_type": etype,
+                "time": _iso(when),
+            },
+        )
     stats = api.get("/api/v1/agents/bot/stats").json()
     assert stats["memory_count"] == 4 and stats["memories_24h"] == 3 and stats["errors_24h"] == 1
     assert stats["session_count"] == 1 and stats["active_sessions"] == 1
@@ -114,7 +131,9 @@ def test_agent_stats_and_memories(api: TestClient) -> None:
     assert zero["memory_count"] == 0 and zero["memory_types"] == {}
     recent = api.get("/api/v1/agents/bot/memories").json()
     assert sorted(m["content"] for m in recent["memories"]) == ["a", "b", "c"]
-    week = api.get("/api/v1/agents/bot/memories", params={"since": "7d", "memory_type": "episodic"}).json()
+    week = api.get(
+        "/api/v1/agents/bot/memories", params={"since": "7d", "memory_type": "episodic"}
+    ).json()
     assert sorted(m["content"] for m in week["memories"]) == ["a", "d"]
 
 
@@ -128,8 +147,17 @@ def test_session_memories_and_context(api: TestClient) -> None:
     ]
     times = {}
     for mtype, etype, content, when in rows:
-        m = api.post("/api/v1/memories", json={"agent_id": "bot", "session_id": sid, "memory_type": mtype,
-                                               "event_type": etype, "content": content, "time": _iso(when)}).json()
+        m = api.post(
+            "/api/v1/memories",
+            json={
+                "agent_id": "bot",
+                "session_id": sid,
+                "memory_type": mtype,
+                "event_type": etype,
+                "content": content,
+                "time": _iso(when),
+            },
+        ).json()
         times[content] = m["time"]
     api.post("/api/v1/memories", json={"agent_id": "bot", "content": "not in the session"})
     listed = api.get(f"/api/v1/sessions/{sid}/memories").json()
@@ -146,7 +174,9 @@ def test_session_memories_and_context(api: TestClient) -> None:
         ),
     }
     assert api.post(f"/api/v1/sessions/{sid}/context").json() == ctx  # no body means defaults
-    wide = api.post(f"/api/v1/sessions/{sid}/context", json={"since": _iso(-timedelta(days=2))}).json()
+    wide = api.post(
+        f"/api/v1/sessions/{sid}/context", json={"since": _iso(-timedelta(days=2))}
+    ).json()
     assert wide["memory_count"] == 4
     only = api.post(f"/api/v1/sessions/{sid}/context", json={"include_types": ["decision"]}).json()
     assert only["memory_count"] == 1 and "Decisions Made (1)" in only["context"]
@@ -155,4 +185,8 @@ def test_session_memories_and_context(api: TestClient) -> None:
     assert len(small["context"]) <= 160
     assert "Skip pagination" in small["context"]  # newest kept
     empty = api.post("/api/v1/sessions/sess_nothing/context", json={}).json()
-    assert empty == {"session_id": "sess_nothing", "context": "## Session Context (sess_nothing)\n\n", "memory_count": 0}
+    assert empty == {
+        "session_id": "sess_nothing",
+        "context": "## Session Context (sess_nothing)\n\n",
+        "memory_count": 0,
+    }

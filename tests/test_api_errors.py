@@ -28,19 +28,54 @@ MALFORMED: list[tuple[str, str, Any, str]] = [
     ("POST", "/memories", {"agent_id": "a", "content": ""}, "content is required"),
     ("POST", "/memories", {"agent_id": "1bad", "content": "x"}, "invalid agent_id"),
     ("POST", "/memories", {"agent_id": "a" * 129, "content": "x"}, "invalid agent_id"),
-    ("POST", "/memories", {"agent_id": "a", "content": "x", "session_id": "bad id"}, "invalid session_id"),
-    ("POST", "/memories", {"agent_id": "a", "content": "x", "memory_type": "semantic"}, "invalid memory_type: semantic"),
-    ("POST", "/memories", {"agent_id": "a", "content": "x", "event_type": "page-crawled"}, "invalid event_type"),
-    ("POST", "/memories", {"agent_id": "a", "content": "x", "tags": ["has space"]}, "invalid tag 'has space'"),
-    ("POST", "/memories", {"agent_id": "a", "content": "x", "importance": 1.5}, "invalid importance"),
-    ("POST", "/memories", {"agent_id": "a", "content": "x", "importance": -0.1}, "invalid importance"),
+    (
+        "POST",
+        "/memories",
+        {"agent_id": "a", "content": "x", "session_id": "bad id"},
+        "invalid session_id",
+    ),
+    (
+        "POST",
+        "/memories",
+        {"agent_id": "a", "content": "x", "memory_type": "semantic"},
+        "invalid memory_type: semantic",
+    ),
+    (
+        "POST",
+        "/memories",
+        {"agent_id": "a", "content": "x", "event_type": "page-crawled"},
+        "invalid event_type",
+    ),
+    (
+        "POST",
+        "/memories",
+        {"agent_id": "a", "content": "x", "tags": ["has space"]},
+        "invalid tag 'has space'",
+    ),
+    (
+        "POST",
+        "/memories",
+        {"agent_id": "a", "content": "x", "importance": 1.5},
+        "invalid importance",
+    ),
+    (
+        "POST",
+        "/memories",
+        {"agent_id": "a", "content": "x", "importance": -0.1},
+        "invalid importance",
+    ),
     ("POST", "/memories", {"agent_id": "a", "content": "x", "importance": "0.5"}, "importance"),
     ("POST", "/memories", {"agent_id": "a", "content": 123}, "content"),
     ("POST", "/memories", {"agent_id": 5, "content": "x"}, "agent_id"),
     ("POST", "/memories", {"agent_id": "a", "content": "x", "tags": "solo"}, "tags"),
     ("POST", "/memories", {"agent_id": "a", "content": "x", "metadata": [1, 2]}, "metadata"),
     ("POST", "/memories", {"agent_id": "a", "content": "x", "time": "yesterday"}, "invalid time"),
-    ("POST", "/memories", {"agent_id": "a", "content": "x", "time": "2999-01-01T00:00:00Z"}, "future"),
+    (
+        "POST",
+        "/memories",
+        {"agent_id": "a", "content": "x", "time": "2999-01-01T00:00:00Z"},
+        "future",
+    ),
     ("POST", "/memories", ["not", "an", "object"], "invalid request body"),
     ("POST", "/memories", {"memories": [{"agent_id": "a", "content": "x"}, "nope"]}, "memories[1]"),
     ("GET", "/memories", {"agent_id": "bad id!"}, "invalid agent_id"),
@@ -91,15 +126,20 @@ def test_malformed_input_is_400_and_changes_nothing(
     assert api.get(V1 + "/agents").json()["count"] == 0
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe", b'{"agent_id": "a", "content": "x"'])
+@pytest.mark.parametrize(
+    "raw", [b"{not json", b"", b"\xff\xfe", b'{"agent_id": "a", "content": "x"']
+)
 def test_unparsable_bodies_are_400(api: TestClient, raw: bytes) -> None:
     r = api.post(V1 + "/memories", content=raw, headers={"content-type": "application/json"})
     _assert_error(r, 400)
 
 
 def test_body_without_json_content_type_is_still_json(api: TestClient) -> None:
-    r = api.post(V1 + "/memories", content=b'{"agent_id": "a", "content": "curl"}',
-                 headers={"content-type": "application/x-www-form-urlencoded"})
+    r = api.post(
+        V1 + "/memories",
+        content=b'{"agent_id": "a", "content": "curl"}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 201
 
 
@@ -120,8 +160,9 @@ def test_oversized_body_is_413_json(api: TestClient, app: App) -> None:
 
 
 def test_batch_over_limit_is_413(tmp_path: Any) -> None:
-    from conftest import make_settings
     from memtrace_server.api.app import create_app
+
+    from conftest import make_settings
 
     settings = make_settings(tmp_path, max_batch=3)
     with TestClient(create_app(settings)) as client:
@@ -133,13 +174,22 @@ def test_batch_over_limit_is_413(tmp_path: Any) -> None:
 
 def test_error_shapes_on_every_path(app: App, api: TestClient, org_key: tuple[str, str]) -> None:
     plain = app.client
-    assert _assert_error(plain.get(V1 + "/memories", headers={"x-api-key": ""}), 401) == "missing API key"
-    assert _assert_error(
-        plain.get(V1 + "/memories", headers={"x-api-key": "mtk_" + "A" * 43 + "="}), 401
-    ) == "invalid API key"
+    assert (
+        _assert_error(plain.get(V1 + "/memories", headers={"x-api-key": ""}), 401)
+        == "missing API key"
+    )
+    assert (
+        _assert_error(
+            plain.get(V1 + "/memories", headers={"x-api-key": "mtk_" + "A" * 43 + "="}), 401
+        )
+        == "invalid API key"
+    )
     reader = app.new_key(org_key[0], "read", name="reader")
     assert "write" in _assert_error(
-        plain.post(V1 + "/memories", json={"agent_id": "a", "content": "x"}, headers=app.as_key(reader)), 403
+        plain.post(
+            V1 + "/memories", json={"agent_id": "a", "content": "x"}, headers=app.as_key(reader)
+        ),
+        403,
     )
     _assert_error(api.get(V1 + "/nothing-here"), 404)
     _assert_error(api.get(V1 + "/memories/mem_unknown"), 404)

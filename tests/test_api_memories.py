@@ -14,10 +14,21 @@ def _iso(delta: timedelta) -> str:
 
 
 def test_create_returns_reference_shape_with_id(api: TestClient, org_key: tuple[str, str]) -> None:
-    r = api.post("/api/v1/memories", json={"agent_id": "agent_1", "content": "User prefers dark mode"})
+    r = api.post(
+        "/api/v1/memories", json={"agent_id": "agent_1", "content": "User prefers dark mode"}
+    )
     assert r.status_code == 201
     body = r.json()
-    assert list(body) == ["id", "time", "org_id", "agent_id", "memory_type", "event_type", "content", "dedup_key"]
+    assert list(body) == [
+        "id",
+        "time",
+        "org_id",
+        "agent_id",
+        "memory_type",
+        "event_type",
+        "content",
+        "dedup_key",
+    ]
     assert body["id"].startswith("mem_")
     assert body["org_id"] == org_key[0]
     assert body["memory_type"] == "episodic" and body["event_type"] == "general"
@@ -30,10 +41,15 @@ def test_create_returns_reference_shape_with_id(api: TestClient, org_key: tuple[
 
 def test_full_fields_round_trip(api: TestClient) -> None:
     payload = {
-        "agent_id": "crawler", "session_id": "sess_abc", "memory_type": "entity",
-        "event_type": "page_crawled", "content": "Ünïcødé ✓ <script>'; DROP TABLE memories;--",
+        "agent_id": "crawler",
+        "session_id": "sess_abc",
+        "memory_type": "entity",
+        "event_type": "page_crawled",
+        "content": "Ünïcødé ✓ <script>'; DROP TABLE memories;--",
         "metadata": {"url": "https://example.com", "nested": {"n": [1, 2]}},
-        "tags": ["crawling", "web.v2"], "importance": 0.7, "parent_id": "mem_parent",
+        "tags": ["crawling", "web.v2"],
+        "importance": 0.7,
+        "parent_id": "mem_parent",
         "dedup_key": "custom-key",
     }
     created = api.post("/api/v1/memories", json=payload).json()
@@ -48,10 +64,14 @@ def test_full_fields_round_trip(api: TestClient) -> None:
 def test_duplicate_within_window_is_409_and_not_stored(api: TestClient) -> None:
     first = api.post("/api/v1/memories", json={"agent_id": "a", "content": "same"})
     assert first.status_code == 201
-    again = api.post("/api/v1/memories", json={"agent_id": "a", "content": "same", "session_id": "other"})
+    again = api.post(
+        "/api/v1/memories", json={"agent_id": "a", "content": "same", "session_id": "other"}
+    )
     assert again.status_code == 409
     assert again.json() == {"error": "duplicate memory"}
-    other_event = api.post("/api/v1/memories", json={"agent_id": "a", "content": "same", "event_type": "note"})
+    other_event = api.post(
+        "/api/v1/memories", json={"agent_id": "a", "content": "same", "event_type": "note"}
+    )
     assert other_event.status_code == 201
     assert api.get("/api/v1/memories", params={"agent_id": "a"}).json()["count"] == 2
 
@@ -61,18 +81,27 @@ def test_backfilled_memories_dedup_against_their_own_time(api: TestClient) -> No
     r1 = api.post("/api/v1/memories", json={"agent_id": "a", "content": "import", "time": old})
     assert r1.status_code == 201
     assert r1.json()["time"].startswith(old[:19])
-    assert api.post("/api/v1/memories", json={"agent_id": "a", "content": "import", "time": old}).status_code == 409
-    assert api.post("/api/v1/memories", json={"agent_id": "a", "content": "import"}).status_code == 201
+    assert (
+        api.post(
+            "/api/v1/memories", json={"agent_id": "a", "content": "import", "time": old}
+        ).status_code
+        == 409
+    )
+    assert (
+        api.post("/api/v1/memories", json={"agent_id": "a", "content": "import"}).status_code == 201
+    )
 
 
 def test_batch_skips_duplicates_including_within_the_batch(api: TestClient) -> None:
     api.post("/api/v1/memories", json={"agent_id": "a", "content": "existing"})
-    batch = {"memories": [
-        {"agent_id": "a", "content": "existing"},
-        {"agent_id": "a", "content": "new one", "tags": ["t"]},
-        {"agent_id": "a", "content": "new one", "tags": ["t"]},
-        {"agent_id": "b", "content": "new one"},
-    ]}
+    batch = {
+        "memories": [
+            {"agent_id": "a", "content": "existing"},
+            {"agent_id": "a", "content": "new one", "tags": ["t"]},
+            {"agent_id": "a", "content": "new one", "tags": ["t"]},
+            {"agent_id": "b", "content": "new one"},
+        ]
+    }
     r = api.post("/api/v1/memories", json=batch)
     assert r.status_code == 201
     body = r.json()
@@ -83,10 +112,15 @@ def test_batch_skips_duplicates_including_within_the_batch(api: TestClient) -> N
 
 
 def test_invalid_batch_item_stores_nothing(api: TestClient) -> None:
-    r = api.post("/api/v1/memories", json={"memories": [
-        {"agent_id": "a", "content": "fine"},
-        {"agent_id": "a", "content": "bad", "importance": 3},
-    ]})
+    r = api.post(
+        "/api/v1/memories",
+        json={
+            "memories": [
+                {"agent_id": "a", "content": "fine"},
+                {"agent_id": "a", "content": "bad", "importance": 3},
+            ]
+        },
+    )
     assert r.status_code == 400
     assert r.json()["error"].startswith("memories[1]: invalid importance")
     assert api.get("/api/v1/memories").json()["count"] == 0
@@ -104,7 +138,9 @@ def test_tags_are_exact_membership_and(api: TestClient) -> None:
     api.post("/api/v1/memories", json={"agent_id": "a", "content": "3", "tags": ["art", "home"]})
 
     def contents(**params: str) -> list[str]:
-        return sorted(m["content"] for m in api.get("/api/v1/memories", params=params).json()["memories"])
+        return sorted(
+            m["content"] for m in api.get("/api/v1/memories", params=params).json()["memories"]
+        )
 
     assert contents(tags="art") == ["2", "3"]
     assert contents(tags="art,home") == ["3"]
@@ -115,11 +151,17 @@ def test_tags_are_exact_membership_and(api: TestClient) -> None:
 
 def test_list_filters_order_paging_and_exact_has_more(api: TestClient) -> None:
     for i in range(5):
-        api.post("/api/v1/memories", json={
-            "agent_id": "a", "content": f"m{i}", "session_id": "s1" if i % 2 else "s2",
-            "memory_type": "decision" if i == 4 else "episodic", "event_type": "e" if i < 2 else "f",
-            "time": _iso(timedelta(minutes=i - 10)),
-        })
+        api.post(
+            "/api/v1/memories",
+            json={
+                "agent_id": "a",
+                "content": f"m{i}",
+                "session_id": "s1" if i % 2 else "s2",
+                "memory_type": "decision" if i == 4 else "episodic",
+                "event_type": "e" if i < 2 else "f",
+                "time": _iso(timedelta(minutes=i - 10)),
+            },
+        )
     page = api.get("/api/v1/memories", params={"limit": 5}).json()
     assert [m["content"] for m in page["memories"]] == ["m4", "m3", "m2", "m1", "m0"]
     assert page["has_more"] is False and page["count"] == 5
@@ -133,7 +175,9 @@ def test_list_filters_order_paging_and_exact_has_more(api: TestClient) -> None:
     assert api.get("/api/v1/memories", params={"memory_type": "nosuchtype"}).json()["count"] == 0
     window = api.get("/api/v1/memories", params={"since": "8m", "until": "390s"}).json()
     assert [m["content"] for m in window["memories"]] == ["m3"]
-    since_iso = api.get("/api/v1/memories", params={"since": _iso(timedelta(minutes=-7, seconds=-30))}).json()
+    since_iso = api.get(
+        "/api/v1/memories", params={"since": _iso(timedelta(minutes=-7, seconds=-30))}
+    ).json()
     assert [m["content"] for m in since_iso["memories"]] == ["m4", "m3"]
     # limits: 0 means the default, above 1000 is capped
     assert api.get("/api/v1/memories", params={"limit": 0}).json()["count"] == 5
@@ -147,8 +191,16 @@ def test_search_filters(api: TestClient) -> None:
         ("weather is nice", "entity", "chat", 0.5),
     ]
     for content, mtype, etype, imp in rows:
-        api.post("/api/v1/memories", json={"agent_id": "a", "content": content, "memory_type": mtype,
-                                           "event_type": etype, "importance": imp})
+        api.post(
+            "/api/v1/memories",
+            json={
+                "agent_id": "a",
+                "content": content,
+                "memory_type": mtype,
+                "event_type": etype,
+                "importance": imp,
+            },
+        )
     api.post("/api/v1/memories", json={"agent_id": "b", "content": "deploy from b"})
 
     def search(**body: object) -> list[str]:
@@ -160,7 +212,10 @@ def test_search_filters(api: TestClient) -> None:
 
     assert search(content_contains="deploy") == ["deploy from b", "deploy to production"]
     assert search(content_contains="deploy", agent_id="a") == ["deploy to production"]
-    assert search(memory_types=["decision", "entity"], order="asc") == ["deploy to production", "weather is nice"]
+    assert search(memory_types=["decision", "entity"], order="asc") == [
+        "deploy to production",
+        "weather is nice",
+    ]
     assert search(event_types=["deploy"], min_importance=0.5) == ["deploy to production"]
     assert search(limit=2) == ["deploy from b", "weather is nice"]
     assert search(content_contains="100%_") == []
@@ -176,14 +231,17 @@ def test_get_unknown_memory_is_404(api: TestClient) -> None:
 def test_dedup_can_be_disabled(tmp_path: object) -> None:
     from pathlib import Path
 
-    from conftest import make_settings
     from memtrace_server.api.app import create_app
+
+    from conftest import make_settings
 
     settings = make_settings(Path(str(tmp_path)), dedup_enabled=False)
     with TestClient(create_app(settings)) as client:
         app = App(client, settings)
         key = app.new_key(app.new_org())
         for _ in range(2):
-            r = client.post("/api/v1/memories", json={"agent_id": "a", "content": "x"}, headers=app.as_key(key))
+            r = client.post(
+                "/api/v1/memories", json={"agent_id": "a", "content": "x"}, headers=app.as_key(key)
+            )
             assert r.status_code == 201
             assert "dedup_key" not in r.json()

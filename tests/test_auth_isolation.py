@@ -60,13 +60,28 @@ def test_keys_are_stored_only_as_digests(app: App, org_key: tuple[str, str]) -> 
     assert org_key[1][4:20] not in dump
 
 
-def test_another_org_sees_and_changes_nothing(app: App, api: TestClient, org_key: tuple[str, str]) -> None:
+def test_another_org_sees_and_changes_nothing(
+    app: App, api: TestClient, org_key: tuple[str, str]
+) -> None:
     a = api  # org A's key is the default header
-    mem = a.post(V1 + "/memories", json={"agent_id": "bot", "session_id": "sess_shared", "content": "secret A",
-                                         "tags": ["t"], "dedup_key": "k-a"}).json()
+    mem = a.post(
+        V1 + "/memories",
+        json={
+            "agent_id": "bot",
+            "session_id": "sess_shared",
+            "content": "secret A",
+            "tags": ["t"],
+            "dedup_key": "k-a",
+        },
+    ).json()
     agent = a.post(V1 + "/agents", json={"name": "alpha"}).json()
-    session = a.post(V1 + "/sessions", json={"agent_id": agent["id"], "metadata": {"owner": "A"}}).json()
-    a.post(V1 + "/memories", json={"agent_id": "bot", "session_id": session["id"], "content": "in session"})
+    session = a.post(
+        V1 + "/sessions", json={"agent_id": agent["id"], "metadata": {"owner": "A"}}
+    ).json()
+    a.post(
+        V1 + "/memories",
+        json={"agent_id": "bot", "session_id": session["id"], "content": "in session"},
+    )
 
     org_b = app.new_org("Other")
     b = app.as_key(app.new_key(org_b))
@@ -75,7 +90,9 @@ def test_another_org_sees_and_changes_nothing(app: App, api: TestClient, org_key
     assert c.get(V1 + "/memories/k-a", headers=b).status_code == 404
     assert c.get(V1 + "/memories", headers=b).json()["count"] == 0
     assert c.get(V1 + "/memories", params={"agent_id": "bot"}, headers=b).json()["count"] == 0
-    assert c.post(V1 + "/search", json={"content_contains": "secret"}, headers=b).json()["count"] == 0
+    assert (
+        c.post(V1 + "/search", json={"content_contains": "secret"}, headers=b).json()["count"] == 0
+    )
     assert c.post(V1 + "/search", json={"tags": ["t"]}, headers=b).json()["count"] == 0
     assert c.get(V1 + "/agents", headers=b).json()["count"] == 0
     assert c.get(V1 + f"/agents/{agent['id']}", headers=b).status_code == 404
@@ -85,13 +102,21 @@ def test_another_org_sees_and_changes_nothing(app: App, api: TestClient, org_key
     assert c.get(V1 + "/agents/bot/memories", headers=b).json()["count"] == 0
     assert c.get(V1 + "/sessions", headers=b).json()["count"] == 0
     assert c.get(V1 + f"/sessions/{session['id']}", headers=b).status_code == 404
-    assert c.put(V1 + f"/sessions/{session['id']}", json={"status": "closed"}, headers=b).status_code == 404
+    assert (
+        c.put(V1 + f"/sessions/{session['id']}", json={"status": "closed"}, headers=b).status_code
+        == 404
+    )
     assert c.get(V1 + f"/sessions/{session['id']}/memories", headers=b).json()["count"] == 0
     assert c.get(V1 + "/sessions/sess_shared/memories", headers=b).json()["count"] == 0
     ctx = c.post(V1 + f"/sessions/{session['id']}/context", json={}, headers=b).json()
     assert ctx["memory_count"] == 0
     # the same content is not a duplicate in another org, and names are per org
-    assert c.post(V1 + "/memories", json={"agent_id": "bot", "content": "secret A"}, headers=b).status_code == 201
+    assert (
+        c.post(
+            V1 + "/memories", json={"agent_id": "bot", "content": "secret A"}, headers=b
+        ).status_code
+        == 201
+    )
     assert c.post(V1 + "/agents", json={"name": "alpha"}, headers=b).status_code == 201
     # a session in B naming A's agent id registers B's own agent, never A's
     other = c.post(V1 + "/sessions", json={"agent_id": agent["id"]}, headers=b).json()

@@ -27,7 +27,9 @@ H = 3600 * 10**9
         ("agent_1", "decision", "Use PostgreSQL", "69b3210537377d2095698230eebd4be7"),
     ],
 )
-def test_dedup_key_matches_reference_vectors(agent: str, event: str, content: str, expected: str) -> None:
+def test_dedup_key_matches_reference_vectors(
+    agent: str, event: str, content: str, expected: str
+) -> None:
     assert dedup_key(agent, event, content) == expected
 
 
@@ -63,13 +65,24 @@ def test_format_rfc3339_trims_like_go(ns: int, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "span"),
-    [("30s", 30), ("15m", 900), ("24h", 86400), ("7d", 7 * 86400), ("2w", 14 * 86400), ("365d", 365 * 86400), ("8760h", 365 * 86400)],
+    [
+        ("30s", 30),
+        ("15m", 900),
+        ("24h", 86400),
+        ("7d", 7 * 86400),
+        ("2w", 14 * 86400),
+        ("365d", 365 * 86400),
+        ("8760h", 365 * 86400),
+    ],
 )
 def test_relative_windows(value: str, span: int) -> None:
     assert parse_since("since", value, NOW) == NOW - span * 10**9
 
 
-@pytest.mark.parametrize("value", ["0h", "366d", "53w", "8761h", "2x", "-1h", "1.5h", " 1h", "h", "yesterday", "2026-13-01"])
+@pytest.mark.parametrize(
+    "value",
+    ["0h", "366d", "53w", "8761h", "2x", "-1h", "1.5h", " 1h", "h", "yesterday", "2026-13-01"],
+)
 def test_bad_windows_are_400(value: str) -> None:
     with pytest.raises(BadRequest):
         parse_since("since", value, NOW)
@@ -97,8 +110,13 @@ def test_until_now_and_relative() -> None:
 
 def _mem(i: int, memory_type: str, event_type: str, content: str, ns: int) -> MemoryRecord:
     return MemoryRecord(
-        id=f"m{i}", org_id="o", agent_id="a", content=content, time_ns=ns,
-        memory_type=memory_type, event_type=event_type,
+        id=f"m{i}",
+        org_id="o",
+        agent_id="a",
+        content=content,
+        time_ns=ns,
+        memory_type=memory_type,
+        event_type=event_type,
     )
 
 
@@ -114,7 +132,13 @@ def _at(text: str) -> int:
 def test_context_matches_reference_worked_example() -> None:
     rows = [  # newest first
         _mem(1, "decision", "decision", "Skip pagination", _at("2026-02-07T20:15:00Z")),
-        _mem(2, "episodic", "api_call", "Called the pricing API and got 3 items", _at("2026-02-07T20:14:30.5Z")),
+        _mem(
+            2,
+            "episodic",
+            "api_call",
+            "Called the pricing API and got 3 items",
+            _at("2026-02-07T20:14:30.5Z"),
+        ),
         _mem(3, "session", "error", "Rate limited, backing off", _at("2026-02-07T20:13:00Z")),
     ]
     text, count = render_session_context("sess_1a2b", rows)
@@ -129,7 +153,10 @@ def test_context_matches_reference_worked_example() -> None:
 
 def test_context_other_section_and_empty() -> None:
     assert render_session_context("s", []) == ("## Session Context (s)\n\n", 0)
-    rows = [_mem(1, "entity", "fact", "Alex likes tea", T0), _mem(2, "episodic", "error", "boom", T0)]
+    rows = [
+        _mem(1, "entity", "fact", "Alex likes tea", T0),
+        _mem(2, "episodic", "error", "boom", T0),
+    ]
     text, _ = render_session_context("s", rows)
     # episodic errors stay under Recent Actions, as in the reference; Other has no trailing blank line
     assert text == (
@@ -151,7 +178,10 @@ def test_context_hint_cuts_at_80_bytes_like_go() -> None:
 
 
 def test_context_budget_drops_oldest_first() -> None:
-    rows = [_mem(i, "episodic", "general", f"memory number {i} " + "x" * 40, T0 - i * 10**9) for i in range(20)]
+    rows = [
+        _mem(i, "episodic", "general", f"memory number {i} " + "x" * 40, T0 - i * 10**9)
+        for i in range(20)
+    ]
     full, _ = render_session_context("s", rows)
     budget = estimate_tokens(full) // 2
     text, count = render_session_context("s", rows, budget)

@@ -38,13 +38,18 @@ def store_options(fn: F) -> F:
         "--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory."
     )(fn)
     fn = click.option(
-        "--config", "config_path", type=click.Path(path_type=Path), default=None,
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        default=None,
         help="memtrace.toml to read.",
     )(fn)
     return fn
 
 
-def _settings(config_path: Path | None, data_dir: Path | None, store_url: str | None, **more: Any) -> Settings:
+def _settings(
+    config_path: Path | None, data_dir: Path | None, store_url: str | None, **more: Any
+) -> Settings:
     try:
         return load_settings(config_path, data_dir=data_dir, store_url=store_url, **more)
     except ConfigError as exc:
@@ -73,7 +78,9 @@ def admin_command(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
 
     @store_options
     @wraps(fn)
-    def command(config_path: Path | None, data_dir: Path | None, store_url: str | None, **kwargs: Any) -> None:
+    def command(
+        config_path: Path | None, data_dir: Path | None, store_url: str | None, **kwargs: Any
+    ) -> None:
         settings = _settings(config_path, data_dir, store_url)
         _with_store(settings, lambda store: fn(Admin(store), **kwargs))
 
@@ -111,8 +118,12 @@ def serve(
     key = _with_store(settings, lambda store: Admin(store).bootstrap())
     if key:
         bar = "=" * 58
-        click.echo(f"{bar}\n  FIRST RUN: Save your admin API key (shown only once)\n  API Key: {key}\n{bar}")
-    click.echo(f"memtrace {__version__} listening on http://{settings.host}:{settings.port}", err=True)
+        click.echo(
+            f"{bar}\n  FIRST RUN: Save your admin API key (shown only once)\n  API Key: {key}\n{bar}"
+        )
+    click.echo(
+        f"memtrace {__version__} listening on http://{settings.host}:{settings.port}", err=True
+    )
     sys.stdout.flush()
     uvicorn.run(
         create_app(settings),
@@ -160,7 +171,9 @@ async def org_list(admin: Admin) -> None:
 
 @org.command("delete")
 @click.argument("org_id")
-@click.option("--cascade", is_flag=True, help="Also delete its keys, agents, sessions and memories.")
+@click.option(
+    "--cascade", is_flag=True, help="Also delete its keys, agents, sessions and memories."
+)
 @admin_command
 async def org_delete(admin: Admin, org_id: str, cascade: bool) -> None:
     """Delete an organisation."""
@@ -176,7 +189,12 @@ def key() -> None:
 @key.command("create")
 @click.option("--org", "org_id", required=True, help="Organisation id.")
 @click.option("--name", required=True, help="Key name, unique within the org.")
-@click.option("--permissions", default="read,write", show_default=True, help="Comma list of read, write, admin.")
+@click.option(
+    "--permissions",
+    default="read,write",
+    show_default=True,
+    help="Comma list of read, write, admin.",
+)
 @admin_command
 async def key_create(admin: Admin, org_id: str, name: str, permissions: str) -> None:
     """Create a key; it is printed once, alone on the last line."""
@@ -194,7 +212,9 @@ async def key_list(admin: Admin, org_id: str) -> None:
     for record in await admin.store.list_keys(org_id):
         perms = ",".join(sorted(record.permissions))
         created = format_rfc3339(record.created_at_ns)[:16].replace("T", " ")
-        click.echo(f"{record.id:<6}{record.name:<24}{record.key_prefix + '…':<16}{perms:<20}{created}")
+        click.echo(
+            f"{record.id:<6}{record.name:<24}{record.key_prefix + '…':<16}{perms:<20}{created}"
+        )
 
 
 @key.command("revoke")

@@ -125,7 +125,9 @@ def load_settings(
     values: dict[str, Any] = {}
     path = config_path
     if path is None:
-        path = next((p.expanduser() for p in DEFAULT_CONFIG_PATHS if p.expanduser().is_file()), None)
+        path = next(
+            (p.expanduser() for p in DEFAULT_CONFIG_PATHS if p.expanduser().is_file()), None
+        )
     elif not path.is_file():
         raise ConfigError(f"config file {path} not found")
     if path is not None:

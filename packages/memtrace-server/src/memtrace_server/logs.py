@@ -36,9 +36,7 @@ class ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render one record."""
-        extras = " ".join(
-            f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD
-        )
+        extras = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD)
         line = f"{self.formatTime(record)} {record.levelname.lower():5} {record.name} {record.getMessage()}"
         return f"{line} {extras}".rstrip()
 

@@ -34,8 +34,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     Passing ``store`` lets tests and embedders supply one; otherwise it comes from
     ``settings.resolved_store_url``.
     """
-    the_store = store if store is not None else store_from_url(
-        settings.resolved_store_url, synchronous=settings.store_synchronous
+    the_store = (
+        store
+        if store is not None
+        else store_from_url(settings.resolved_store_url, synchronous=settings.store_synchronous)
     )
     metrics = Metrics()
 
@@ -70,7 +72,5 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (health, memories, agents, sessions):
         app.include_router(module.router)
-    app.add_middleware(
-        RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics
-    )
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app

@@ -15,9 +15,7 @@ from memtrace_server.service.auth import Authenticator, Principal, key_from_head
 from memtrace_server.service.memories import Memories
 from memtrace_server.storage.base import Store
 
-api_key_header = APIKeyHeader(
-    name="x-api-key", auto_error=False, description="API key (mtk_…)."
-)
+api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="API key (mtk_…).")
 bearer = HTTPBearer(auto_error=False, description="API key as a bearer token.")
 
 

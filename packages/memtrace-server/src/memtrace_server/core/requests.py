@@ -102,7 +102,9 @@ class CreateMemoryRequest(_Body):
     agent_id: AgentId = Field(
         description="Agent that owns the memory: any id or name matching ^[a-zA-Z][a-zA-Z0-9_-]{0,127}$."
     )
-    content: Annotated[str, _null_is(""), _required("content")] = Field(description="What to remember.")
+    content: Annotated[str, _null_is(""), _required("content")] = Field(
+        description="What to remember."
+    )
     memory_type: Annotated[str, _null_is("episodic"), AfterValidator(_check_memory_type)] = Field(
         "episodic", description="One of episodic (default), session, decision, entity."
     )
@@ -209,7 +211,9 @@ class ContextRequest(_Body):
 class RegisterAgentRequest(_Body):
     """An agent to register."""
 
-    name: Annotated[str, _null_is(""), _required("name")] = Field(description="Unique name within the org.")
+    name: Annotated[str, _null_is(""), _required("name")] = Field(
+        description="Unique name within the org."
+    )
     description: Annotated[str, _null_is("")] = Field("", description="What the agent does.")
     config: Metadata = Field(default_factory=dict, description="Any JSON object.")
 

@@ -102,7 +102,7 @@ class Memories:
             except BadRequest as exc:
                 raise BadRequest(f"failed to create memory {index}: {exc.message}") from exc
         stored = await self.store.insert_memories(org_id, records, self.dedup_window_ns)
-        return [r for r, ok in zip(records, stored) if ok]
+        return [r for r, ok in zip(records, stored, strict=True) if ok]
 
     async def get(self, org_id: str, ref: str) -> MemoryRecord:
         """A memory by id (or dedup key); 404 when this org has none."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -72,9 +73,7 @@ def _memory(row: tuple[Any, ...]) -> MemoryRecord:
     )
 
 
-_AGENT_COLUMNS = (
-    "org_id, id, name, description, config_json, implicit, created_at, last_active_at"
-)
+_AGENT_COLUMNS = "org_id, id, name, description, config_json, implicit, created_at, last_active_at"
 
 
 def _agent(row: tuple[Any, ...]) -> AgentRecord:
@@ -90,9 +89,7 @@ def _agent(row: tuple[Any, ...]) -> AgentRecord:
     )
 
 
-_SESSION_COLUMNS = (
-    "org_id, id, agent_id, status, metadata_json, created_at, updated_at, closed_at"
-)
+_SESSION_COLUMNS = "org_id, id, agent_id, status, metadata_json, created_at, updated_at, closed_at"
 
 
 def _session(row: tuple[Any, ...]) -> SessionRecord:
@@ -150,7 +147,9 @@ def memory_filter_sql(org_id: str, flt: MemoryFilter) -> tuple[str, list[Any]]:
             bounds += " AND t.time > ?"
         if flt.until_ns is not None:
             bounds += " AND t.time < ?"
-        where.append(f"m.rid IN (SELECT t.rid FROM memory_tags t WHERE t.org_id = ? AND t.tag = ?{bounds})")
+        where.append(
+            f"m.rid IN (SELECT t.rid FROM memory_tags t WHERE t.org_id = ? AND t.tag = ?{bounds})"
+        )
         params.extend([org_id, tag])
         params.extend(b for b in (flt.since_ns, flt.until_ns) if b is not None)
     if flt.content_contains:
@@ -248,7 +247,9 @@ class SQLiteStore:
                     stopping = True
                     break
                 group.append(nxt)
-            self._run_group(conn, [(fn, fut) for fn, fut in group if fut.set_running_or_notify_cancel()])
+            self._run_group(
+                conn, [(fn, fut) for fn, fut in group if fut.set_running_or_notify_cancel()]
+            )
 
     def _run_group(
         self, conn: sqlite3.Connection, group: list[tuple[WriteFn, concurrent.futures.Future[Any]]]
@@ -273,14 +274,12 @@ class SQLiteStore:
         except Exception as exc:
             log.error("sqlite write transaction failed: %s", exc)
             if conn.in_transaction:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             for _, fut in group:
                 fut.set_exception(StoreError(f"write failed: {exc}"))
             return
-        for (_, fut), (ok, value) in zip(group, outcomes):
+        for (_, fut), (ok, value) in zip(group, outcomes, strict=True):
             if ok:
                 fut.set_result(value)
             else:
@@ -336,7 +335,9 @@ class SQLiteStore:
     async def list_orgs(self) -> list[OrgRecord]:
         """All orgs, oldest first."""
         rows = await self._read(
-            lambda c: c.execute("SELECT id, name, created_at FROM orgs ORDER BY created_at, id").fetchall()
+            lambda c: c.execute(
+                "SELECT id, name, created_at FROM orgs ORDER BY created_at, id"
+            ).fetchall()
         )
         return [OrgRecord(*row) for row in rows]
 
@@ -354,7 +355,9 @@ class SQLiteStore:
 
         def op(c: sqlite3.Connection) -> dict[str, int]:
             return {
-                table: c.execute(f"SELECT count(*) FROM {table} WHERE org_id = ?", (org_id,)).fetchone()[0]
+                table: c.execute(
+                    f"SELECT count(*) FROM {table} WHERE org_id = ?", (org_id,)
+                ).fetchone()[0]
                 for table in ("api_keys", "agents", "sessions", "memories")
             }
 
@@ -386,7 +389,9 @@ class SQLiteStore:
                 if "FOREIGN KEY" in str(exc):
                     raise LookupError(f"org '{org_id}' not found") from exc
                 raise DuplicateName(f"key with name '{name}' already exists") from exc
-            row = c.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (cur.lastrowid,)).fetchone()
+            row = c.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (cur.lastrowid,)
+            ).fetchone()
             return _key(row)
 
         return await self._write(op)
@@ -407,7 +412,9 @@ class SQLiteStore:
             if org_id is None:
                 return c.execute("DELETE FROM api_keys WHERE id = ?", (key_id,)).rowcount > 0
             return (
-                c.execute("DELETE FROM api_keys WHERE id = ? AND org_id = ?", (key_id, org_id)).rowcount
+                c.execute(
+                    "DELETE FROM api_keys WHERE id = ? AND org_id = ?", (key_id, org_id)
+                ).rowcount
                 > 0
             )
 
@@ -426,11 +433,14 @@ class SQLiteStore:
 
     @staticmethod
     def _find_agent(c: sqlite3.Connection, org_id: str, ref: str) -> AgentRecord | None:
-        row = c.execute(
-            f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND id = ?", (org_id, ref)
-        ).fetchone() or c.execute(
-            f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND name = ?", (org_id, ref)
-        ).fetchone()
+        row = (
+            c.execute(
+                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND id = ?", (org_id, ref)
+            ).fetchone()
+            or c.execute(
+                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND name = ?", (org_id, ref)
+            ).fetchone()
+        )
         return _agent(row) if row else None
 
     @staticmethod
@@ -509,11 +519,17 @@ class SQLiteStore:
 
         def op(c: sqlite3.Connection) -> bool | int:
             sessions = c.execute(
-                "SELECT count(*) FROM sessions WHERE org_id = ? AND agent_id = ?", (org_id, agent_id)
+                "SELECT count(*) FROM sessions WHERE org_id = ? AND agent_id = ?",
+                (org_id, agent_id),
             ).fetchone()[0]
             if sessions:
                 return int(sessions)
-            return c.execute("DELETE FROM agents WHERE org_id = ? AND id = ?", (org_id, agent_id)).rowcount > 0
+            return (
+                c.execute(
+                    "DELETE FROM agents WHERE org_id = ? AND id = ?", (org_id, agent_id)
+                ).rowcount
+                > 0
+            )
 
         return await self._write(op)
 
@@ -534,7 +550,8 @@ class SQLiteStore:
                 (org_id, agent_id, now_ns - DAY_NS),
             ).fetchone()
             last = c.execute(
-                "SELECT max(time) FROM memories WHERE org_id = ? AND agent_id = ?", (org_id, agent_id)
+                "SELECT max(time) FROM memories WHERE org_id = ? AND agent_id = ?",
+                (org_id, agent_id),
             ).fetchone()[0]
             sessions, active = c.execute(
                 "SELECT count(*), coalesce(sum(status = 'active'), 0) FROM sessions"
@@ -579,7 +596,8 @@ class SQLiteStore:
     @staticmethod
     def _find_session(c: sqlite3.Connection, org_id: str, session_id: str) -> SessionRecord | None:
         row = c.execute(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE org_id = ? AND id = ?", (org_id, session_id)
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE org_id = ? AND id = ?",
+            (org_id, session_id),
         ).fetchone()
         return _session(row) if row else None
 
@@ -649,7 +667,12 @@ class SQLiteStore:
                     hit = c.execute(
                         "SELECT 1 FROM memories WHERE org_id = ? AND dedup_key = ?"
                         " AND time > ? AND time < ? LIMIT 1",
-                        (org_id, m.dedup_key, m.time_ns - dedup_window_ns, m.time_ns + dedup_window_ns),
+                        (
+                            org_id,
+                            m.dedup_key,
+                            m.time_ns - dedup_window_ns,
+                            m.time_ns + dedup_window_ns,
+                        ),
                     ).fetchone()
                     if hit:
                         stored.append(False)
@@ -688,13 +711,17 @@ class SQLiteStore:
         """A memory by id, else the newest one with that dedup key."""
 
         def op(c: sqlite3.Connection) -> MemoryRecord | None:
-            row = c.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.id = ? AND m.org_id = ?", (ref, org_id)
-            ).fetchone() or c.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.org_id = ? AND m.dedup_key = ?"
-                " ORDER BY m.time DESC LIMIT 1",
-                (org_id, ref),
-            ).fetchone()
+            row = (
+                c.execute(
+                    f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.id = ? AND m.org_id = ?",
+                    (ref, org_id),
+                ).fetchone()
+                or c.execute(
+                    f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.org_id = ? AND m.dedup_key = ?"
+                    " ORDER BY m.time DESC LIMIT 1",
+                    (org_id, ref),
+                ).fetchone()
+            )
             return _memory(row) if row else None
 
         return await self._read(op)
@@ -742,7 +769,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for version, script in _migrations():
         conn.execute("BEGIN IMMEDIATE")
         try:
-            done = conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone()
+            done = conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+            ).fetchone()
             if not done:
                 for statement in _statements(script):
                     conn.execute(statement)

@@ -73,7 +73,9 @@ async def get_session(
     session_id: str, principal: Principal = Depends(reader), svc: Services = Depends(services)
 ) -> Response:
     """One session."""
-    return json_response(session_to_wire(await svc.agents.get_session(principal.org_id, session_id)))
+    return json_response(
+        session_to_wire(await svc.agents.get_session(principal.org_id, session_id))
+    )
 
 
 @router.put(

@@ -1,0 +1,1 @@
+"""SQLite migrations, applied in the order of their number."""

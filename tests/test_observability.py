@@ -1,0 +1,106 @@
+"""Access log lines, Prometheus metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from starlette.testclient import TestClient
+
+from memtrace_server.logs import JSONFormatter
+
+from conftest import App
+
+
+def test_one_log_line_per_request_without_secrets(
+    api: TestClient, org_key: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "the launch code is 0000"
+    with caplog.at_level(logging.INFO, logger="memtrace.access"):
+        r = api.post(
+            "/api/v1/memories",
+            json={"agent_id": "a", "content": secret},
+            headers={"x-request-id": "req-123"},
+        )
+        api.get("/api/v1/memories", params={"agent_id": "a", "tags": "private-tag"})
+    assert r.headers["x-request-id"] == "req-123"
+    records = [rec for rec in caplog.records if rec.name == "memtrace.access"]
+    assert len(records) == 2
+    lines = [json.loads(JSONFormatter().format(rec)) for rec in records]
+    assert lines[0]["method"] == "POST" and lines[0]["path"] == "/api/v1/memories"
+    assert lines[0]["status"] == 201 and lines[0]["request_id"] == "req-123"
+    assert isinstance(lines[0]["latency_ms"], float)
+    assert len(lines[1]["request_id"]) == 32
+    text = "\n".join(JSONFormatter().format(rec) for rec in caplog.records)
+    assert secret not in text and org_key[1] not in text and "private-tag" not in text
+
+
+def test_metrics_count_requests_by_route_and_memories(api: TestClient) -> None:
+    api.post(
+        "/api/v1/memories",
+        json={"memories": [{"agent_id": "a", "content": str(i)} for i in range(3)]},
+    )
+    api.post("/api/v1/memories", json={"agent_id": "a", "content": "0"})  # duplicate
+    api.get("/api/v1/memories/mem_nope")
+    text = api.get("/metrics").text
+    assert (
+        'memtrace_http_requests_total{method="POST",route="/api/v1/memories",status="201"} 1.0'
+        in text
+    )
+    assert (
+        'memtrace_http_requests_total{method="POST",route="/api/v1/memories",status="409"} 1.0'
+        in text
+    )
+    assert (
+        'memtrace_http_requests_total{method="GET",route="/api/v1/memories/{memory_id}",status="404"} 1.0'
+        in text
+    )
+    assert "memtrace_memories_written_total 3.0" in text
+    assert "memtrace_memories_duplicate_total 1.0" in text
+    assert (
+        'memtrace_http_request_duration_seconds_bucket{le="5.0",method="POST",route="/api/v1/memories"} 2.0'
+        in text
+    )
+
+
+def test_openapi_documents_every_route_and_field(app: App) -> None:
+    spec = app.client.get("/openapi.json").json()
+    paths = spec["paths"]
+    expected = {
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/metrics", "get"),
+        ("/api/v1/memories", "post"),
+        ("/api/v1/memories", "get"),
+        ("/api/v1/memories/{memory_id}", "get"),
+        ("/api/v1/search", "post"),
+        ("/api/v1/agents", "post"),
+        ("/api/v1/agents", "get"),
+        ("/api/v1/agents/{agent_id}", "get"),
+        ("/api/v1/agents/{agent_id}", "delete"),
+        ("/api/v1/agents/{agent_id}/stats", "get"),
+        ("/api/v1/agents/{agent_id}/memories", "get"),
+        ("/api/v1/sessions", "post"),
+        ("/api/v1/sessions", "get"),
+        ("/api/v1/sessions/{session_id}", "get"),
+        ("/api/v1/sessions/{session_id}", "put"),
+        ("/api/v1/sessions/{session_id}/memories", "get"),
+        ("/api/v1/sessions/{session_id}/context", "post"),
+    }
+    assert {(p, m) for p, ops in paths.items() for m in ops} == expected
+    schemas = spec["components"]["schemas"]
+    for name in (
+        "CreateMemoryRequest",
+        "SearchRequest",
+        "ContextRequest",
+        "RegisterAgentRequest",
+        "CreateSessionRequest",
+        "UpdateSessionRequest",
+    ):
+        for field, prop in schemas[name]["properties"].items():
+            assert prop.get("description"), f"{name}.{field} has no description"
+    create = paths["/api/v1/memories"]["post"]
+    assert "201" in create["responses"] and "409" in create["responses"]
+    assert {"APIKeyHeader", "HTTPBearer"} <= set(spec["components"]["securitySchemes"])
+    assert app.client.get("/docs").status_code == 200
