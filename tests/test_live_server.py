@@ -137,3 +137,23 @@ def test_kill_9_after_201_loses_nothing(tmp_path: Path) -> None:
             assert total["count"] == len(acked) and total["has_more"] is False
     finally:
         restarted.stop()
+
+
+def test_concurrent_identical_writes_store_exactly_one(live_server: LiveServer) -> None:
+    _, key = new_cli_key(live_server.data_dir)
+    body = {"agent_id": "racer", "content": "the same thought at the same instant"}
+
+    def post(_: int) -> int:
+        return httpx.post(
+            live_server.url + "/api/v1/memories", json=body, headers={"x-api-key": key}, timeout=30
+        ).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        statuses = sorted(pool.map(post, range(32)))
+    assert statuses == [201] + [409] * 31
+    listed = httpx.get(
+        live_server.url + "/api/v1/memories",
+        params={"agent_id": "racer"},
+        headers={"x-api-key": key},
+    ).json()
+    assert listed["count"] == 1

@@ -121,7 +121,7 @@ class CreateMemoryRequest(_Body):
         "", description="Dedup key; derived from agent, event type and content when omitted."
     )
     parent_id: Annotated[str, _null_is("")] = Field("", description="Free-form parent reference.")
-    time: Annotated[str | None, Field(None)] = Field(
+    time: str | None = Field(
         None,
         description="Optional RFC 3339 time for imports and backfills; server time when omitted.",
     )
@@ -230,7 +230,7 @@ class CreateSessionRequest(_Body):
 class UpdateSessionRequest(_Body):
     """Changes to a session."""
 
-    status: Annotated[Literal["active", "closed"] | None, Field(None)] = Field(
+    status: Literal["active", "closed"] | None = Field(
         None, description="active or closed; reopening clears closed_at."
     )
     metadata: dict[str, Any] | None = Field(
