@@ -1,0 +1,208 @@
+"""Request and response models: a superset of memtrace-sdk 0.2.0's.
+
+Request models accept what the server defaults (``memory_type``/``event_type`` may be
+omitted). Response models ignore fields they do not know, so newer servers stay readable.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+MemoryType = Literal["episodic", "session", "decision", "entity"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Memory(BaseModel):
+    """A stored memory event."""
+
+    id: str | None = Field(None, description="mem_… id (None from servers that have none).")
+    time: datetime
+    org_id: str
+    agent_id: str
+    session_id: str | None = None
+    memory_type: str
+    event_type: str
+    content: str
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    dedup_key: str | None = None
+    importance: float | None = None
+    parent_id: str | None = None
+
+
+class AddMemoryRequest(_Request):
+    """A memory to store. The server defaults ``memory_type`` and ``event_type``."""
+
+    agent_id: str
+    content: str
+    session_id: str | None = None
+    memory_type: MemoryType | None = None
+    event_type: str | None = None
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    dedup_key: str | None = None
+    importance: float | None = Field(default=None, ge=0, le=1)
+    parent_id: str | None = None
+    time: datetime | None = Field(None, description="Backfill time; server time when omitted.")
+
+    @field_serializer("time")
+    def _rfc3339(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class ListOptions(_Request):
+    """Filters for listing memories (all optional)."""
+
+    agent_id: str | None = None
+    session_id: str | None = None
+    memory_type: str | None = None
+    event_type: str | None = None
+    tags: str | None = Field(None, description="Comma-separated; a list is accepted too.")
+    since: str | None = None
+    until: str | None = None
+    limit: int | None = None
+    offset: int | None = None
+    order: Literal["asc", "desc"] | None = None
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _join_tags(cls, value: Any) -> Any:
+        return ",".join(value) if isinstance(value, (list, tuple)) else value
+
+
+class MemoryList(BaseModel):
+    """A page of memories."""
+
+    memories: list[Memory]
+    count: int
+    has_more: bool
+
+
+class SearchQuery(_Request):
+    """Structured search filters (all optional)."""
+
+    agent_id: str | None = None
+    session_id: str | None = None
+    memory_types: list[str] | None = None
+    event_types: list[str] | None = None
+    tags: list[str] | None = None
+    content_contains: str | None = None
+    since: str | None = None
+    until: str | None = None
+    min_importance: float | None = None
+    limit: int | None = None
+    offset: int | None = None
+    order: Literal["asc", "desc"] | None = None
+
+
+class SearchResult(BaseModel):
+    """Search results; ``.memories`` is an alias of ``.results``."""
+
+    results: list[Memory]
+    count: int
+    query_time_ms: int = 0
+
+    @property
+    def memories(self) -> list[Memory]:
+        """The results, under the name list endpoints use."""
+        return self.results
+
+
+class Agent(BaseModel):
+    """A registered agent."""
+
+    id: str
+    org_id: str
+    name: str
+    description: str | None = None
+    config: dict[str, Any] | None = None
+    created_at: datetime
+    last_active_at: datetime | None = None
+
+
+class RegisterAgentRequest(_Request):
+    """An agent to register."""
+
+    name: str
+    description: str | None = None
+    config: dict[str, Any] | None = None
+
+
+class AgentList(BaseModel):
+    """Agents of your organisation."""
+
+    agents: list[Agent]
+    count: int
+
+
+class AgentStats(BaseModel):
+    """Memory statistics for an agent."""
+
+    agent_id: str
+    memory_count: int
+    memories_24h: int
+    errors_24h: int
+    session_count: int
+    active_sessions: int
+    last_active_at: datetime | None = None
+    memory_types: dict[str, int]
+
+
+class Session(BaseModel):
+    """A bounded context for agent work."""
+
+    id: str
+    org_id: str
+    agent_id: str
+    status: str
+    metadata: dict[str, Any] | None = None
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None = None
+
+
+class SessionList(BaseModel):
+    """Sessions of your organisation."""
+
+    sessions: list[Session]
+    count: int
+
+
+class CreateSessionRequest(_Request):
+    """A session to open; ``agent_id`` may be an agent id or name."""
+
+    agent_id: str
+    metadata: dict[str, Any] | None = None
+
+
+class UpdateSessionRequest(_Request):
+    """Changes to a session; metadata keys are merged (None removes a key)."""
+
+    status: Literal["active", "closed"] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class ContextOptions(_Request):
+    """Options for a session context."""
+
+    max_tokens: int | None = None
+    include_types: list[str] | None = None
+    since: str | None = None
+
+
+class SessionContext(BaseModel):
+    """LLM-ready markdown for a session."""
+
+    session_id: str
+    context: str
+    memory_count: int
