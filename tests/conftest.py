@@ -52,6 +52,31 @@ class App:
         return {"x-api-key": key}
 
 
+class AppTransport(httpx.BaseTransport):
+    """Carries the SDK's ``httpx`` requests into the in-process app through its TestClient.
+
+    The TestClient speaks its own HTTP client library; this adapts requests and responses
+    so the SDK, which uses ``httpx``, reaches the real app without a socket.
+    """
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        answer = self.client.request(
+            request.method,
+            str(request.url),
+            headers=[(k, v) for k, v in request.headers.multi_items() if k.lower() != "host"],
+            content=request.read(),
+        )
+        return httpx.Response(
+            answer.status_code,
+            headers=list(answer.headers.multi_items()),
+            content=answer.content,
+            request=request,
+        )
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return load_settings(
         env={}, data_dir=tmp_path / "data", store_synchronous="NORMAL", **overrides

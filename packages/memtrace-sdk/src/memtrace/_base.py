@@ -172,9 +172,7 @@ class ClientBase:
         self.base_url = (base_url or os.environ.get("MEMTRACE_URL") or DEFAULT_BASE_URL).rstrip("/")
         key = api_key if api_key is not None else os.environ.get("MEMTRACE_API_KEY")
         if not key:
-            raise exc.AuthenticationError(
-                "no API key: pass api_key or set MEMTRACE_API_KEY"
-            )
+            raise exc.AuthenticationError("no API key: pass api_key or set MEMTRACE_API_KEY")
         self.api_key = key
         self.timeout = timeout
         self.retry = RetryPolicy(max_retries=max_retries, backoff=retry_backoff)
@@ -203,11 +201,14 @@ class ClientBase:
         attempt = 0
         while True:
             outcome = yield Send(call.method, self.base_url + call.path, self._request_kwargs(call))
+            if not isinstance(outcome, (httpx.Response, httpx.TransportError)):
+                raise TypeError(f"an httpx response was expected, not {type(outcome).__name__}")
             response = outcome if isinstance(outcome, httpx.Response) else None
             if isinstance(outcome, httpx.TransportError):
                 if not self._should_retry(call, attempt, None):
                     raise transport_error(outcome) from outcome
-            elif response is not None:
+            else:
+                assert response is not None
                 if response.status_code < 400:
                     return decode(call, response)
                 failure = error_for(response)

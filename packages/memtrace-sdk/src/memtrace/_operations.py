@@ -128,7 +128,9 @@ def recall(
 ) -> Call[MemoryList]:
     """An agent's recent memories, newest first."""
     return list_memories(
-        ListOptions(agent_id=agent_id, since=since, session_id=session_id, limit=limit, order="desc")
+        ListOptions(
+            agent_id=agent_id, since=since, session_id=session_id, limit=limit, order="desc"
+        )
     )
 
 
@@ -180,7 +182,9 @@ def delete_agent(agent_id: str) -> Call[None]:
 def create_session(req: CreateSessionRequest | Mapping[str, Any]) -> Call[Session]:
     """Open a session for an agent id or name."""
     model = coerce(CreateSessionRequest, req)
-    return Call("POST", f"{V1}/sessions", Session.model_validate, json=body(model), retry_safe=False)
+    return Call(
+        "POST", f"{V1}/sessions", Session.model_validate, json=body(model), retry_safe=False
+    )
 
 
 def get_session(session_id: str) -> Call[Session]:
@@ -190,14 +194,10 @@ def get_session(session_id: str) -> Call[Session]:
 
 def list_sessions(agent_id: str | None = None) -> Call[SessionList]:
     """Sessions, newest first, optionally of one agent."""
-    return Call(
-        "GET", f"{V1}/sessions", SessionList.model_validate, params={"agent_id": agent_id}
-    )
+    return Call("GET", f"{V1}/sessions", SessionList.model_validate, params={"agent_id": agent_id})
 
 
-def update_session(
-    session_id: str, req: UpdateSessionRequest | Mapping[str, Any]
-) -> Call[Session]:
+def update_session(session_id: str, req: UpdateSessionRequest | Mapping[str, Any]) -> Call[Session]:
     """Change a session's status and merge metadata."""
     model = coerce(UpdateSessionRequest, req)
     return Call(
