@@ -300,3 +300,24 @@ def test_over_a_real_socket(live_server: LiveServer) -> None:
     import asyncio
 
     assert asyncio.run(run()) == 1
+
+
+@pytest.mark.anyio
+async def test_async_error_mapping(app: App, aclient: AsyncMemtrace) -> None:
+    with pytest.raises(NotFoundError):
+        await aclient.get_agent("nobody")
+    with pytest.raises(ValidationError) as bad:
+        await aclient.search_memories(since="later")
+    assert bad.value.status_code == 400
+    await aclient.remember("a", "once")
+    with pytest.raises(ConflictError):
+        await aclient.remember("a", "once")
+    transport = httpx.ASGITransport(app=app.client.app)
+    async with AsyncMemtrace(
+        "http://testserver", "mtk_" + "D" * 43 + "=", transport=transport
+    ) as wrong:
+        with pytest.raises(AuthenticationError):
+            await wrong.list_sessions()
+    async with AsyncMemtrace(f"http://127.0.0.1:{free_port()}", "k", max_retries=0) as nowhere:
+        with pytest.raises(MemtraceConnectionError):
+            await nowhere.list_agents()
