@@ -110,6 +110,7 @@ def test_another_org_sees_and_changes_nothing(
     assert c.get(V1 + "/sessions/sess_shared/memories", headers=b).json()["count"] == 0
     ctx = c.post(V1 + f"/sessions/{session['id']}/context", json={}, headers=b).json()
     assert ctx["memory_count"] == 0
+    assert c.post(V1 + "/agents/bot/context", json={}, headers=b).json()["memory_count"] == 0
     # the same content is not a duplicate in another org, and names are per org
     assert (
         c.post(

@@ -80,7 +80,7 @@ def test_openapi_documents_every_route_and_field(app: App) -> None:
         ("/api/v1/agents/{agent_id}", "get"),
         ("/api/v1/agents/{agent_id}", "delete"),
         ("/api/v1/agents/{agent_id}/stats", "get"),
-        ("/api/v1/agents/{agent_id}/memories", "get"),
+        ("/api/v1/agents/{agent_id}/memories", "get"), ("/api/v1/agents/{agent_id}/context", "post"),
         ("/api/v1/sessions", "post"),
         ("/api/v1/sessions", "get"),
         ("/api/v1/sessions/{session_id}", "get"),

@@ -22,6 +22,7 @@ from memtrace.exceptions import (
 from memtrace.models import (
     AddMemoryRequest,
     Agent,
+    AgentContext,
     AgentList,
     AgentStats,
     ContextOptions,
@@ -43,6 +44,7 @@ __version__ = "0.3.0.dev0"
 __all__ = [
     "AddMemoryRequest",
     "Agent",
+    "AgentContext",
     "AgentList",
     "AgentStats",
     "AsyncMemtrace",

@@ -12,6 +12,7 @@ from memtrace._base import Call, body, coerce, path_id
 from memtrace.models import (
     AddMemoryRequest,
     Agent,
+    AgentContext,
     AgentList,
     AgentStats,
     ContextOptions,
@@ -171,6 +172,19 @@ def get_agent_memories(
     params.pop("agent_id", None)
     return Call(
         "GET", f"{V1}/agents/{path_id(agent_id)}/memories", MemoryList.model_validate, params=params
+    )
+
+
+def get_agent_context(
+    agent_id: str, opts: ContextOptions | Mapping[str, Any] | None = None
+) -> Call[AgentContext]:
+    """LLM-ready markdown of an agent's recent memories across all its sessions."""
+    model = coerce(ContextOptions, opts)
+    return Call(
+        "POST",
+        f"{V1}/agents/{path_id(agent_id)}/context",
+        AgentContext.model_validate,
+        json=body(model),
     )
 
 

@@ -103,6 +103,7 @@ class AsyncMemtrace(ClientBase):
     get_agent = _async(ops.get_agent)
     get_agent_stats = _async(ops.get_agent_stats)
     get_agent_memories = _async(ops.get_agent_memories)
+    get_agent_context = _async(ops.get_agent_context)
     delete_agent = _async(ops.delete_agent)
     create_session = _async(ops.create_session)
     get_session = _async(ops.get_session)

@@ -101,6 +101,7 @@ class Memtrace(ClientBase):
     get_agent = _sync(ops.get_agent)
     get_agent_stats = _sync(ops.get_agent_stats)
     get_agent_memories = _sync(ops.get_agent_memories)
+    get_agent_context = _sync(ops.get_agent_context)
     delete_agent = _sync(ops.delete_agent)
     create_session = _sync(ops.create_session)
     get_session = _sync(ops.get_session)

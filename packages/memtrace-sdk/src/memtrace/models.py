@@ -206,3 +206,11 @@ class SessionContext(BaseModel):
     session_id: str
     context: str
     memory_count: int
+
+
+class AgentContext(BaseModel):
+    """LLM-ready markdown of an agent's recent memories across its sessions."""
+
+    agent_id: str
+    context: str
+    memory_count: int

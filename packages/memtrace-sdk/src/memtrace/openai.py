@@ -17,7 +17,12 @@ from memtrace._base import Call
 from memtrace.async_client import AsyncMemtrace
 from memtrace.client import Memtrace
 from memtrace.exceptions import ConflictError, MemtraceError
-from memtrace.models import Memory, MemoryList, SearchResult
+from memtrace.toolkit import (
+    list_text,
+    logged_text,
+    stored_text,
+    to_json,
+)
 
 _TIME_WINDOW = "Time window such as '30m', '2h', '24h' or '7d', or an ISO 8601 timestamp."
 
@@ -118,29 +123,13 @@ MEMTRACE_TOOLS: list[dict[str, Any]] = [
 TOOL_NAMES = frozenset(t["function"]["name"] for t in MEMTRACE_TOOLS)
 
 
-def _compact(m: Memory) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": m.id, "time": m.time.isoformat(), "type": m.memory_type}
-    out["content"] = m.content
-    if m.tags:
-        out["tags"] = m.tags
-    if m.importance:
-        out["importance"] = m.importance
-    if m.metadata and "reasoning" in m.metadata:
-        out["reasoning"] = m.metadata["reasoning"]
-    return out
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 @dataclass(frozen=True)
 class _Plan:
     """What one tool call needs: an SDK call and how to word its result, or a ready reply."""
 
     tool_call_id: str
     call: Call[Any] | None = None
-    render: Callable[[Any], str] = _dumps
+    render: Callable[[Any], str] = to_json
     reply: str | None = None
 
     def message(self, content: str) -> dict[str, Any]:
@@ -153,7 +142,7 @@ class _Plan:
             and self.call.method == "POST"
         ):
             return self.message(
-                _dumps(
+                to_json(
                     {
                         "stored": False,
                         "duplicate": True,
@@ -161,7 +150,7 @@ class _Plan:
                     }
                 )
             )
-        return self.message(_dumps({"error": error.message, "status": error.status_code}))
+        return self.message(to_json({"error": error.message, "status": error.status_code}))
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -179,10 +168,10 @@ class _ToolboxBase:
         function = _field(tool_call, "function")
         kind = _field(tool_call, "type") or "function"
         if kind != "function" or function is None:
-            return _Plan(call_id, reply=_dumps({"error": f"unsupported tool call type '{kind}'"}))
+            return _Plan(call_id, reply=to_json({"error": f"unsupported tool call type '{kind}'"}))
         name = _field(function, "name")
         if name not in TOOL_NAMES:
-            return _Plan(call_id, reply=_dumps({"error": f"unknown tool '{name}'"}))
+            return _Plan(call_id, reply=to_json({"error": f"unknown tool '{name}'"}))
         try:
             args = json.loads(_field(function, "arguments") or "{}")
             if not isinstance(args, dict):
@@ -190,7 +179,7 @@ class _ToolboxBase:
             return self._plan_tool(call_id, name, args)
         except (ValueError, TypeError, KeyError, MemtraceError) as error:
             text = error.message if isinstance(error, MemtraceError) else str(error)
-            return _Plan(call_id, reply=_dumps({"error": f"bad arguments for {name}: {text}"}))
+            return _Plan(call_id, reply=to_json({"error": f"bad arguments for {name}: {text}"}))
 
     def _plan_tool(self, call_id: str, name: str, args: dict[str, Any]) -> _Plan:
         def limit(default: int) -> int:
@@ -210,7 +199,7 @@ class _ToolboxBase:
             return _Plan(
                 call_id,
                 call,
-                lambda m: _dumps({"stored": True, "id": m.id, "time": m.time.isoformat()}),
+                stored_text,
             )
         if name == "memtrace_recall":
             call = ops.list_memories(
@@ -219,7 +208,7 @@ class _ToolboxBase:
                 limit=limit(50),
                 order="desc",
             )
-            return _Plan(call_id, call, lambda r: _render_list(r))
+            return _Plan(call_id, call, list_text)
         if name == "memtrace_search":
             call = ops.search_memories(
                 {
@@ -231,20 +220,15 @@ class _ToolboxBase:
                     "limit": limit(20),
                 }
             )
-            return _Plan(call_id, call, lambda r: _render_list(r))
+            return _Plan(call_id, call, list_text)
         call = ops.decide(
             self.agent_id, str(args["decision"]), str(args["reasoning"]), session_id=self.session_id
         )
         return _Plan(
             call_id,
             call,
-            lambda m: _dumps({"logged": True, "id": m.id, "time": m.time.isoformat()}),
+            logged_text,
         )
-
-
-def _render_list(result: MemoryList | SearchResult) -> str:
-    items = [_compact(m) for m in result.memories]
-    return _dumps({"count": len(items), "memories": items})
 
 
 class MemtraceToolbox(_ToolboxBase):

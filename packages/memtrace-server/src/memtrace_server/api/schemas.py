@@ -115,6 +115,14 @@ class ContextOut(BaseModel):
     memory_count: int
 
 
+class AgentContextOut(BaseModel):
+    """LLM-ready markdown of an agent's recent memories across its sessions."""
+
+    agent_id: str
+    context: str
+    memory_count: int
+
+
 class HealthOut(BaseModel):
     """Liveness."""
 

@@ -94,3 +94,10 @@ def render_session_context(
 ) -> tuple[str, int]:
     """The reference's session context block for ``session_id``."""
     return render_context(f"Session Context ({session_id})", rows, max_tokens)
+
+
+def render_agent_context(
+    agent_id: str, rows: Sequence[MemoryRecord], max_tokens: int | None = None
+) -> tuple[str, int]:
+    """The same layout for an agent's memories across all its sessions."""
+    return render_context(f"Agent Context ({agent_id})", rows, max_tokens)

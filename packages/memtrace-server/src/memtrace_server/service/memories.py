@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from memtrace_server.core.context import CONTEXT_ROW_LIMIT, render_session_context
+from memtrace_server.core.context import (
+    CONTEXT_ROW_LIMIT,
+    render_agent_context,
+    render_session_context,
+)
 from memtrace_server.core.dedup import dedup_key
 from memtrace_server.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from memtrace_server.core.ids import new_memory_id
@@ -140,18 +144,29 @@ class Memories:
     async def session_context(self, org_id: str, session_id: str, req: ContextRequest) -> Context:
         """The reference's markdown block of a session's recent memories."""
         check_id("session_id", session_id)
-        if req.max_tokens < 0:
-            raise BadRequest("invalid max_tokens: must be 0 (no limit) or more")
-        now = now_ns()
-        flt = MemoryFilter(
-            session_id=session_id,
-            memory_types=tuple(t for t in req.include_types if t),
-            since_ns=parse_since("since", req.since or "24h", now),
-            limit=CONTEXT_ROW_LIMIT,
-        )
-        rows = await self.store.query_memories(org_id, flt)
+        rows = await self._context_rows(org_id, req, session_id=session_id)
         text, count = render_session_context(session_id, rows, req.max_tokens or None)
         return Context(text, count)
+
+    async def agent_context(self, org_id: str, agent_id: str, req: ContextRequest) -> Context:
+        """The same block for an agent's memories across all of its sessions."""
+        check_id("agent_id", agent_id)
+        rows = await self._context_rows(org_id, req, agent_id=agent_id)
+        text, count = render_agent_context(agent_id, rows, req.max_tokens or None)
+        return Context(text, count)
+
+    async def _context_rows(
+        self, org_id: str, req: ContextRequest, **scope: str
+    ) -> list[MemoryRecord]:
+        if req.max_tokens < 0:
+            raise BadRequest("invalid max_tokens: must be 0 (no limit) or more")
+        flt = MemoryFilter(
+            memory_types=tuple(t for t in req.include_types if t),
+            since_ns=parse_since("since", req.since or "24h", now_ns()),
+            limit=CONTEXT_ROW_LIMIT,
+            **scope,
+        )
+        return await self.store.query_memories(org_id, flt)
 
 
 def list_filter(

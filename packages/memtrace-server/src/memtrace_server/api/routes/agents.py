@@ -11,13 +11,14 @@ from memtrace_server.api.deps import Services, reader, services, writer
 from memtrace_server.api.responses import json_response
 from memtrace_server.api.routes.memories import TIME_HELP, page_response
 from memtrace_server.api.schemas import (
+    AgentContextOut,
     AgentListOut,
     AgentOut,
     AgentStatsOut,
     MemoryListOut,
     errors,
 )
-from memtrace_server.core.requests import RegisterAgentRequest
+from memtrace_server.core.requests import ContextRequest, RegisterAgentRequest
 from memtrace_server.core.timefmt import now_ns
 from memtrace_server.core.validation import check_id
 from memtrace_server.core.wire import agent_to_wire, stats_to_wire
@@ -128,3 +129,25 @@ async def agent_memories(
         order=order,
     )
     return page_response(await svc.memories.page(principal.org_id, flt))
+
+
+@router.post(
+    "/{agent_id}/context",
+    summary="Agent context as markdown",
+    responses={200: {"model": AgentContextOut}, **errors(400, 401, 403, 503)},
+)
+async def agent_context(
+    agent_id: str,
+    body: Annotated[ContextRequest | None, Body()] = None,
+    principal: Principal = Depends(reader),
+    svc: Services = Depends(services),
+) -> Response:
+    """An agent's memories of the window across all its sessions (default 24 h, newest 100).
+
+    Same sections and ``max_tokens`` budget as the session context, under
+    ``## Agent Context (<agent_id>)``: what to give a new session of the same agent.
+    """
+    ctx = await svc.memories.agent_context(principal.org_id, agent_id, body or ContextRequest())
+    return json_response(
+        {"agent_id": agent_id, "context": ctx.text, "memory_count": ctx.memory_count}
+    )
