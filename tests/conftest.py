@@ -20,6 +20,9 @@ from memtrace_server.api.app import create_app
 from memtrace_server.config import Settings, load_settings
 from memtrace_server.service.admin import Admin
 
+# The Agents SDK reads this once, on first use: no trace may leave the machine in tests.
+os.environ["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 

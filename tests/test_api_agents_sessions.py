@@ -195,15 +195,31 @@ def test_session_memories_and_context(api: TestClient) -> None:
 def test_agent_context_spans_sessions(api: TestClient) -> None:
     s1 = api.post("/api/v1/sessions", json={"agent_id": "bot"}).json()["id"]
     s2 = api.post("/api/v1/sessions", json={"agent_id": "bot"}).json()["id"]
-    api.post("/api/v1/memories", json={"agent_id": "bot", "session_id": s1, "content": "from session one"})
-    api.post("/api/v1/memories", json={"agent_id": "bot", "session_id": s2, "content": "from session two",
-                                       "memory_type": "decision", "event_type": "decision"})
+    api.post(
+        "/api/v1/memories",
+        json={"agent_id": "bot", "session_id": s1, "content": "from session one"},
+    )
+    api.post(
+        "/api/v1/memories",
+        json={
+            "agent_id": "bot",
+            "session_id": s2,
+            "content": "from session two",
+            "memory_type": "decision",
+            "event_type": "decision",
+        },
+    )
     api.post("/api/v1/memories", json={"agent_id": "bot", "content": "no session"})
     api.post("/api/v1/memories", json={"agent_id": "other", "content": "not this agent"})
     ctx = api.post("/api/v1/agents/bot/context", json={}).json()
     assert ctx["agent_id"] == "bot" and ctx["memory_count"] == 3
     assert ctx["context"].startswith("## Agent Context (bot)\n\n### Recent Actions (2)\n")
     assert "decision: from session two" in ctx["context"] and "not this agent" not in ctx["context"]
-    assert api.post("/api/v1/agents/bot/context", json={"include_types": ["decision"]}).json()["memory_count"] == 1
+    assert (
+        api.post("/api/v1/agents/bot/context", json={"include_types": ["decision"]}).json()[
+            "memory_count"
+        ]
+        == 1
+    )
     assert api.post("/api/v1/agents/bad id/context", json={}).status_code == 400
     assert api.post("/api/v1/agents/bot/context", json={"since": "nope"}).status_code == 400

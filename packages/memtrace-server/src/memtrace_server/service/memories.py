@@ -156,7 +156,12 @@ class Memories:
         return Context(text, count)
 
     async def _context_rows(
-        self, org_id: str, req: ContextRequest, **scope: str
+        self,
+        org_id: str,
+        req: ContextRequest,
+        *,
+        session_id: str | None = None,
+        agent_id: str | None = None,
     ) -> list[MemoryRecord]:
         if req.max_tokens < 0:
             raise BadRequest("invalid max_tokens: must be 0 (no limit) or more")
@@ -164,7 +169,8 @@ class Memories:
             memory_types=tuple(t for t in req.include_types if t),
             since_ns=parse_since("since", req.since or "24h", now_ns()),
             limit=CONTEXT_ROW_LIMIT,
-            **scope,
+            session_id=session_id,
+            agent_id=agent_id,
         )
         return await self.store.query_memories(org_id, flt)
 
