@@ -32,133 +32,59 @@ from memtrace_server.core.records import (
     SessionRecord,
 )
 from memtrace_server.storage.base import DuplicateName, StoreError
+from memtrace_server.storage.sql import (
+    AGENT_COLUMNS,
+    KEY_COLUMNS,
+    MEMORY_COLUMNS,
+    ORG_TABLES,
+    SESSION_COLUMNS,
+    Dialect,
+    agent_from_row,
+    dump_json,
+    key_from_row,
+    load_json,
+    memory_filter_sql,
+    memory_from_row,
+    merge_metadata,
+    order_limit_sql,
+    session_from_row,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("memtrace.storage")
+WriteFn = Callable[[sqlite3.Connection], Any]
 
 DAY_NS = 86_400 * 1_000_000_000
 MAX_GROUP = 256
-_MEMORY_COLUMNS = (
-    "m.id, m.org_id, m.agent_id, m.session_id, m.memory_type, m.event_type, m.content, "
-    "m.metadata_json, m.tags_json, m.dedup_key, m.importance, m.parent_id, m.time"
-)
-
-WriteFn = Callable[[sqlite3.Connection], Any]
 
 
-def _dump(value: dict[str, Any] | None) -> str | None:
-    return orjson.dumps(value).decode() if value else None
-
-
-def _load(text: str | None) -> Any:
-    return orjson.loads(text) if text else None
+def _tags(value: str | None) -> tuple[str, ...]:
+    tags = load_json(value)
+    return tuple(tags) if tags else ()
 
 
 def _memory(row: tuple[Any, ...]) -> MemoryRecord:
-    tags = _load(row[8])
-    return MemoryRecord(
-        id=row[0],
-        org_id=row[1],
-        agent_id=row[2],
-        session_id=row[3],
-        memory_type=row[4],
-        event_type=row[5],
-        content=row[6],
-        metadata=_load(row[7]),
-        tags=tuple(tags) if tags else (),
-        dedup_key=row[9],
-        importance=row[10],
-        parent_id=row[11],
-        time_ns=row[12],
-    )
+    return memory_from_row(row, _tags)
 
 
-_AGENT_COLUMNS = "org_id, id, name, description, config_json, implicit, created_at, last_active_at"
-
-
-def _agent(row: tuple[Any, ...]) -> AgentRecord:
-    return AgentRecord(
-        org_id=row[0],
-        id=row[1],
-        name=row[2],
-        description=row[3],
-        config=_load(row[4]),
-        implicit=bool(row[5]),
-        created_at_ns=row[6],
-        last_active_at_ns=row[7],
-    )
-
-
-_SESSION_COLUMNS = "org_id, id, agent_id, status, metadata_json, created_at, updated_at, closed_at"
-
-
-def _session(row: tuple[Any, ...]) -> SessionRecord:
-    return SessionRecord(
-        org_id=row[0],
-        id=row[1],
-        agent_id=row[2],
-        status=row[3],
-        metadata=_load(row[4]),
-        created_at_ns=row[5],
-        updated_at_ns=row[6],
-        closed_at_ns=row[7],
-    )
-
-
-_KEY_COLUMNS = "id, org_id, name, key_digest, key_prefix, permissions, created_at, expires_at"
-
-
-def _key(row: tuple[Any, ...]) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        id=row[0],
-        org_id=row[1],
-        name=row[2],
-        key_digest=row[3],
-        key_prefix=row[4],
-        permissions=frozenset(p for p in row[5].split(",") if p),
-        created_at_ns=row[6],
-        expires_at_ns=row[7],
-    )
-
-
-def memory_filter_sql(org_id: str, flt: MemoryFilter) -> tuple[str, list[Any]]:
-    """WHERE clause (without the keyword) and parameters for a memory filter."""
-    where = ["m.org_id = ?"]
-    params: list[Any] = [org_id]
-    if flt.agent_id is not None:
-        where.append("m.agent_id = ?")
-        params.append(flt.agent_id)
-    if flt.session_id is not None:
-        where.append("m.session_id = ?")
-        params.append(flt.session_id)
-    for column, values in (("memory_type", flt.memory_types), ("event_type", flt.event_types)):
-        if values:
-            where.append(f"m.{column} IN ({','.join('?' * len(values))})")
-            params.extend(values)
+def _tag_subqueries(org_id: str, flt: MemoryFilter) -> tuple[list[str], list[Any]]:
+    bounds, bound_params = "", []
     if flt.since_ns is not None:
-        where.append("m.time > ?")
-        params.append(flt.since_ns)
+        bounds += " AND t.time > ?"
+        bound_params.append(flt.since_ns)
     if flt.until_ns is not None:
-        where.append("m.time < ?")
-        params.append(flt.until_ns)
+        bounds += " AND t.time < ?"
+        bound_params.append(flt.until_ns)
+    clauses, params = [], []
     for tag in flt.tags:
-        bounds = ""
-        if flt.since_ns is not None:
-            bounds += " AND t.time > ?"
-        if flt.until_ns is not None:
-            bounds += " AND t.time < ?"
-        where.append(
+        clauses.append(
             f"m.rid IN (SELECT t.rid FROM memory_tags t WHERE t.org_id = ? AND t.tag = ?{bounds})"
         )
-        params.extend([org_id, tag])
-        params.extend(b for b in (flt.since_ns, flt.until_ns) if b is not None)
-    if flt.content_contains:
-        where.append("instr(m.content, ?) > 0")
-        params.append(flt.content_contains)
-    if flt.min_importance is not None:
-        where.append("m.importance >= ?")
-        params.append(flt.min_importance)
-    return " AND ".join(where), params
+        params.extend([org_id, tag, *bound_params])
+    return clauses, params
+
+
+SQLITE = Dialect(placeholder="?", substring_function="instr", tags_clause=_tag_subqueries)
 
 
 class SQLiteStore:
@@ -358,7 +284,7 @@ class SQLiteStore:
                 table: c.execute(
                     f"SELECT count(*) FROM {table} WHERE org_id = ?", (org_id,)
                 ).fetchone()[0]
-                for table in ("api_keys", "agents", "sessions", "memories")
+                for table in ORG_TABLES
             }
 
         return await self._read(op)
@@ -390,9 +316,9 @@ class SQLiteStore:
                     raise LookupError(f"org '{org_id}' not found") from exc
                 raise DuplicateName(f"key with name '{name}' already exists") from exc
             row = c.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (cur.lastrowid,)
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", (cur.lastrowid,)
             ).fetchone()
-            return _key(row)
+            return key_from_row(row)
 
         return await self._write(op)
 
@@ -400,10 +326,10 @@ class SQLiteStore:
         """Keys of one org."""
         rows = await self._read(
             lambda c: c.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE org_id = ? ORDER BY id", (org_id,)
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = ? ORDER BY id", (org_id,)
             ).fetchall()
         )
-        return [_key(r) for r in rows]
+        return [key_from_row(r) for r in rows]
 
     async def revoke_key(self, key_id: int, org_id: str | None = None) -> bool:
         """Delete a key."""
@@ -424,10 +350,10 @@ class SQLiteStore:
         """The key stored under this digest."""
         row = await self._read(
             lambda c: c.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_digest = ?", (digest,)
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_digest = ?", (digest,)
             ).fetchone()
         )
-        return _key(row) if row else None
+        return key_from_row(row) if row else None
 
     # agents and sessions
 
@@ -435,24 +361,24 @@ class SQLiteStore:
     def _find_agent(c: sqlite3.Connection, org_id: str, ref: str) -> AgentRecord | None:
         row = (
             c.execute(
-                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND id = ?", (org_id, ref)
+                f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ? AND id = ?", (org_id, ref)
             ).fetchone()
             or c.execute(
-                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND name = ?", (org_id, ref)
+                f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ? AND name = ?", (org_id, ref)
             ).fetchone()
         )
-        return _agent(row) if row else None
+        return agent_from_row(row) if row else None
 
     @staticmethod
     def _insert_agent(c: sqlite3.Connection, a: AgentRecord) -> None:
         c.execute(
-            f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 a.org_id,
                 a.id,
                 a.name,
                 a.description,
-                _dump(a.config) or "{}",
+                dump_json(a.config) or "{}",
                 int(a.implicit),
                 a.created_at_ns,
                 a.last_active_at_ns,
@@ -464,7 +390,7 @@ class SQLiteStore:
 
         def op(c: sqlite3.Connection) -> AgentRecord:
             row = c.execute(
-                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND name = ?",
+                f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ? AND name = ?",
                 (org_id, agent.name),
             ).fetchone()
             if row is None:
@@ -473,13 +399,13 @@ class SQLiteStore:
                 except sqlite3.IntegrityError as exc:
                     raise DuplicateName(agent.name) from exc
                 return agent
-            existing = _agent(row)
+            existing = agent_from_row(row)
             if not existing.implicit:
                 raise DuplicateName(agent.name)
             c.execute(
                 "UPDATE agents SET description = ?, config_json = ?, implicit = 0"
                 " WHERE org_id = ? AND id = ?",
-                (agent.description, _dump(agent.config) or "{}", org_id, existing.id),
+                (agent.description, dump_json(agent.config) or "{}", org_id, existing.id),
             )
             found = self._find_agent(c, org_id, existing.id)
             assert found is not None
@@ -508,11 +434,11 @@ class SQLiteStore:
         """Agents of an org, newest first."""
         rows = await self._read(
             lambda c: c.execute(
-                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? ORDER BY created_at DESC, id",
+                f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ? ORDER BY created_at DESC, id",
                 (org_id,),
             ).fetchall()
         )
-        return [_agent(r) for r in rows]
+        return [agent_from_row(r) for r in rows]
 
     async def delete_agent(self, org_id: str, agent_id: str) -> bool | int:
         """Delete an agent that has no sessions."""
@@ -576,13 +502,13 @@ class SQLiteStore:
         def op(c: sqlite3.Connection) -> None:
             try:
                 c.execute(
-                    f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         org_id,
                         session.id,
                         session.agent_id,
                         session.status,
-                        _dump(session.metadata) or "{}",
+                        dump_json(session.metadata) or "{}",
                         session.created_at_ns,
                         session.updated_at_ns,
                         session.closed_at_ns,
@@ -596,10 +522,10 @@ class SQLiteStore:
     @staticmethod
     def _find_session(c: sqlite3.Connection, org_id: str, session_id: str) -> SessionRecord | None:
         row = c.execute(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE org_id = ? AND id = ?",
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE org_id = ? AND id = ?",
             (org_id, session_id),
         ).fetchone()
-        return _session(row) if row else None
+        return session_from_row(row) if row else None
 
     async def get_session(self, org_id: str, session_id: str) -> SessionRecord | None:
         """One session."""
@@ -608,15 +534,15 @@ class SQLiteStore:
     async def list_sessions(self, org_id: str, agent_id: str | None) -> list[SessionRecord]:
         """Sessions, newest first."""
         if agent_id:
-            sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE org_id = ? AND agent_id = ?"
+            sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE org_id = ? AND agent_id = ?"
             params: tuple[str, ...] = (org_id, agent_id)
         else:
-            sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE org_id = ?"
+            sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE org_id = ?"
             params = (org_id,)
         rows = await self._read(
             lambda c: c.execute(sql + " ORDER BY created_at DESC, id", params).fetchall()
         )
-        return [_session(r) for r in rows]
+        return [session_from_row(r) for r in rows]
 
     async def update_session(
         self,
@@ -632,12 +558,7 @@ class SQLiteStore:
             current = self._find_session(c, org_id, session_id)
             if current is None:
                 return None
-            metadata = dict(current.metadata or {})
-            for key, value in (metadata_patch or {}).items():
-                if value is None:
-                    metadata.pop(key, None)
-                else:
-                    metadata[key] = value
+            metadata = merge_metadata(current.metadata, metadata_patch)
             new_status = status or current.status
             closed_at = current.closed_at_ns
             if status == "closed":
@@ -647,7 +568,7 @@ class SQLiteStore:
             c.execute(
                 "UPDATE sessions SET status = ?, metadata_json = ?, updated_at = ?, closed_at = ?"
                 " WHERE org_id = ? AND id = ?",
-                (new_status, _dump(metadata) or "{}", now_ns, closed_at, org_id, session_id),
+                (new_status, dump_json(metadata) or "{}", now_ns, closed_at, org_id, session_id),
             )
             return self._find_session(c, org_id, session_id)
 
@@ -679,7 +600,7 @@ class SQLiteStore:
                         continue
                 cur = c.execute(
                     "INSERT INTO memories (id, org_id, agent_id, session_id, memory_type, event_type,"
-                    " content, metadata_json, tags_json, dedup_key, importance, parent_id, time)"
+                    " content, metadata_json, tags, dedup_key, importance, parent_id, time)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         m.id,
@@ -689,7 +610,7 @@ class SQLiteStore:
                         m.memory_type,
                         m.event_type,
                         m.content,
-                        _dump(m.metadata),
+                        dump_json(m.metadata),
                         orjson.dumps(list(m.tags)).decode() if m.tags else None,
                         m.dedup_key,
                         m.importance,
@@ -713,11 +634,11 @@ class SQLiteStore:
         def op(c: sqlite3.Connection) -> MemoryRecord | None:
             row = (
                 c.execute(
-                    f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.id = ? AND m.org_id = ?",
+                    f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.id = ? AND m.org_id = ?",
                     (ref, org_id),
                 ).fetchone()
                 or c.execute(
-                    f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.org_id = ? AND m.dedup_key = ?"
+                    f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.org_id = ? AND m.dedup_key = ?"
                     " ORDER BY m.time DESC LIMIT 1",
                     (org_id, ref),
                 ).fetchone()
@@ -728,14 +649,10 @@ class SQLiteStore:
 
     async def query_memories(self, org_id: str, flt: MemoryFilter) -> list[MemoryRecord]:
         """Memories matching a filter."""
-        where, params = memory_filter_sql(org_id, flt)
-        direction = "ASC" if flt.ascending else "DESC"
-        sql = (
-            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE {where}"
-            f" ORDER BY m.time {direction}, m.rid {direction} LIMIT ? OFFSET ?"
-        )
-        params.extend([flt.limit, flt.offset])
-        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        where, params = memory_filter_sql(org_id, flt, SQLITE)
+        tail, tail_params = order_limit_sql(flt, "?")
+        sql = f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE {where}{tail}"
+        rows = await self._read(lambda c: c.execute(sql, [*params, *tail_params]).fetchall())
         return [_memory(r) for r in rows]
 
 
