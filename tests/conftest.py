@@ -86,6 +86,23 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    from pg import Cluster
+
+    cluster = Cluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> str:
+    """A fresh database on the test PostgreSQL server."""
+    return str(pg_cluster.new_database())
+
+
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[App]:
     settings = make_settings(tmp_path)

@@ -9,7 +9,8 @@ from memtrace_server.storage.base import Store
 
 
 def store_from_url(url: str, *, synchronous: str = "FULL") -> Store:
-    """A store for a URL: ``sqlite:///relative/file.db`` or ``sqlite:////absolute/file.db``.
+    """A store for a URL: ``sqlite:///relative/file.db``, ``sqlite:////absolute/file.db``
+    or ``postgresql://user:password@host:port/database``.
 
     Raises ValueError for an unknown scheme, naming what is supported.
     """
@@ -22,7 +23,11 @@ def store_from_url(url: str, *, synchronous: str = "FULL") -> Store:
 
         return SQLiteStore(Path(path), synchronous=synchronous)
     if parsed.scheme in ("postgres", "postgresql"):
-        raise ValueError(
-            "the PostgreSQL store is not available in this version; use sqlite:///path/memtrace.db"
-        )
+        try:
+            from memtrace_server.storage.postgres import PostgresStore
+        except ImportError as exc:
+            raise ValueError(
+                "the PostgreSQL store needs its driver: pip install 'memtrace-server[postgres]'"
+            ) from exc
+        return PostgresStore(url)
     raise ValueError(f"unsupported store url '{url}': use sqlite:///path/memtrace.db")

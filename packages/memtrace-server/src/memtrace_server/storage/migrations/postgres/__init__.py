@@ -1,0 +1,1 @@
+"""PostgreSQL migrations, applied in the order of their number."""

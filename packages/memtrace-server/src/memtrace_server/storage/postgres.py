@@ -1,0 +1,597 @@
+"""PostgreSQL store (psycopg 3, async pool): many server processes may share one database.
+
+Nothing here assumes a single process: dedup takes a transaction-scoped advisory lock
+on (org, dedup key), migrations and partition creation take a global advisory lock,
+and there is no cache to invalidate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from memtrace_server.core.records import (
+    AgentRecord,
+    AgentStatsRecord,
+    ApiKeyRecord,
+    MemoryFilter,
+    MemoryRecord,
+    OrgRecord,
+    SessionRecord,
+)
+from memtrace_server.storage.base import DuplicateName, StoreError
+from memtrace_server.storage.sql import (
+    AGENT_COLUMNS,
+    KEY_COLUMNS,
+    MEMORY_COLUMNS,
+    ORG_TABLES,
+    SESSION_COLUMNS,
+    Dialect,
+    agent_from_row,
+    dump_json,
+    key_from_row,
+    memory_filter_sql,
+    memory_from_row,
+    merge_metadata,
+    order_limit_sql,
+    session_from_row,
+)
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[Any]
+log = logging.getLogger("memtrace.storage")
+
+DAY_NS = 86_400 * 1_000_000_000
+MIGRATION_LOCK = 0x6D656D7472616365  # "memtrace"
+PARTITION_LOCK = MIGRATION_LOCK + 1
+MONTHS_BEHIND, MONTHS_AHEAD = 1, 3
+_ID_TIME = re.compile(r"^mem_([0-9a-f]{16})[0-9a-f]{10}$")
+
+
+def _tags(value: list[str] | None) -> tuple[str, ...]:
+    return tuple(value or ())
+
+
+def _memory(row: Sequence[Any]) -> MemoryRecord:
+    return memory_from_row(row, _tags)
+
+
+def _tags_contain(_: str, flt: MemoryFilter) -> tuple[list[str], list[Any]]:
+    return ["m.tags @> %s"], [list(flt.tags)]
+
+
+POSTGRES = Dialect(placeholder="%s", substring_function="strpos", tags_clause=_tags_contain)
+
+
+def _month_start(year: int, month: int) -> int:
+    return int(datetime(year, month, 1, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
+
+
+def _shift(year: int, month: int, by: int) -> tuple[int, int]:
+    index = year * 12 + (month - 1) + by
+    return index // 12, index % 12 + 1
+
+
+class PostgresStore:
+    """The server store: one PostgreSQL database, shared by any number of processes."""
+
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._min_size, self._max_size = min_size, max_size
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+
+    # lifecycle
+
+    async def open(self) -> None:
+        """Connect, apply migrations, create partitions ahead and start their upkeep."""
+        self._pool = AsyncConnectionPool(
+            self.url,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(self.timeout))},
+            open=False,
+            timeout=self.timeout,
+        )
+        try:
+            await self._pool.open(wait=True, timeout=self.timeout)
+        except (PoolTimeout, psycopg.Error) as exc:
+            await self._pool.close()
+            self._pool = None
+            raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+        await self._run(_migrate)
+        await self._run(_ensure_partitions)
+        self._maintenance = asyncio.get_running_loop().create_task(self._keep_partitions())
+
+    async def close(self) -> None:
+        """Stop the upkeep task and close the pool."""
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _keep_partitions(self) -> None:
+        while True:
+            await asyncio.sleep(6 * 3600)
+            try:
+                await self._run(_ensure_partitions)
+            except StoreError as exc:
+                log.warning("partition upkeep failed: %s", exc)
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]], *, transaction: bool = False) -> T:
+        if self._pool is None:
+            raise StoreError("store is not open")
+        try:
+            async with self._pool.connection(timeout=self.timeout) as conn:
+                if not transaction:
+                    return await fn(conn)
+                async with conn.transaction():
+                    return await fn(conn)
+        except (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreError(f"PostgreSQL unavailable: {exc}") from exc
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async def op(conn: Conn) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+        return await self._run(op)
+
+    async def _row(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        rows = await self._rows(sql, params)
+        return rows[0] if rows else None
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+        await self._rows("SELECT 1")
+
+    # organisations and keys
+
+    async def create_org(self, org: OrgRecord) -> None:
+        """Insert an org."""
+        try:
+            await self._rows(
+                "INSERT INTO orgs (id, name, created_at) VALUES (%s, %s, %s) RETURNING id",
+                (org.id, org.name, org.created_at_ns),
+            )
+        except psycopg.errors.UniqueViolation as exc:
+            raise DuplicateName(f"org '{org.id}' already exists") from exc
+
+    async def list_orgs(self) -> list[OrgRecord]:
+        """All orgs, oldest first."""
+        rows = await self._rows("SELECT id, name, created_at FROM orgs ORDER BY created_at, id")
+        return [OrgRecord(*row) for row in rows]
+
+    async def get_org(self, org_id: str) -> OrgRecord | None:
+        """One org."""
+        row = await self._row("SELECT id, name, created_at FROM orgs WHERE id = %s", (org_id,))
+        return OrgRecord(*row) if row else None
+
+    async def org_usage(self, org_id: str) -> dict[str, int]:
+        """Counts of what an org owns."""
+        usage = {}
+        for table in ORG_TABLES:
+            row = await self._row(f"SELECT count(*) FROM {table} WHERE org_id = %s", (org_id,))
+            usage[table] = int(row[0]) if row else 0
+        return usage
+
+    async def delete_org(self, org_id: str) -> bool:
+        """Delete an org with its keys, agents, sessions and memories."""
+
+        async def op(conn: Conn) -> bool:
+            for table in ("memories", "sessions", "agents", "api_keys"):
+                await conn.execute(f"DELETE FROM {table} WHERE org_id = %s", (org_id,))
+            cur = await conn.execute("DELETE FROM orgs WHERE id = %s", (org_id,))
+            return cur.rowcount > 0
+
+        return await self._run(op, transaction=True)
+
+    async def create_key(
+        self, org_id: str, name: str, digest: str, prefix: str, permissions: str, now_ns: int
+    ) -> ApiKeyRecord:
+        """Store a key digest."""
+        try:
+            row = await self._row(
+                "INSERT INTO api_keys (org_id, name, key_digest, key_prefix, permissions, created_at)"
+                f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {KEY_COLUMNS}",
+                (org_id, name, digest, prefix, permissions, now_ns),
+            )
+        except psycopg.errors.ForeignKeyViolation as exc:
+            raise LookupError(f"org '{org_id}' not found") from exc
+        except psycopg.errors.UniqueViolation as exc:
+            raise DuplicateName(f"key with name '{name}' already exists") from exc
+        assert row is not None
+        return key_from_row(row)
+
+    async def list_keys(self, org_id: str) -> list[ApiKeyRecord]:
+        """Keys of one org."""
+        rows = await self._rows(
+            f"SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = %s ORDER BY id", (org_id,)
+        )
+        return [key_from_row(r) for r in rows]
+
+    async def revoke_key(self, key_id: int, org_id: str | None = None) -> bool:
+        """Delete a key."""
+        if org_id is None:
+            rows = await self._rows("DELETE FROM api_keys WHERE id = %s RETURNING id", (key_id,))
+        else:
+            rows = await self._rows(
+                "DELETE FROM api_keys WHERE id = %s AND org_id = %s RETURNING id", (key_id, org_id)
+            )
+        return bool(rows)
+
+    async def find_key(self, digest: str) -> ApiKeyRecord | None:
+        """The key stored under this digest."""
+        row = await self._row(
+            f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_digest = %s", (digest,)
+        )
+        return key_from_row(row) if row else None
+
+    # agents and sessions
+
+    @staticmethod
+    async def _find_agent(conn: Conn, org_id: str, ref: str) -> AgentRecord | None:
+        cur = await conn.execute(
+            f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = %s AND (id = %s OR name = %s)"
+            " ORDER BY (id = %s) DESC LIMIT 1",
+            (org_id, ref, ref, ref),
+        )
+        row = await cur.fetchone()
+        return agent_from_row(row) if row else None
+
+    @staticmethod
+    async def _insert_agent(conn: Conn, a: AgentRecord) -> None:
+        await conn.execute(
+            f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                a.org_id,
+                a.id,
+                a.name,
+                a.description,
+                dump_json(a.config) or "{}",
+                a.implicit,
+                a.created_at_ns,
+                a.last_active_at_ns,
+            ),
+        )
+
+    async def register_agent(self, org_id: str, agent: AgentRecord) -> AgentRecord:
+        """Insert an agent or adopt the implicit one of the same name."""
+
+        async def op(conn: Conn) -> AgentRecord:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", (f"{org_id}|{agent.name}",)
+            )
+            cur = await conn.execute(
+                f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = %s AND name = %s",
+                (org_id, agent.name),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                try:
+                    await self._insert_agent(conn, agent)
+                except psycopg.errors.UniqueViolation as exc:
+                    raise DuplicateName(agent.name) from exc
+                return agent
+            existing = agent_from_row(row)
+            if not existing.implicit:
+                raise DuplicateName(agent.name)
+            await conn.execute(
+                "UPDATE agents SET description = %s, config_json = %s, implicit = false"
+                " WHERE org_id = %s AND id = %s",
+                (agent.description, dump_json(agent.config) or "{}", org_id, existing.id),
+            )
+            found = await self._find_agent(conn, org_id, existing.id)
+            assert found is not None
+            return found
+
+        return await self._run(op, transaction=True)
+
+    async def ensure_agent(self, org_id: str, ref: str, implicit: AgentRecord) -> AgentRecord:
+        """Resolve an agent by id or name, registering ``implicit`` when absent."""
+
+        async def op(conn: Conn) -> AgentRecord:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", (f"{org_id}|{ref}",)
+            )
+            found = await self._find_agent(conn, org_id, ref)
+            if found is not None:
+                return found
+            await self._insert_agent(conn, implicit)
+            return implicit
+
+        return await self._run(op, transaction=True)
+
+    async def get_agent(self, org_id: str, ref: str) -> AgentRecord | None:
+        """The agent with this id, else this name."""
+        return await self._run(lambda conn: self._find_agent(conn, org_id, ref))
+
+    async def list_agents(self, org_id: str) -> list[AgentRecord]:
+        """Agents of an org, newest first."""
+        rows = await self._rows(
+            f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = %s ORDER BY created_at DESC, id",
+            (org_id,),
+        )
+        return [agent_from_row(r) for r in rows]
+
+    async def delete_agent(self, org_id: str, agent_id: str) -> bool | int:
+        """Delete an agent that has no sessions."""
+
+        async def op(conn: Conn) -> bool | int:
+            cur = await conn.execute(
+                "SELECT count(*) FROM sessions WHERE org_id = %s AND agent_id = %s",
+                (org_id, agent_id),
+            )
+            row = await cur.fetchone()
+            if row and row[0]:
+                return int(row[0])
+            try:
+                cur = await conn.execute(
+                    "DELETE FROM agents WHERE org_id = %s AND id = %s", (org_id, agent_id)
+                )
+            except psycopg.errors.ForeignKeyViolation:
+                return 1  # a session appeared meanwhile
+            return cur.rowcount > 0
+
+        return await self._run(op, transaction=True)
+
+    async def agent_stats(self, org_id: str, agent_id: str, now_ns: int) -> AgentStatsRecord:
+        """Counts for one agent id."""
+        types = dict(
+            await self._rows(
+                "SELECT memory_type, count(*) FROM memories WHERE org_id = %s AND agent_id = %s GROUP BY memory_type",
+                (org_id, agent_id),
+            )
+        )
+        recent = await self._row(
+            "SELECT count(*), count(*) FILTER (WHERE event_type = 'error') FROM memories"
+            " WHERE org_id = %s AND agent_id = %s AND time > %s",
+            (org_id, agent_id, now_ns - DAY_NS),
+        )
+        last = await self._row(
+            "SELECT max(time) FROM memories WHERE org_id = %s AND agent_id = %s", (org_id, agent_id)
+        )
+        sessions = await self._row(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'active') FROM sessions"
+            " WHERE org_id = %s AND agent_id = %s",
+            (org_id, agent_id),
+        )
+        assert recent is not None and last is not None and sessions is not None
+        return AgentStatsRecord(
+            memory_count=sum(int(v) for v in types.values()),
+            memories_24h=int(recent[0]),
+            errors_24h=int(recent[1]),
+            session_count=int(sessions[0]),
+            active_sessions=int(sessions[1]),
+            last_active_at_ns=last[0],
+            memory_types={k: int(v) for k, v in types.items()},
+        )
+
+    async def create_session(self, org_id: str, session: SessionRecord) -> None:
+        """Insert a session."""
+        try:
+            await self._rows(
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (
+                    org_id,
+                    session.id,
+                    session.agent_id,
+                    session.status,
+                    dump_json(session.metadata) or "{}",
+                    session.created_at_ns,
+                    session.updated_at_ns,
+                    session.closed_at_ns,
+                ),
+            )
+        except psycopg.errors.ForeignKeyViolation as exc:
+            raise LookupError(f"agent '{session.agent_id}' not found") from exc
+
+    async def get_session(self, org_id: str, session_id: str) -> SessionRecord | None:
+        """One session."""
+        row = await self._row(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE org_id = %s AND id = %s",
+            (org_id, session_id),
+        )
+        return session_from_row(row) if row else None
+
+    async def list_sessions(self, org_id: str, agent_id: str | None) -> list[SessionRecord]:
+        """Sessions, newest first."""
+        if agent_id:
+            rows = await self._rows(
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE org_id = %s AND agent_id = %s"
+                " ORDER BY created_at DESC, id",
+                (org_id, agent_id),
+            )
+        else:
+            rows = await self._rows(
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE org_id = %s ORDER BY created_at DESC, id",
+                (org_id,),
+            )
+        return [session_from_row(r) for r in rows]
+
+    async def update_session(
+        self,
+        org_id: str,
+        session_id: str,
+        status: str | None,
+        metadata_patch: dict[str, Any] | None,
+        now_ns: int,
+    ) -> SessionRecord | None:
+        """Change status and merge metadata in one transaction."""
+
+        async def op(conn: Conn) -> SessionRecord | None:
+            cur = await conn.execute(
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE org_id = %s AND id = %s FOR UPDATE",
+                (org_id, session_id),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            current = session_from_row(row)
+            closed_at = current.closed_at_ns
+            if status == "closed":
+                closed_at = now_ns
+            elif status == "active":
+                closed_at = None
+            cur = await conn.execute(
+                "UPDATE sessions SET status = %s, metadata_json = %s, updated_at = %s, closed_at = %s"
+                f" WHERE org_id = %s AND id = %s RETURNING {SESSION_COLUMNS}",
+                (
+                    status or current.status,
+                    dump_json(merge_metadata(current.metadata, metadata_patch)) or "{}",
+                    now_ns,
+                    closed_at,
+                    org_id,
+                    session_id,
+                ),
+            )
+            updated = await cur.fetchone()
+            return session_from_row(updated) if updated else None
+
+        return await self._run(op, transaction=True)
+
+    # memories
+
+    async def insert_memories(
+        self, org_id: str, memories: Sequence[MemoryRecord], dedup_window_ns: int | None
+    ) -> list[bool]:
+        """Insert memories atomically, skipping duplicates within the window."""
+
+        async def op(conn: Conn) -> list[bool]:
+            if dedup_window_ns is not None:
+                # Sorted, so concurrent batches take the locks in one order and never deadlock.
+                for key in sorted({m.dedup_key for m in memories if m.dedup_key}):
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                        (f"{org_id}|{key}",),
+                    )
+            stored: list[bool] = []
+            for m in memories:
+                if dedup_window_ns is not None and m.dedup_key:
+                    cur = await conn.execute(
+                        "SELECT 1 FROM memories WHERE org_id = %s AND dedup_key = %s AND time > %s AND time < %s LIMIT 1",
+                        (
+                            org_id,
+                            m.dedup_key,
+                            m.time_ns - dedup_window_ns,
+                            m.time_ns + dedup_window_ns,
+                        ),
+                    )
+                    if await cur.fetchone():
+                        stored.append(False)
+                        continue
+                await conn.execute(
+                    "INSERT INTO memories (id, org_id, agent_id, session_id, memory_type, event_type, content,"
+                    " metadata_json, tags, dedup_key, importance, parent_id, time)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        m.id,
+                        org_id,
+                        m.agent_id,
+                        m.session_id,
+                        m.memory_type,
+                        m.event_type,
+                        m.content,
+                        dump_json(m.metadata),
+                        list(m.tags),
+                        m.dedup_key,
+                        m.importance,
+                        m.parent_id,
+                        m.time_ns,
+                    ),
+                )
+                stored.append(True)
+            return stored
+
+        return await self._run(op, transaction=True)
+
+    async def get_memory(self, org_id: str, ref: str) -> MemoryRecord | None:
+        """A memory by id, else the newest one with that dedup key."""
+        match = _ID_TIME.match(ref)
+        if match:  # the id carries its time: one partition, one index probe
+            row = await self._row(
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.org_id = %s AND m.time = %s AND m.id = %s",
+                (org_id, int(match.group(1), 16), ref),
+            )
+            if row:
+                return _memory(row)
+        row = await self._row(
+            f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.org_id = %s AND m.id = %s",
+            (org_id, ref),
+        ) or await self._row(
+            f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.org_id = %s AND m.dedup_key = %s"
+            " ORDER BY m.time DESC LIMIT 1",
+            (org_id, ref),
+        )
+        return _memory(row) if row else None
+
+    async def query_memories(self, org_id: str, flt: MemoryFilter) -> list[MemoryRecord]:
+        """Memories matching a filter."""
+        where, params = memory_filter_sql(org_id, flt, POSTGRES)
+        tail, tail_params = order_limit_sql(flt, "%s")
+        rows = await self._rows(
+            f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE {where}{tail}", [*params, *tail_params]
+        )
+        return [_memory(r) for r in rows]
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration on semicolons at line ends (the files contain no procedural code)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip().rstrip(";")]
+
+
+async def _migrate(conn: Conn) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)"
+        )
+        cur = await conn.execute("SELECT version FROM schema_migrations")
+        done = {row[0] for row in await cur.fetchall()}
+        folder = resources.files("memtrace_server.storage.migrations") / "postgres"
+        scripts = sorted(
+            (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
+            for entry in folder.iterdir()
+            if entry.name.endswith(".sql")
+        )
+        for version, script in scripts:
+            if version in done:
+                continue
+            for statement in _statements(script):
+                await conn.execute(statement.rstrip(";"))
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (%s, extract(epoch FROM now())::bigint)",
+                (version,),
+            )
+
+
+async def _ensure_partitions(conn: Conn) -> None:
+    """Monthly partitions from a month back to three months ahead of now."""
+    today = datetime.now(timezone.utc)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+        for offset in range(-MONTHS_BEHIND, MONTHS_AHEAD + 1):
+            year, month = _shift(today.year, today.month, offset)
+            end_year, end_month = _shift(year, month, 1)
+            name = f"memories_p{year:04d}{month:02d}"
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF memories"
+                f" FOR VALUES FROM ({_month_start(year, month)}) TO ({_month_start(end_year, end_month)})"
+            )

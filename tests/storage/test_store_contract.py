@@ -1,0 +1,368 @@
+"""One contract every store backend must pass: SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memtrace_server.core.records import (
+    AgentRecord,
+    MemoryFilter,
+    MemoryRecord,
+    OrgRecord,
+    SessionRecord,
+)
+from memtrace_server.storage.base import DuplicateName, Store
+from memtrace_server.storage.postgres import PostgresStore
+from memtrace_server.storage.sqlite import SQLiteStore
+
+NOW = time.time_ns()
+MIN = 60 * 10**9
+WINDOW = 24 * 3600 * 10**9
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """A factory of stores on one database, so a test can reopen it like a restart."""
+    if request.param == "sqlite":
+        path = tmp_path / "contract.db"
+        return lambda: SQLiteStore(path, synchronous="NORMAL")
+    url = request.getfixturevalue("pg_url")
+    return lambda: PostgresStore(url)
+
+
+@pytest.fixture
+async def store(make_store: Callable[[], Store]) -> AsyncIterator[Store]:
+    s = make_store()
+    await s.open()
+    await s.create_org(OrgRecord("org_a", "A", NOW))
+    await s.create_org(OrgRecord("org_b", "B", NOW + 1))
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def mem(n: int, org: str = "org_a", **kw: Any) -> MemoryRecord:
+    fields: dict[str, Any] = {
+        "agent_id": "agent_1",
+        "content": f"memory {n}",
+        "time_ns": NOW - (100 - n) * MIN,
+    }
+    fields.update(kw)
+    return MemoryRecord(id=f"mem_{fields['time_ns']:016x}{n:010x}", org_id=org, **fields)
+
+
+async def test_orgs(store: Store) -> None:
+    assert [o.id for o in await store.list_orgs()] == ["org_a", "org_b"]
+    assert (await store.get_org("org_a")) == OrgRecord("org_a", "A", NOW)
+    assert await store.get_org("org_x") is None
+    with pytest.raises(DuplicateName):
+        await store.create_org(OrgRecord("org_a", "again", NOW))
+    assert await store.org_usage("org_a") == {
+        "api_keys": 0,
+        "agents": 0,
+        "sessions": 0,
+        "memories": 0,
+    }
+
+
+async def test_keys(store: Store) -> None:
+    key = await store.create_key("org_a", "ci", "d" * 64, "mtk_abcdefgh", "read,write", NOW)
+    assert key.permissions == frozenset({"read", "write"}) and key.org_id == "org_a"
+    assert await store.find_key("d" * 64) == key
+    assert await store.find_key("e" * 64) is None
+    with pytest.raises(DuplicateName):
+        await store.create_key("org_a", "ci", "f" * 64, "p", "read", NOW)
+    other = await store.create_key("org_b", "ci", "f" * 64, "p", "read", NOW)  # names are per org
+    with pytest.raises(LookupError):
+        await store.create_key("org_missing", "x", "g" * 64, "p", "read", NOW)
+    assert [k.name for k in await store.list_keys("org_a")] == ["ci"]
+    assert not await store.revoke_key(key.id, "org_b")  # another org cannot revoke it
+    assert await store.revoke_key(key.id, "org_a")
+    assert await store.find_key("d" * 64) is None
+    assert await store.revoke_key(other.id)
+    assert not await store.revoke_key(other.id)
+
+
+async def test_agents_and_sessions(store: Store) -> None:
+    explicit = AgentRecord(
+        id="agent_x",
+        org_id="org_a",
+        name="planner",
+        created_at_ns=NOW,
+        description="plans",
+        config={"depth": 2},
+    )
+    assert await store.register_agent("org_a", explicit) == explicit
+    with pytest.raises(DuplicateName):
+        await store.register_agent(
+            "org_a", AgentRecord(id="agent_y", org_id="org_a", name="planner", created_at_ns=NOW)
+        )
+    implicit = AgentRecord(
+        id="helper", org_id="org_a", name="helper", created_at_ns=NOW + 1, implicit=True
+    )
+    assert await store.ensure_agent("org_a", "helper", implicit) == implicit
+    assert await store.ensure_agent("org_a", "planner", implicit) == explicit  # by name
+    adopted = await store.register_agent(
+        "org_a",
+        AgentRecord(
+            id="agent_z", org_id="org_a", name="helper", created_at_ns=NOW, description="d"
+        ),
+    )
+    assert adopted.id == "helper" and adopted.description == "d" and not adopted.implicit
+    assert await store.get_agent("org_a", "planner") == explicit
+    assert await store.get_agent("org_b", "planner") is None
+    assert [a.id for a in await store.list_agents("org_a")] == ["helper", "agent_x"]
+
+    session = SessionRecord(
+        id="sess_1",
+        org_id="org_a",
+        agent_id="agent_x",
+        created_at_ns=NOW,
+        updated_at_ns=NOW,
+        metadata={"a": 1, "b": 2},
+    )
+    await store.create_session("org_a", session)
+    with pytest.raises(LookupError):
+        await store.create_session(
+            "org_a",
+            SessionRecord(
+                id="sess_2", org_id="org_a", agent_id="ghost", created_at_ns=NOW, updated_at_ns=NOW
+            ),
+        )
+    with pytest.raises(LookupError):  # org B cannot hang a session on org A's agent
+        await store.create_session(
+            "org_b",
+            SessionRecord(
+                id="sess_3",
+                org_id="org_b",
+                agent_id="agent_x",
+                created_at_ns=NOW,
+                updated_at_ns=NOW,
+            ),
+        )
+    assert await store.get_session("org_a", "sess_1") == session
+    assert await store.get_session("org_b", "sess_1") is None
+    closed = await store.update_session("org_a", "sess_1", "closed", {"b": None, "c": 3}, NOW + 5)
+    assert closed is not None and closed.status == "closed" and closed.closed_at_ns == NOW + 5
+    assert closed.metadata == {"a": 1, "c": 3} and closed.updated_at_ns == NOW + 5
+    reopened = await store.update_session("org_a", "sess_1", "active", None, NOW + 6)
+    assert (
+        reopened is not None
+        and reopened.closed_at_ns is None
+        and reopened.metadata == {"a": 1, "c": 3}
+    )
+    assert await store.update_session("org_b", "sess_1", "closed", None, NOW) is None
+    assert [s.id for s in await store.list_sessions("org_a", "agent_x")] == ["sess_1"]
+    assert await store.list_sessions("org_a", "helper") == []
+    assert await store.list_sessions("org_b", None) == []
+    assert await store.delete_agent("org_a", "agent_x") == 1
+    assert await store.delete_agent("org_b", "helper") is False
+    assert await store.delete_agent("org_a", "helper") is True
+    usage = await store.org_usage("org_a")
+    assert usage["agents"] == 1 and usage["sessions"] == 1
+
+
+async def test_insert_dedup_and_get(store: Store) -> None:
+    a = mem(
+        1,
+        dedup_key="k1",
+        tags=("x", "y"),
+        metadata={"m": [1, "ü"]},
+        importance=0.5,
+        session_id="s1",
+        parent_id="p",
+        memory_type="decision",
+        event_type="decision",
+    )
+    assert await store.insert_memories("org_a", [a], WINDOW) == [True]
+    assert await store.get_memory("org_a", a.id) == a
+    assert await store.get_memory("org_a", "k1") == a
+    assert (
+        await store.get_memory("org_b", a.id) is None
+        and await store.get_memory("org_b", "k1") is None
+    )
+    # same key in the window (also later in the same call) is skipped; another org is independent
+    b, c = mem(2, dedup_key="k1"), mem(3, dedup_key="k2")
+    d = mem(4, dedup_key="k2")
+    assert await store.insert_memories("org_a", [b, c, d], WINDOW) == [False, True, False]
+    assert await store.insert_memories("org_b", [mem(5, "org_b", dedup_key="k1")], WINDOW) == [True]
+    # outside the window, or without dedup, the same key is stored
+    old = mem(6, dedup_key="k1", time_ns=NOW - 3 * WINDOW)
+    assert await store.insert_memories("org_a", [old], WINDOW) == [True]
+    assert await store.insert_memories("org_a", [mem(7, dedup_key="k1")], None) == [True]
+    assert await store.org_usage("org_a") == {
+        "api_keys": 0,
+        "agents": 0,
+        "sessions": 0,
+        "memories": 4,
+    }
+
+
+async def test_query_filters(store: Store) -> None:
+    rows = [
+        mem(
+            1, content="Deploy to staging", tags=("ops", "deploy"), session_id="s1", importance=0.2
+        ),
+        mem(
+            2,
+            content="deploy to production",
+            tags=("ops",),
+            session_id="s1",
+            memory_type="decision",
+            event_type="decision",
+            importance=0.9,
+        ),
+        mem(3, content="smart home notes", tags=("smart",), agent_id="agent_2", event_type="note"),
+        mem(4, content="100%_literal", tags=("art", "ops"), session_id="s2"),
+        mem(5, org="org_b", content="deploy elsewhere", tags=("ops",)),
+    ]
+    await store.insert_memories("org_a", rows[:4], None)
+    await store.insert_memories("org_b", rows[4:], None)
+
+    async def ids(**kw: Any) -> list[str]:
+        return [m.content for m in await store.query_memories("org_a", MemoryFilter(**kw))]
+
+    assert await ids() == [
+        "100%_literal",
+        "smart home notes",
+        "deploy to production",
+        "Deploy to staging",
+    ]
+    assert await ids(ascending=True, limit=2) == ["Deploy to staging", "deploy to production"]
+    assert await ids(limit=2, offset=1) == ["smart home notes", "deploy to production"]
+    assert await ids(agent_id="agent_2") == ["smart home notes"]
+    assert await ids(session_id="s1", memory_types=("decision",)) == ["deploy to production"]
+    assert await ids(event_types=("note", "decision")) == [
+        "smart home notes",
+        "deploy to production",
+    ]
+    assert await ids(tags=("ops",)) == ["100%_literal", "deploy to production", "Deploy to staging"]
+    assert await ids(tags=("ops", "deploy")) == ["Deploy to staging"]
+    assert await ids(tags=("art",)) == ["100%_literal"]  # exact membership: not "smart"
+    assert await ids(content_contains="deploy") == ["deploy to production"]  # case-sensitive
+    assert await ids(content_contains="%_") == ["100%_literal"]  # literal, not a pattern
+    assert await ids(min_importance=0.5) == ["deploy to production"]
+    t2 = rows[1].time_ns
+    assert await ids(since_ns=t2) == ["100%_literal", "smart home notes"]  # strict bounds
+    assert await ids(until_ns=t2) == ["Deploy to staging"]
+    assert await ids(since_ns=rows[0].time_ns, until_ns=rows[3].time_ns, tags=("ops",)) == [
+        "deploy to production"
+    ]
+
+
+async def test_stats(store: Store) -> None:
+    await store.register_agent(
+        "org_a", AgentRecord(id="agent_1", org_id="org_a", name="one", created_at_ns=NOW)
+    )
+    await store.create_session(
+        "org_a",
+        SessionRecord(
+            id="s", org_id="org_a", agent_id="agent_1", created_at_ns=NOW, updated_at_ns=NOW
+        ),
+    )
+    await store.insert_memories(
+        "org_a",
+        [
+            mem(1, time_ns=NOW - 2 * WINDOW),
+            mem(2, event_type="error", memory_type="session"),
+            mem(3, memory_type="decision"),
+            mem(4, org="org_b"),
+        ][:3],
+        None,
+    )
+    stats = await store.agent_stats("org_a", "agent_1", NOW)
+    assert (stats.memory_count, stats.memories_24h, stats.errors_24h) == (3, 2, 1)
+    assert (stats.session_count, stats.active_sessions) == (1, 1)
+    assert stats.memory_types == {"episodic": 1, "session": 1, "decision": 1}
+    assert stats.last_active_at_ns == mem(3).time_ns
+    empty = await store.agent_stats("org_b", "agent_1", NOW)
+    assert empty.memory_count == 0 and empty.memory_types == {} and empty.last_active_at_ns is None
+
+
+async def test_delete_org_removes_everything(store: Store) -> None:
+    await store.create_key("org_a", "k", "a" * 64, "p", "read", NOW)
+    await store.ensure_agent(
+        "org_a", "bot", AgentRecord(id="bot", org_id="org_a", name="bot", created_at_ns=NOW)
+    )
+    await store.create_session(
+        "org_a",
+        SessionRecord(id="s", org_id="org_a", agent_id="bot", created_at_ns=NOW, updated_at_ns=NOW),
+    )
+    await store.insert_memories("org_a", [mem(1, tags=("t",))], None)
+    await store.insert_memories("org_b", [mem(2, org="org_b", tags=("t",))], None)
+    assert await store.delete_org("org_a")
+    assert not await store.delete_org("org_a")
+    assert await store.org_usage("org_a") == {
+        "api_keys": 0,
+        "agents": 0,
+        "sessions": 0,
+        "memories": 0,
+    }
+    assert await store.query_memories("org_a", MemoryFilter(tags=("t",))) == []
+    assert len(await store.query_memories("org_b", MemoryFilter(tags=("t",)))) == 1
+
+
+async def test_concurrent_duplicates_store_exactly_one(
+    make_store: Callable[[], Store], store: Store
+) -> None:
+    second = make_store()  # another connection set, as another process would have
+    await second.open()
+    try:
+        same = [
+            mem(i, dedup_key="race", content="same thought", time_ns=NOW + i) for i in range(24)
+        ]
+        results = await asyncio.gather(
+            *(
+                (store if i % 2 else second).insert_memories("org_a", [m], WINDOW)
+                for i, m in enumerate(same)
+            )
+        )
+        assert sorted(r[0] for r in results) == [False] * 23 + [True]
+        many = [mem(100 + i, dedup_key=f"k{i}", time_ns=NOW + 1000 + i) for i in range(40)]
+        await asyncio.gather(
+            *(
+                (store if i % 2 else second).insert_memories("org_a", [m], WINDOW)
+                for i, m in enumerate(many)
+            )
+        )
+        assert len(await store.query_memories("org_a", MemoryFilter(limit=1000))) == 41
+    finally:
+        await second.close()
+
+
+async def test_data_survives_a_restart(make_store: Callable[[], Store], store: Store) -> None:
+    await store.insert_memories("org_a", [mem(1, tags=("keep",))], WINDOW)
+    await store.create_key("org_a", "k", "b" * 64, "p", "read", NOW)
+    await store.close()
+    reopened = make_store()
+    await reopened.open()  # migrations run again and change nothing
+    try:
+        assert [
+            m.tags for m in await reopened.query_memories("org_a", MemoryFilter(tags=("keep",)))
+        ] == [("keep",)]
+        assert (await reopened.find_key("b" * 64)) is not None
+    finally:
+        await reopened.close()
+    await store.open()  # so the fixture can close it
+
+
+async def test_closed_store_raises_store_error(make_store: Callable[[], Store]) -> None:
+    from memtrace_server.storage.base import StoreError
+
+    s = make_store()
+    with pytest.raises(StoreError):
+        await s.ping()
