@@ -34,6 +34,7 @@ layers: install
 	$(BIN)/lint-imports
 
 pytest: install
+	scripts/ensure-postgres.sh
 	$(BIN)/pytest
 
 test: lint typecheck layers pytest

@@ -130,11 +130,12 @@ def free_port() -> int:
 
 
 def memtrace_cli(
-    *args: str, data_dir: Path, check: bool = True
+    *args: str, data_dir: Path, check: bool = True, store_url: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the real ``memtrace`` console script."""
+    store = ["--store-url", store_url] if store_url else []
     return subprocess.run(
-        [str(BIN / "memtrace"), *args, "--data-dir", str(data_dir)],
+        [str(BIN / "memtrace"), *args, "--data-dir", str(data_dir), *store],
         capture_output=True,
         text=True,
         check=check,
@@ -146,8 +147,11 @@ def memtrace_cli(
 class LiveServer:
     """``memtrace serve`` as a subprocess on a free port."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, store_url: str | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.store_url = store_url
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -165,6 +169,7 @@ class LiveServer:
                 str(self.port),
                 "--data-dir",
                 str(self.data_dir),
+                *(["--store-url", self.store_url] if self.store_url else []),
             ],
             stdout=open(self.log, "a"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
@@ -205,9 +210,11 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         server.stop()
 
 
-def new_cli_key(data_dir: Path, permissions: str = "read,write,admin") -> tuple[str, str]:
+def new_cli_key(
+    data_dir: Path, permissions: str = "read,write,admin", store_url: str | None = None
+) -> tuple[str, str]:
     """Create an org and a key through the CLI; return (org_id, key)."""
-    out = memtrace_cli("org", "create", "Test Org", data_dir=data_dir).stdout
+    out = memtrace_cli("org", "create", "Test Org", data_dir=data_dir, store_url=store_url).stdout
     org_id = next(line.split()[-1] for line in out.splitlines() if "id:" in line)
     out = memtrace_cli(
         "key",
@@ -219,5 +226,6 @@ def new_cli_key(data_dir: Path, permissions: str = "read,write,admin") -> tuple[
         "--permissions",
         permissions,
         data_dir=data_dir,
+        store_url=store_url,
     ).stdout
     return org_id, out.strip().splitlines()[-1]

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import venv
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,18 @@ def run_driver(python: Path, url: str, key: str) -> dict[str, Any]:
     return result
 
 
-def test_sdk_020_drives_every_method(sdk020_python: Path, live_server: LiveServer) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def compat_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    store_url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    server = LiveServer(tmp_path / "live", store_url=store_url).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_sdk_020_drives_every_method(sdk020_python: Path, compat_server: LiveServer) -> None:
+    live_server = compat_server
     out = memtrace_cli(
         "key",
         "create",
@@ -69,6 +81,7 @@ def test_sdk_020_drives_every_method(sdk020_python: Path, live_server: LiveServe
         "--permissions",
         "read,write",
         data_dir=live_server.data_dir,
+        store_url=live_server.store_url,
     ).stdout
     key = out.strip().splitlines()[-1]
     assert key.startswith("mtk_") and len(key) == 48

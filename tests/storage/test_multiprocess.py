@@ -1,0 +1,73 @@
+"""Two ``memtrace serve`` processes on one store serve one org consistently."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import LiveServer, memtrace_cli, new_cli_key
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def two_servers(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+    else:
+        url = f"sqlite:///{(tmp_path / 'shared.db').as_posix()}"
+    first = LiveServer(tmp_path / "a", store_url=url).start()
+    second = LiveServer(tmp_path / "b", store_url=url).start()
+    try:
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_two_processes_share_one_store(two_servers: tuple[LiveServer, LiveServer]) -> None:
+    a, b = two_servers
+    _, key = new_cli_key(a.data_dir, "read,write", store_url=a.store_url)
+    h = {"x-api-key": key}
+    # read-your-writes across processes
+    created = httpx.post(
+        a.url + "/api/v1/memories", json={"agent_id": "x", "content": "written via A"}, headers=h
+    )
+    assert created.status_code == 201
+    got = httpx.get(b.url + f"/api/v1/memories/{created.json()['id']}", headers=h)
+    assert got.status_code == 200 and got.json()["content"] == "written via A"
+    session = httpx.post(b.url + "/api/v1/sessions", json={"agent_id": "x"}, headers=h).json()
+    assert httpx.get(a.url + f"/api/v1/sessions/{session['id']}", headers=h).status_code == 200
+
+    # the same memory sent to both processes at once is stored exactly once
+    body = {"agent_id": "x", "content": "racing across processes"}
+
+    def post(i: int) -> int:
+        server = a if i % 2 else b
+        return httpx.post(
+            server.url + "/api/v1/memories", json=body, headers=h, timeout=30
+        ).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        statuses = sorted(pool.map(post, range(24)))
+    assert statuses == [201] + [409] * 23
+
+    # a key revoked by another process is refused by both servers on their next request
+    keys = memtrace_cli(
+        "key", "list", "--org", _org_of(a, key), data_dir=a.data_dir, store_url=a.store_url
+    ).stdout
+    key_id = keys.strip().splitlines()[-1].split()[0]
+    memtrace_cli("key", "revoke", key_id, data_dir=a.data_dir, store_url=a.store_url)
+    for server in (a, b):
+        assert httpx.get(server.url + "/api/v1/agents", headers=h).status_code == 401
+
+
+def _org_of(server: LiveServer, key: str) -> str:
+    memory = httpx.get(
+        server.url + "/api/v1/memories", params={"limit": 1}, headers={"x-api-key": key}
+    ).json()
+    return str(memory["memories"][0]["org_id"])
