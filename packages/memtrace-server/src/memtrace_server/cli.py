@@ -18,7 +18,7 @@ from memtrace_server.config import ConfigError, Settings, load_settings
 from memtrace_server.core.timefmt import format_rfc3339
 from memtrace_server.service.admin import Admin, AdminError
 from memtrace_server.storage.base import Store, StoreError
-from memtrace_server.storage.registry import store_from_url
+from memtrace_server.storage.registry import routed_store, store_from_url
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,7 +59,11 @@ def _settings(
 
 def _with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
     async def run() -> T:
-        store = store_from_url(settings.resolved_store_url, synchronous=settings.store_synchronous)
+        store = routed_store(
+            settings.resolved_store_url,
+            synchronous=settings.store_synchronous,
+            master_key=settings.master_key,
+        )
         await store.open()
         try:
             return await action(store)
@@ -179,6 +183,38 @@ async def org_delete(admin: Admin, org_id: str, cascade: bool) -> None:
     """Delete an organisation."""
     await admin.delete_org(org_id, cascade=cascade)
     click.echo(f"Organization {org_id} deleted")
+
+
+@org.command("set-store")
+@click.argument("org_id")
+@click.option("--url", required=True, help="Store URL: postgresql://… or sqlite:///…")
+@admin_command
+async def org_set_store(admin: Admin, org_id: str, url: str) -> None:
+    """Keep an org's agents, sessions and memories in a store of its own.
+
+    The URL is encrypted with MEMTRACE_MASTER_KEY; running servers pick the change up
+    within a second. Data already written stays where it is.
+    """
+    await admin.set_org_store(org_id, url, store_from_url)
+    click.echo(f"Store bound to {org_id}")
+
+
+@org.command("show-store")
+@click.argument("org_id")
+@admin_command
+async def org_show_store(admin: Admin, org_id: str) -> None:
+    """Show an org's store URL with its password masked."""
+    click.echo(await admin.show_org_store(org_id))
+
+
+@org.command("remove-store")
+@click.argument("org_id")
+@admin_command
+async def org_remove_store(admin: Admin, org_id: str) -> None:
+    """Send an org back to the default store (its data in the old store stays there)."""
+    if not await admin.store.delete_org_store(org_id):
+        raise AdminError(f"org '{org_id}' has no store of its own")
+    click.echo(f"Store binding removed for {org_id}")
 
 
 @main.group()

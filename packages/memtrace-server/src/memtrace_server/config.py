@@ -42,6 +42,7 @@ class Settings:
     auth_enabled: bool = True  # auth.enabled
     dedup_enabled: bool = True  # dedup.enabled
     dedup_window_hours: int = 24  # dedup.window_hours
+    master_key: str = ""  # MEMTRACE_MASTER_KEY only, never from a file
 
     @property
     def resolved_store_url(self) -> str:
@@ -149,6 +150,8 @@ def load_settings(
     if not values.get("store_url") and values.get("auth_db_path"):
         values["store_url"] = f"sqlite:///{Path(values['auth_db_path']).as_posix()}"
     values.pop("auth_db_path", None)
+    if env.get("MEMTRACE_MASTER_KEY"):
+        values["master_key"] = env["MEMTRACE_MASTER_KEY"]
     for name, value in overrides.items():
         if value is not None:
             values[name] = _coerce(name, value, "command line")

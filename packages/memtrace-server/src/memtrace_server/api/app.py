@@ -19,7 +19,7 @@ from memtrace_server.service.agents import Agents
 from memtrace_server.service.auth import Authenticator
 from memtrace_server.service.memories import Memories
 from memtrace_server.storage.base import Store
-from memtrace_server.storage.registry import store_from_url
+from memtrace_server.storage.registry import routed_store
 
 DESCRIPTION = """Memory for AI agents: store what agents did, saw and decided; recall it by
 time window and filters; get LLM-ready markdown context for a session.
@@ -37,7 +37,11 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     the_store = (
         store
         if store is not None
-        else store_from_url(settings.resolved_store_url, synchronous=settings.store_synchronous)
+        else routed_store(
+            settings.resolved_store_url,
+            synchronous=settings.store_synchronous,
+            master_key=settings.master_key,
+        )
     )
     metrics = Metrics()
 

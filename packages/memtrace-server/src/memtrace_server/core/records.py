@@ -59,6 +59,16 @@ class OrgRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class OrgStoreBinding:
+    """An org bound to its own store; the URL is sealed (see ``storage.secrets``)."""
+
+    org_id: str
+    url_cipher: bytes
+    url_nonce: bytes
+    updated_at_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class ApiKeyRecord:
     """An API key as stored: only its digest, never the key."""
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from memtrace_server.core.ids import key_digest, new_api_key, new_org_id
-from memtrace_server.core.records import PERMISSIONS, ApiKeyRecord, OrgRecord
+from memtrace_server.core.records import PERMISSIONS, ApiKeyRecord, OrgRecord, OrgStoreBinding
 from memtrace_server.core.timefmt import now_ns
 from memtrace_server.service.auth import DEFAULT_ORG
-from memtrace_server.storage.base import DuplicateName, Store
+from memtrace_server.storage.base import DuplicateName, Store, StoreError
+from memtrace_server.storage.secrets import SecretError, mask_url, seal, unseal
 
 
 class AdminError(Exception):
@@ -71,6 +74,39 @@ class Admin:
         except DuplicateName as exc:
             raise AdminError(str(exc)) from exc
         return key, record
+
+    def _master_key(self) -> bytes:
+        key = getattr(self.store, "master_key", None)
+        if not isinstance(key, bytes):
+            raise AdminError(
+                "MEMTRACE_MASTER_KEY is not set; generate one with `memtrace keygen master`"
+            )
+        return key
+
+    async def set_org_store(self, org_id: str, url: str, opener: Callable[[str], Store]) -> None:
+        """Bind ``org_id`` to the store at ``url`` after checking that it opens."""
+        master_key = self._master_key()
+        if await self.store.get_org(org_id) is None:
+            raise AdminError(f"org '{org_id}' not found; create it first with memtrace org create")
+        try:
+            candidate = opener(url)
+            await candidate.open()
+        except (ValueError, StoreError) as exc:
+            raise AdminError(f"cannot use {mask_url(url)}: {exc}") from exc
+        await candidate.close()
+        cipher, nonce = seal(master_key, org_id, url)
+        await self.store.set_org_store(OrgStoreBinding(org_id, cipher, nonce, now_ns()))
+
+    async def show_org_store(self, org_id: str) -> str:
+        """The org's store URL, password masked, or a note that it uses the default."""
+        binding = next((b for b in await self.store.list_org_stores() if b.org_id == org_id), None)
+        if binding is None:
+            return f"{org_id} uses the default store"
+        try:
+            url = unseal(self._master_key(), org_id, binding.url_cipher, binding.url_nonce)
+        except SecretError as exc:
+            raise AdminError(str(exc)) from exc
+        return mask_url(url)
 
     async def bootstrap(self) -> str | None:
         """On an empty store, create ``org_default`` and an admin key; return that key once."""

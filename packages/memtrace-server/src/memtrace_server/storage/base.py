@@ -17,6 +17,7 @@ from memtrace_server.core.records import (
     MemoryFilter,
     MemoryRecord,
     OrgRecord,
+    OrgStoreBinding,
     SessionRecord,
 )
 
@@ -70,6 +71,15 @@ class Store(Protocol):
 
     async def find_key(self, digest: str) -> ApiKeyRecord | None:
         """The key with this SHA-256 digest, if it exists."""
+
+    async def set_org_store(self, binding: OrgStoreBinding) -> None:
+        """Bind an org to its own store (replacing any binding); LookupError if no such org."""
+
+    async def list_org_stores(self) -> list[OrgStoreBinding]:
+        """Every org-to-store binding."""
+
+    async def delete_org_store(self, org_id: str) -> bool:
+        """Remove an org's binding; False if it had none."""
 
     # agents and sessions
     async def register_agent(self, org_id: str, agent: AgentRecord) -> AgentRecord:

@@ -26,6 +26,7 @@ from memtrace_server.core.records import (
     MemoryFilter,
     MemoryRecord,
     OrgRecord,
+    OrgStoreBinding,
     SessionRecord,
 )
 from memtrace_server.storage.base import DuplicateName, StoreError
@@ -195,7 +196,7 @@ class PostgresStore:
         """Delete an org with its keys, agents, sessions and memories."""
 
         async def op(conn: Conn) -> bool:
-            for table in ("memories", "sessions", "agents", "api_keys"):
+            for table in ("memories", "sessions", "agents", "api_keys", "org_stores"):
                 await conn.execute(f"DELETE FROM {table} WHERE org_id = %s", (org_id,))
             cur = await conn.execute("DELETE FROM orgs WHERE id = %s", (org_id,))
             return cur.rowcount > 0
@@ -242,6 +243,29 @@ class PostgresStore:
             f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_digest = %s", (digest,)
         )
         return key_from_row(row) if row else None
+
+    async def set_org_store(self, binding: OrgStoreBinding) -> None:
+        """Bind an org to its own store."""
+        try:
+            await self._rows(
+                "INSERT INTO org_stores (org_id, url_cipher, url_nonce, updated_at) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (org_id) DO UPDATE SET url_cipher = excluded.url_cipher,"
+                " url_nonce = excluded.url_nonce, updated_at = excluded.updated_at RETURNING org_id",
+                (binding.org_id, binding.url_cipher, binding.url_nonce, binding.updated_at_ns),
+            )
+        except psycopg.errors.ForeignKeyViolation as exc:
+            raise LookupError(f"org '{binding.org_id}' not found") from exc
+
+    async def list_org_stores(self) -> list[OrgStoreBinding]:
+        """Every binding."""
+        rows = await self._rows("SELECT org_id, url_cipher, url_nonce, updated_at FROM org_stores")
+        return [OrgStoreBinding(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in rows]
+
+    async def delete_org_store(self, org_id: str) -> bool:
+        """Remove a binding."""
+        return bool(
+            await self._rows("DELETE FROM org_stores WHERE org_id = %s RETURNING org_id", (org_id,))
+        )
 
     # agents and sessions
 

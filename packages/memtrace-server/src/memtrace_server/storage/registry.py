@@ -31,3 +31,20 @@ def store_from_url(url: str, *, synchronous: str = "FULL") -> Store:
             ) from exc
         return PostgresStore(url)
     raise ValueError(f"unsupported store url '{url}': use sqlite:///path/memtrace.db")
+
+
+def routed_store(url: str, *, synchronous: str = "FULL", master_key: str = "") -> Store:
+    """The default store at ``url`` behind per-org routing (see ``storage.routing``).
+
+    ``master_key`` is ``MEMTRACE_MASTER_KEY``; it is needed only once an org is bound to a
+    store of its own. A malformed key raises ValueError.
+    """
+    from memtrace_server.storage.routing import RoutedStore
+    from memtrace_server.storage.secrets import parse_master_key
+
+    key = parse_master_key(master_key) if master_key else None
+    return RoutedStore(
+        store_from_url(url, synchronous=synchronous),
+        master_key=key,
+        opener=lambda other: store_from_url(other, synchronous=synchronous),
+    )

@@ -29,6 +29,7 @@ from memtrace_server.core.records import (
     MemoryFilter,
     MemoryRecord,
     OrgRecord,
+    OrgStoreBinding,
     SessionRecord,
 )
 from memtrace_server.storage.base import DuplicateName, StoreError
@@ -293,7 +294,14 @@ class SQLiteStore:
         """Delete an org with its keys, agents, sessions and memories."""
 
         def op(c: sqlite3.Connection) -> bool:
-            for table in ("memory_tags", "memories", "sessions", "agents", "api_keys"):
+            for table in (
+                "memory_tags",
+                "memories",
+                "sessions",
+                "agents",
+                "api_keys",
+                "org_stores",
+            ):
                 c.execute(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))
             return c.execute("DELETE FROM orgs WHERE id = ?", (org_id,)).rowcount > 0
 
@@ -354,6 +362,37 @@ class SQLiteStore:
             ).fetchone()
         )
         return key_from_row(row) if row else None
+
+    async def set_org_store(self, binding: OrgStoreBinding) -> None:
+        """Bind an org to its own store."""
+
+        def op(c: sqlite3.Connection) -> None:
+            try:
+                c.execute(
+                    "INSERT INTO org_stores (org_id, url_cipher, url_nonce, updated_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (org_id) DO UPDATE SET url_cipher = excluded.url_cipher,"
+                    " url_nonce = excluded.url_nonce, updated_at = excluded.updated_at",
+                    (binding.org_id, binding.url_cipher, binding.url_nonce, binding.updated_at_ns),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise LookupError(f"org '{binding.org_id}' not found") from exc
+
+        await self._write(op)
+
+    async def list_org_stores(self) -> list[OrgStoreBinding]:
+        """Every binding."""
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT org_id, url_cipher, url_nonce, updated_at FROM org_stores"
+            ).fetchall()
+        )
+        return [OrgStoreBinding(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in rows]
+
+    async def delete_org_store(self, org_id: str) -> bool:
+        """Remove a binding."""
+        return await self._write(
+            lambda c: c.execute("DELETE FROM org_stores WHERE org_id = ?", (org_id,)).rowcount > 0
+        )
 
     # agents and sessions
 
