@@ -229,3 +229,20 @@ def new_cli_key(
         store_url=store_url,
     ).stdout
     return org_id, out.strip().splitlines()[-1]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how many tests ran against PostgreSQL, so CI output shows that part ran."""
+    counts: dict[str, int] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "postgres" in getattr(report, "nodeid", "") and getattr(report, "when", "call") in (
+                "call",
+                "setup",
+            ):
+                if outcome == "passed" and report.when != "call":
+                    continue
+                counts[outcome] = counts.get(outcome, 0) + 1
+    if counts:
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        terminalreporter.write_line(f"PostgreSQL backend tests: {summary}")
