@@ -121,7 +121,9 @@ def test_sdk_020_drives_every_method(sdk020_python: Path, compat_server: LiveSer
     ]
     assert r["search_memories"]["count"] == 1
     assert r["list_agents"]["count"] == 1
-    assert r["get_agent"] == r["get_agent_by_name"] == agent
+    assert r["get_agent"] == r["get_agent_by_name"]
+    assert r["get_agent"]["last_active_at"] is not None  # its memories made it active
+    assert {**r["get_agent"], "last_active_at": None} == agent
     stats = r["get_agent_stats"]
     assert stats["memory_count"] == 3 and stats["memories_24h"] == 3 and stats["errors_24h"] == 1
     assert stats["session_count"] == 1 and stats["active_sessions"] == 1

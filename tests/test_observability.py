@@ -75,6 +75,11 @@ def test_openapi_documents_every_route_and_field(app: App) -> None:
         ("/api/v1/memories", "get"),
         ("/api/v1/memories/{memory_id}", "get"),
         ("/api/v1/search", "post"),
+        ("/api/v1/memories/{memory_id}", "delete"),
+        ("/api/v1/memories/delete", "post"),
+        ("/api/v1/export", "get"),
+        ("/api/v1/agents/{agent_id}", "patch"),
+        ("/api/v1/sessions/{session_id}", "delete"),
         ("/api/v1/agents", "post"),
         ("/api/v1/agents", "get"),
         ("/api/v1/agents/{agent_id}", "get"),
@@ -98,6 +103,8 @@ def test_openapi_documents_every_route_and_field(app: App) -> None:
         "RegisterAgentRequest",
         "CreateSessionRequest",
         "UpdateSessionRequest",
+        "EraseRequest",
+        "UpdateAgentRequest",
     ):
         for field, prop in schemas[name]["properties"].items():
             assert prop.get("description"), f"{name}.{field} has no description"

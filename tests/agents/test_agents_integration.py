@@ -338,3 +338,32 @@ def test_quickstart_example_runs_offline_twice(live_server: LiveServer, key: str
     assert second.returncode == 0, second.stderr
     assert "## Agent Context (support_agent)" in second.stdout
     assert "User said: My name is Dana" in second.stdout
+
+
+@pytest.mark.anyio
+async def test_forget_tool_is_opt_in_and_scoped_to_the_agent(client: AsyncMemtrace) -> None:
+    assert len(create_memtrace_tools(client, "a")) == 4
+    tools = create_memtrace_tools(client, "support_agent", include_forget=True)
+    assert tools[-1].name == "memtrace_forget"
+    mine = await client.remember("support_agent", "old address: 1 Main St")
+    theirs = await client.remember("billing_agent", "card on file")
+    model = ScriptedModel(
+        [
+            [
+                function_call("memtrace_forget", {"memory_id": theirs.id}, call_id="f1"),
+                function_call("memtrace_forget", {"memory_id": mine.id}, call_id="f2"),
+            ],
+            [assistant_message("Forgotten.", item_id="m_forget")],
+        ]
+    )
+    await Runner.run(
+        Agent(name="A", instructions="i", tools=tools, model=model), "forget my address"
+    )
+    outputs = [
+        i["output"]
+        for i in model.calls[1].input
+        if isinstance(i, dict) and i.get("type") == "function_call_output"
+    ]
+    assert "another agent" in outputs[0] and '"forgotten":true' in outputs[1]
+    assert (await client.recall("support_agent")).count == 0
+    assert (await client.recall("billing_agent")).count == 1

@@ -27,6 +27,7 @@ TOOLS = {
     "memtrace_session_create",
     "memtrace_session_context",
     "memtrace_agent_register",
+    "memtrace_forget",  # the lifecycle addition to the reference's seven
 }
 
 
@@ -278,7 +279,7 @@ def test_stdout_carries_only_protocol_messages(live_server: LiveServer) -> None:
     assert all(m.get("jsonrpc") == "2.0" for m in messages)
     by_id = {m["id"]: m for m in messages if "id" in m}
     assert set(by_id) == {1, 2, 3, 4, 5}
-    assert len(by_id[2]["result"]["tools"]) == 7
+    assert len(by_id[2]["result"]["tools"]) == len(TOOLS)
     assert by_id[3]["result"]["isError"] is False
     assert by_id[4]["result"]["isError"] is True
 
@@ -331,3 +332,24 @@ async def test_streamable_http_transport(live_server: LiveServer) -> None:
         live_server.url + "/api/v1/memories", params={"agent_id": "web"}, headers={"x-api-key": key}
     )
     assert listed.json()["count"] == 1
+
+
+@pytest.mark.anyio
+async def test_forget_erases_only_the_agents_own_memory(memtrace: AsyncMemtrace) -> None:
+    mine = await memtrace.remember("claude", "the user's old phone number is 555-0100")
+    theirs = await memtrace.remember("other_agent", "not yours to forget")
+    async with Client(build_server(memtrace)) as client:
+        refused = await client.call_tool(
+            "memtrace_forget", {"agent_id": "claude", "memory_id": theirs.id}
+        )
+        assert refused.is_error and "belongs to another agent" in text(refused)
+        done = await client.call_tool(
+            "memtrace_forget", {"agent_id": "claude", "memory_id": mine.id}
+        )
+        assert not done.is_error and text(done) == f"forgot {mine.id}"
+        again = await client.call_tool(
+            "memtrace_forget", {"agent_id": "claude", "memory_id": mine.id}
+        )
+        assert again.is_error and "status 404" in text(again)
+    assert (await memtrace.recall("claude")).count == 0
+    assert (await memtrace.recall("other_agent")).count == 1

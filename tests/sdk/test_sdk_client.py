@@ -321,3 +321,33 @@ async def test_async_error_mapping(app: App, aclient: AsyncMemtrace) -> None:
     async with AsyncMemtrace(f"http://127.0.0.1:{free_port()}", "k", max_retries=0) as nowhere:
         with pytest.raises(MemtraceConnectionError):
             await nowhere.list_agents()
+
+
+def test_lifecycle_methods(client: Memtrace) -> None:
+    agent = client.register_agent({"name": "tidy", "config": {"a": 1}})
+    assert client.update_agent(agent.id, {"description": "tidier", "config": {"b": 2}}).config == {
+        "a": 1,
+        "b": 2,
+    }
+    session = client.create_session({"agent_id": agent.id})
+    kept = client.add_memory({"agent_id": agent.id, "content": "keep", "ttl": "7d"})
+    assert kept.expires_at is not None
+    gone = client.add_memory(
+        {"agent_id": agent.id, "session_id": session.id, "content": "gone", "tags": ["x"]}
+    )
+    assert client.erase_memories(tags=["x"], dry_run=True).deleted == 1
+    assert client.erase_memories({"tags": ["x"]}).deleted == 1
+    with pytest.raises(NotFoundError):
+        client.get_memory(gone.id or "")
+    client.delete_memory(kept.id or "")
+    with pytest.raises(NotFoundError):
+        client.delete_memory(kept.id or "")
+    with pytest.raises(ValidationError):
+        client.erase_memories({})
+    client.delete_session(session.id, cascade=True)
+    with pytest.raises(NotFoundError):
+        client.get_session(session.id)
+    client.add_memory({"agent_id": agent.id, "content": "last one"})
+    client.create_session({"agent_id": agent.id})
+    client.delete_agent(agent.id, cascade=True)
+    assert client.list_sessions().count == 0 and client.list_memories(agent_id=agent.id).count == 0

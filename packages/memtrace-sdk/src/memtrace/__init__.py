@@ -27,6 +27,8 @@ from memtrace.models import (
     AgentStats,
     ContextOptions,
     CreateSessionRequest,
+    EraseQuery,
+    EraseResult,
     ListOptions,
     Memory,
     MemoryList,
@@ -36,6 +38,7 @@ from memtrace.models import (
     Session,
     SessionContext,
     SessionList,
+    UpdateAgentRequest,
     UpdateSessionRequest,
 )
 
@@ -52,6 +55,8 @@ __all__ = [
     "ConflictError",
     "ContextOptions",
     "CreateSessionRequest",
+    "EraseQuery",
+    "EraseResult",
     "ListOptions",
     "Memory",
     "MemoryList",
@@ -71,6 +76,7 @@ __all__ = [
     "Session",
     "SessionContext",
     "SessionList",
+    "UpdateAgentRequest",
     "UpdateSessionRequest",
     "ValidationError",
     "__version__",

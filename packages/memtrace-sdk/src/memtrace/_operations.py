@@ -17,6 +17,8 @@ from memtrace.models import (
     AgentStats,
     ContextOptions,
     CreateSessionRequest,
+    EraseQuery,
+    EraseResult,
     ListOptions,
     Memory,
     MemoryList,
@@ -26,6 +28,7 @@ from memtrace.models import (
     Session,
     SessionContext,
     SessionList,
+    UpdateAgentRequest,
     UpdateSessionRequest,
 )
 
@@ -188,9 +191,51 @@ def get_agent_context(
     )
 
 
-def delete_agent(agent_id: str) -> Call[None]:
-    """Delete an agent that has no sessions."""
-    return Call("DELETE", f"{V1}/agents/{path_id(agent_id)}", lambda _: None, retry_safe=False)
+def delete_agent(agent_id: str, *, cascade: bool = False) -> Call[None]:
+    """Delete an agent; with ``cascade`` also its sessions and all its memories."""
+    return Call(
+        "DELETE",
+        f"{V1}/agents/{path_id(agent_id)}",
+        lambda _: None,
+        params={"cascade": "true"} if cascade else None,
+        retry_safe=False,
+    )
+
+
+def update_agent(agent_id: str, req: UpdateAgentRequest | Mapping[str, Any]) -> Call[Agent]:
+    """Change an agent's description and merge keys into its config."""
+    model = coerce(UpdateAgentRequest, req)
+    return Call("PATCH", f"{V1}/agents/{path_id(agent_id)}", Agent.model_validate, json=body(model))
+
+
+def delete_memory(memory_id: str) -> Call[None]:
+    """Erase one memory by id. Permanent."""
+    return Call("DELETE", f"{V1}/memories/{path_id(memory_id)}", lambda _: None, retry_safe=False)
+
+
+def erase_memories(
+    query: EraseQuery | Mapping[str, Any] | None = None, **filters: Any
+) -> Call[EraseResult]:
+    """Erase every memory matching the filters (at least one); ``dry_run=True`` only counts."""
+    model = coerce(EraseQuery, _drop_none(query), **filters)
+    return Call(
+        "POST",
+        f"{V1}/memories/delete",
+        EraseResult.model_validate,
+        json=body(model),
+        retry_safe=True,
+    )
+
+
+def delete_session(session_id: str, *, cascade: bool = False) -> Call[None]:
+    """Delete a session; with ``cascade`` also the memories carrying its id."""
+    return Call(
+        "DELETE",
+        f"{V1}/sessions/{path_id(session_id)}",
+        lambda _: None,
+        params={"cascade": "true"} if cascade else None,
+        retry_safe=False,
+    )
 
 
 def create_session(req: CreateSessionRequest | Mapping[str, Any]) -> Call[Session]:

@@ -38,6 +38,7 @@ INSTRUCTIONS = """Memtrace gives you persistent, time-ordered memory shared acro
 - For a task with several steps, open a session with memtrace_session_create, pass its
   session_id when you remember or decide, and read it back with memtrace_session_context
   (LLM-ready markdown; max_tokens bounds its size).
+- memtrace_forget erases one of your own memories by id when the user asks you to forget.
 - Errors name the HTTP status: 401 means the API key is wrong, 409 that an identical memory
   was stored recently (nothing to do), 400 that an argument is malformed."""
 
@@ -224,6 +225,20 @@ def build_server(client: AsyncMemtrace) -> MCPServer[Any]:
     ) -> Agent:
         """Register an agent by name; returns it with its generated id."""
         return await _api(client.register_agent({"name": name, "description": description}))
+
+    @server.tool()
+    async def memtrace_forget(
+        agent_id: AgentArg,
+        memory_id: Annotated[str, Field(description="The id (mem_…) of a memory of this agent.")],
+    ) -> str:
+        """Erase one of the agent's own memories by id, permanently (e.g. when told to forget)."""
+        memory = await _api(client.get_memory(memory_id))
+        if memory.agent_id != agent_id:
+            raise ToolError(
+                f"memory {memory_id} belongs to another agent; only your own can be forgotten"
+            )
+        await _api(client.delete_memory(memory.id or memory_id))
+        return f"forgot {memory_id}"
 
     return server
 

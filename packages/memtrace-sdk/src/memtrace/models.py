@@ -34,6 +34,7 @@ class Memory(BaseModel):
     dedup_key: str | None = None
     importance: float | None = None
     parent_id: str | None = None
+    expires_at: datetime | None = None
 
 
 class AddMemoryRequest(_Request):
@@ -50,8 +51,10 @@ class AddMemoryRequest(_Request):
     importance: float | None = Field(default=None, ge=0, le=1)
     parent_id: str | None = None
     time: datetime | None = Field(None, description="Backfill time; server time when omitted.")
+    expires_at: datetime | None = Field(None, description="When the memory expires.")
+    ttl: str | None = Field(None, description="Lifetime instead of expires_at: 30m, 12h, 7d.")
 
-    @field_serializer("time")
+    @field_serializer("time", "expires_at")
     def _rfc3339(self, value: datetime | None) -> str | None:
         if value is None:
             return None
@@ -103,6 +106,19 @@ class SearchQuery(_Request):
     limit: int | None = None
     offset: int | None = None
     order: Literal["asc", "desc"] | None = None
+
+
+class EraseQuery(SearchQuery):
+    """Filters of the memories to erase (at least one); ``dry_run`` only counts."""
+
+    dry_run: bool | None = None
+
+
+class EraseResult(BaseModel):
+    """How many memories were erased (or would be, with ``dry_run``)."""
+
+    deleted: int
+    dry_run: bool
 
 
 class SearchResult(BaseModel):
@@ -169,6 +185,14 @@ class Session(BaseModel):
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None = None
+    last_active_at: datetime | None = None
+
+
+class UpdateAgentRequest(_Request):
+    """Changes to an agent: a new description, config keys to merge (None removes one)."""
+
+    description: str | None = None
+    config: dict[str, Any] | None = None
 
 
 class SessionList(BaseModel):

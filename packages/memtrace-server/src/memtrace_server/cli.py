@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 
 from memtrace_server import __version__
 from memtrace_server.config import ConfigError, Settings, load_settings
+from memtrace_server.core.errors import ApiError
 from memtrace_server.core.timefmt import format_rfc3339
 from memtrace_server.service.admin import Admin, AdminError
+from memtrace_server.service.transfer import Transfer
 from memtrace_server.storage.base import Store, StoreError
 from memtrace_server.storage.registry import routed_store, store_from_url
 
@@ -215,6 +218,70 @@ async def org_remove_store(admin: Admin, org_id: str) -> None:
     if not await admin.store.delete_org_store(org_id):
         raise AdminError(f"org '{org_id}' has no store of its own")
     click.echo(f"Store binding removed for {org_id}")
+
+
+@org.command("set-retention")
+@click.argument("org_id")
+@click.option(
+    "--days",
+    type=click.IntRange(min=0),
+    required=True,
+    help="Keep memories this many days; 0 keeps them forever.",
+)
+@admin_command
+async def org_set_retention(admin: Admin, org_id: str, days: int) -> None:
+    """Hide at once, and purge soon after, memories older than N days."""
+    if not await admin.store.set_org_retention(org_id, days or None):
+        raise AdminError(f"org '{org_id}' not found")
+    click.echo(f"Retention of {org_id}: " + (f"{days} days" if days else "forever"))
+
+
+@main.command("export")
+@click.option("--org", "org_id", required=True, help="Organisation id.")
+@click.option("--agent", "agent_id", default=None, help="Only this agent (id or name).")
+@admin_command
+async def export_command(admin: Admin, org_id: str, agent_id: str | None) -> None:
+    """Write an org's agents, sessions and memories to stdout as JSON Lines."""
+    if await admin.store.get_org(org_id) is None:
+        raise AdminError(f"org '{org_id}' not found")
+    out = sys.stdout.buffer
+    async for line in Transfer(admin.store).export(org_id, agent_id):
+        out.write(line)
+    out.flush()
+
+
+@main.command("import")
+@click.option("--org", "org_id", required=True, help="Organisation id to import into.")
+@click.argument("file", type=click.File("rb"))
+@admin_command
+async def import_command(admin: Admin, org_id: str, file: BinaryIO) -> None:
+    """Import a JSON Lines export; anything whose id exists already is skipped."""
+    if await admin.store.get_org(org_id) is None:
+        raise AdminError(f"org '{org_id}' not found")
+    try:
+        size = os.fstat(file.fileno()).st_size
+    except (OSError, ValueError):
+        size = 0
+    show = sys.stderr.isatty() and size > 0
+    progress = click.progressbar(length=size, label="importing", file=sys.stderr)
+    with progress if show else contextlib.nullcontext(progress) as bar:
+
+        def lines() -> Iterator[bytes]:
+            for line in file:
+                if show:
+                    bar.update(len(line))
+                yield line
+
+        try:
+            report = await Transfer(admin.store).import_lines(org_id, lines())
+        except ApiError as exc:
+            raise AdminError(exc.message) from exc
+    click.echo(
+        f"Imported {report.memories} memories, {report.agents} agents, {report.sessions} sessions;"
+        f" {report.skipped} already present"
+    )
+    for error in report.errors:
+        click.echo(f"warning: {error}", err=True)
 
 
 @main.group()

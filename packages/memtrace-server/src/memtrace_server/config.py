@@ -42,6 +42,7 @@ class Settings:
     auth_enabled: bool = True  # auth.enabled
     dedup_enabled: bool = True  # dedup.enabled
     dedup_window_hours: int = 24  # dedup.window_hours
+    purge_interval_seconds: int = 300  # retention.purge_interval_seconds
     master_key: str = ""  # MEMTRACE_MASTER_KEY only, never from a file
 
     @property
@@ -68,6 +69,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("server", "shutdown_timeout"): "shutdown_timeout",
     ("dedup", "enabled"): "dedup_enabled",
     ("dedup", "window_hours"): "dedup_window_hours",
+    ("retention", "purge_interval_seconds"): "purge_interval_seconds",
 }
 _TYPES = {f.name: f.type for f in fields(Settings)} | {"auth_db_path": "str"}
 
@@ -108,6 +110,8 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("log.level must be debug, info, warn or error")
     if s.log_format not in ("json", "console"):
         raise ConfigError("log.format must be json or console")
+    if s.purge_interval_seconds < 1:
+        raise ConfigError("retention.purge_interval_seconds must be at least 1")
     if s.dedup_window_hours < 1:
         raise ConfigError("dedup.window_hours must be at least 1")
     return s

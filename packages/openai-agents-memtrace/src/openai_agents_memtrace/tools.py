@@ -8,7 +8,14 @@ from typing import Literal, TypeVar
 from agents import FunctionTool, function_tool
 
 from memtrace import AsyncMemtrace, ConflictError, MemtraceError, NotFoundError, ValidationError
-from memtrace.toolkit import DUPLICATE_TEXT, error_text, list_text, logged_text, stored_text
+from memtrace.toolkit import (
+    DUPLICATE_TEXT,
+    error_text,
+    list_text,
+    logged_text,
+    stored_text,
+    to_json,
+)
 from openai_agents_memtrace.errors import crossing_runner
 
 T = TypeVar("T")
@@ -28,7 +35,11 @@ async def _answer(action: Awaitable[T], render: Callable[[T], str]) -> str:
 
 
 def create_memtrace_tools(
-    client: AsyncMemtrace, agent_id: str, session_id: str | None = None
+    client: AsyncMemtrace,
+    agent_id: str,
+    session_id: str | None = None,
+    *,
+    include_forget: bool = False,
 ) -> list[FunctionTool]:
     """``memtrace_remember``, ``memtrace_recall``, ``memtrace_search``, ``memtrace_decide``.
 
@@ -40,6 +51,9 @@ def create_memtrace_tools(
     the model as text. Authentication, permission, availability and connection errors
     stop the run and reach the caller of ``Runner.run`` as the Memtrace exception itself
     (``except AuthenticationError`` / ``except MemtraceError as e: e.status_code``).
+
+    ``include_forget`` adds a fifth tool, ``memtrace_forget``, that erases one of the bound
+    agent's own memories by id.
     """
     bound_agent, bound_session = agent_id, session_id
 
@@ -154,4 +168,22 @@ def create_memtrace_tools(
             logged_text,
         )
 
-    return [memtrace_remember, memtrace_recall, memtrace_search, memtrace_decide]
+    @function_tool(failure_error_function=None)
+    async def memtrace_forget(memory_id: str) -> str:
+        """Erase one of your own memories by id, permanently, when asked to forget something.
+
+        Args:
+            memory_id: The id (mem_...) of the memory, as recall or search showed it.
+        """
+
+        async def forget() -> str:
+            memory = await client.get_memory(memory_id)
+            if memory.agent_id != bound_agent:
+                return to_json({"error": "that memory belongs to another agent", "status": 403})
+            await client.delete_memory(memory_id)
+            return to_json({"forgotten": True, "id": memory_id})
+
+        return await _answer(forget(), str)
+
+    tools = [memtrace_remember, memtrace_recall, memtrace_search, memtrace_decide]
+    return [*tools, memtrace_forget] if include_forget else tools

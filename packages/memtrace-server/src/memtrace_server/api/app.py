@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,19 +16,34 @@ from memtrace_server.api.deps import Services
 from memtrace_server.api.errors import install_error_handlers
 from memtrace_server.api.metrics import Metrics
 from memtrace_server.api.middleware import RequestMiddleware
-from memtrace_server.api.routes import agents, health, memories, sessions
+from memtrace_server.api.routes import agents, export, health, memories, sessions
 from memtrace_server.config import Settings
 from memtrace_server.service.agents import Agents
 from memtrace_server.service.auth import Authenticator
 from memtrace_server.service.memories import Memories
-from memtrace_server.storage.base import Store
+from memtrace_server.service.transfer import Transfer
+from memtrace_server.storage.base import Store, StoreError
 from memtrace_server.storage.registry import routed_store
+
+log = logging.getLogger("memtrace.server")
 
 DESCRIPTION = """Memory for AI agents: store what agents did, saw and decided; recall it by
 time window and filters; get LLM-ready markdown context for a session.
 
 Authenticate with `x-api-key: mtk_…` or `Authorization: Bearer mtk_…`. Every error body is
 `{"error": "<message>"}`. Wire-compatible with Memtrace 0.2.0."""
+
+
+async def purge_forever(memories: Memories, interval: float) -> None:
+    """Erase expired memories and those past their org's retention, every ``interval`` s."""
+    while True:
+        try:
+            erased = await memories.purge()
+            if erased:
+                log.info("purged expired memories", extra={"erased": erased})
+        except StoreError as exc:
+            log.warning("purge failed: %s", exc)
+        await asyncio.sleep(interval)
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
@@ -49,9 +67,15 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_store.open()
         app.state.started = time.monotonic()
+        purger = asyncio.get_running_loop().create_task(
+            purge_forever(app.state.services.memories, settings.purge_interval_seconds)
+        )
         try:
             yield
         finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
             await the_store.close()
 
     app = FastAPI(
@@ -70,11 +94,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             max_batch=settings.max_batch,
         ),
         agents=Agents(the_store),
+        transfer=Transfer(the_store),
         metrics=metrics,
     )
     app.state.started = time.monotonic()
     install_error_handlers(app)
-    for module in (health, memories, agents, sessions):
+    for module in (health, memories, agents, sessions, export):
         app.include_router(module.router)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app

@@ -13,6 +13,7 @@ from memtrace_server.config import Settings
 from memtrace_server.service.agents import Agents
 from memtrace_server.service.auth import Authenticator, Principal, key_from_headers
 from memtrace_server.service.memories import Memories
+from memtrace_server.service.transfer import Transfer
 from memtrace_server.storage.base import Store
 
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="API key (mtk_…).")
@@ -28,6 +29,7 @@ class Services:
     auth: Authenticator
     memories: Memories
     agents: Agents
+    transfer: Transfer
     metrics: Metrics
 
 
@@ -55,3 +57,4 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
 
 reader = require("read")
 writer = require("write")
+administrator = require("admin")

@@ -30,6 +30,7 @@ class MemoryOut(BaseModel):
     dedup_key: str | None = None
     importance: float | None = None
     parent_id: str | None = None
+    expires_at: str | None = Field(None, description="When it expires, if it does.")
 
 
 class MemoryBatchOut(BaseModel):
@@ -45,6 +46,13 @@ class MemoryListOut(BaseModel):
     memories: list[MemoryOut]
     count: int
     has_more: bool = Field(description="True when more memories match beyond this page.")
+
+
+class EraseOut(BaseModel):
+    """Result of an erase by filter."""
+
+    deleted: int = Field(description="Memories erased (or, with dry_run, that would be).")
+    dry_run: bool
 
 
 class SearchOut(BaseModel):
@@ -98,6 +106,7 @@ class SessionOut(BaseModel):
     created_at: str
     updated_at: str
     closed_at: str | None = None
+    last_active_at: str | None = None
 
 
 class SessionListOut(BaseModel):

@@ -26,6 +26,7 @@ class MemoryRecord:
     dedup_key: str = ""
     importance: float = 0.0
     parent_id: str = ""
+    expires_at_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class MemoryFilter:
     limit: int = 100
     offset: int = 0
     ascending: bool = False
+    visible_at_ns: int | None = None  # hide memories that expired by then
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class OrgRecord:
     id: str
     name: str
     created_at_ns: int
+    retention_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ class SessionRecord:
     status: str = "active"
     metadata: dict[str, Any] | None = None
     closed_at_ns: int | None = None
+    last_active_at_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from memtrace_server.core.errors import BadRequest
 from memtrace_server.core.records import MEMORY_TYPES
-from memtrace_server.core.timefmt import parse_timestamp
+from memtrace_server.core.timefmt import parse_relative, parse_timestamp
 from memtrace_server.core.validation import id_error, tag_error, type_error
 
 CUSTOM_ERROR = "memtrace"
@@ -125,21 +126,53 @@ class CreateMemoryRequest(_Body):
         None,
         description="Optional RFC 3339 time for imports and backfills; server time when omitted.",
     )
+    expires_at: str | None = Field(
+        None, description="RFC 3339 time after which the memory is hidden and purged."
+    )
+    ttl: str | None = Field(
+        None,
+        description="Lifetime from now instead of expires_at: 30m, 12h, 7d, 2w (at most 365 days).",
+    )
     _time_ns: int | None = PrivateAttr(None)
+    _expires_at_ns: int | None = PrivateAttr(None)
+    _ttl_ns: int | None = PrivateAttr(None)
 
     @model_validator(mode="after")
-    def _parse_time(self) -> CreateMemoryRequest:
+    def _parse_times(self) -> CreateMemoryRequest:
         if self.time:
             parsed = parse_timestamp(self.time)
             if parsed is None:
                 raise _fail(f"invalid time '{self.time}': expected an RFC 3339 timestamp")
             self._time_ns = parsed
+        if self.expires_at and self.ttl:
+            raise _fail("give expires_at or ttl, not both")
+        if self.expires_at:
+            parsed = parse_timestamp(self.expires_at)
+            if parsed is None:
+                raise _fail(
+                    f"invalid expires_at '{self.expires_at}': expected an RFC 3339 timestamp"
+                )
+            self._expires_at_ns = parsed
+        if self.ttl:
+            try:
+                span = parse_relative(self.ttl)
+            except BadRequest as exc:
+                raise _fail(f"invalid ttl: {exc.message}") from exc
+            if span is None:
+                raise _fail(f"invalid ttl '{self.ttl}': use 30m, 12h, 7d or 2w")
+            self._ttl_ns = span
         return self
 
     @property
     def time_ns(self) -> int | None:
         """The client-supplied time in UTC nanoseconds, if any."""
         return self._time_ns
+
+    def expiry_ns(self, now_ns: int) -> int | None:
+        """When the memory expires (from ``expires_at`` or ``ttl``), if it does."""
+        if self._expires_at_ns is not None:
+            return self._expires_at_ns
+        return now_ns + self._ttl_ns if self._ttl_ns is not None else None
 
 
 class CreateMemoriesRequest(_Body):
@@ -235,4 +268,21 @@ class UpdateSessionRequest(_Body):
     )
     metadata: dict[str, Any] | None = Field(
         None, description="Keys merged into the stored metadata; a null value removes a key."
+    )
+
+
+class EraseRequest(SearchRequest):
+    """Filters of the memories to erase; at least one is required."""
+
+    dry_run: Annotated[bool, _null_is(False)] = Field(
+        False, description="Only count what would be erased."
+    )
+
+
+class UpdateAgentRequest(_Body):
+    """Changes to an agent."""
+
+    description: str | None = Field(None, description="New description.")
+    config: dict[str, Any] | None = Field(
+        None, description="Keys merged into the stored config; a null value removes a key."
     )

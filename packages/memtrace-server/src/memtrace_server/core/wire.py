@@ -36,6 +36,8 @@ def memory_to_wire(m: MemoryRecord) -> dict[str, Any]:
         out["importance"] = m.importance
     if m.parent_id:
         out["parent_id"] = m.parent_id
+    if m.expires_at_ns is not None:
+        out["expires_at"] = format_rfc3339(m.expires_at_ns)
     return out
 
 
@@ -66,6 +68,8 @@ def session_to_wire(s: SessionRecord) -> dict[str, Any]:
     out["updated_at"] = format_rfc3339(s.updated_at_ns)
     if s.closed_at_ns is not None:
         out["closed_at"] = format_rfc3339(s.closed_at_ns)
+    if s.last_active_at_ns is not None:
+        out["last_active_at"] = format_rfc3339(s.last_active_at_ns)
     return out
 
 

@@ -8,6 +8,7 @@ from memtrace_server.core.records import AgentRecord, AgentStatsRecord, SessionR
 from memtrace_server.core.requests import (
     CreateSessionRequest,
     RegisterAgentRequest,
+    UpdateAgentRequest,
     UpdateSessionRequest,
 )
 from memtrace_server.core.timefmt import now_ns
@@ -61,14 +62,34 @@ class Agents:
         """All agents of the org, newest first."""
         return await self.store.list_agents(org_id)
 
-    async def delete(self, org_id: str, ref: str) -> None:
-        """Delete an agent by id or name; 409 while sessions still refer to it."""
+    async def delete(self, org_id: str, ref: str, *, cascade: bool = False) -> None:
+        """Delete an agent by id or name; 409 while sessions still refer to it.
+
+        With ``cascade`` its sessions and every memory under its id or name go too.
+        """
         agent = await self.get(org_id, ref)
+        if cascade:
+            await self.store.erase_agent(org_id, agent)
+            return
         outcome = await self.store.delete_agent(org_id, agent.id)
         if outcome is False:
             raise NotFound("agent not found")
         if outcome is not True:
             raise Conflict(f"agent '{agent.id}' still has {outcome} session(s)")
+
+    async def update(self, org_id: str, ref: str, req: UpdateAgentRequest) -> AgentRecord:
+        """Change an agent's description and merge its config; 404 when absent."""
+        agent = await self.get(org_id, ref)
+        updated = await self.store.update_agent(org_id, agent.id, req.description, req.config)
+        if updated is None:
+            raise NotFound("agent not found")
+        return updated
+
+    async def delete_session(self, org_id: str, session_id: str, *, cascade: bool) -> None:
+        """Delete a session (with ``cascade``, its memories too); 404 when absent."""
+        check_id("session_id", session_id)
+        if not await self.store.delete_session(org_id, session_id, cascade):
+            raise NotFound("session not found")
 
     async def stats(self, org_id: str, agent_id: str) -> AgentStatsRecord:
         """Counts for an agent id (zeros for an id never used)."""

@@ -14,7 +14,12 @@ from memtrace_server.core.dedup import dedup_key
 from memtrace_server.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from memtrace_server.core.ids import new_memory_id
 from memtrace_server.core.records import MemoryFilter, MemoryRecord
-from memtrace_server.core.requests import ContextRequest, CreateMemoryRequest, SearchRequest
+from memtrace_server.core.requests import (
+    ContextRequest,
+    CreateMemoryRequest,
+    EraseRequest,
+    SearchRequest,
+)
 from memtrace_server.core.timefmt import NS_PER_SECOND, now_ns, parse_since, parse_until
 from memtrace_server.core.validation import check_id, check_tags, check_type
 from memtrace_server.storage.base import Store
@@ -23,6 +28,7 @@ LIST_DEFAULT_LIMIT = 100
 SEARCH_DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 MAX_FUTURE_NS = 3600 * NS_PER_SECOND
+DAY_NS = 86400 * NS_PER_SECOND
 
 
 def effective_limit(requested: int | None, default: int) -> int:
@@ -64,6 +70,11 @@ class Memories:
         time_ns = req.time_ns if req.time_ns is not None else now
         if time_ns > now + MAX_FUTURE_NS:
             raise BadRequest(f"invalid time '{req.time}': more than an hour in the future")
+        expires = req.expiry_ns(now)
+        if expires is not None and expires <= now:
+            raise BadRequest(
+                "the memory would expire before it is stored: expires_at is in the past"
+            )
         key = req.dedup_key
         if not key and self.dedup_window_ns is not None:
             key = dedup_key(req.agent_id, req.event_type, req.content)
@@ -81,6 +92,7 @@ class Memories:
             importance=req.importance,
             parent_id=req.parent_id,
             time_ns=time_ns,
+            expires_at_ns=expires,
         )
 
     async def create(self, org_id: str, req: CreateMemoryRequest) -> MemoryRecord:
@@ -109,23 +121,77 @@ class Memories:
         return [r for r, ok in zip(records, stored, strict=True) if ok]
 
     async def get(self, org_id: str, ref: str) -> MemoryRecord:
-        """A memory by id (or dedup key); 404 when this org has none."""
+        """A memory by id (or dedup key); 404 when this org has none (or it expired)."""
         if not ref or len(ref) > 256:
             raise BadRequest("invalid memory id")
         found = await self.store.get_memory(org_id, ref)
-        if found is None:
+        now = now_ns()
+        if found is None or (found.expires_at_ns is not None and found.expires_at_ns <= now):
+            raise NotFound("memory not found")
+        floor = await self._retention_floor(org_id, now)
+        if floor is not None and found.time_ns <= floor:
             raise NotFound("memory not found")
         return found
 
+    async def _retention_floor(self, org_id: str, now: int) -> int | None:
+        org = await self.store.get_org(org_id)
+        if org is None or not org.retention_days:
+            return None
+        return now - org.retention_days * DAY_NS
+
+    async def visible(self, org_id: str, flt: MemoryFilter) -> MemoryFilter:
+        """The filter limited to what the org may still see: unexpired and within retention."""
+        now = now_ns()
+        floor = await self._retention_floor(org_id, now)
+        since = flt.since_ns
+        if floor is not None:
+            since = floor if since is None else max(since, floor)
+        return replace(flt, visible_at_ns=now, since_ns=since)
+
     async def page(self, org_id: str, flt: MemoryFilter) -> Page:
         """Memories for a filter, probing one extra row so ``has_more`` is exact."""
+        flt = await self.visible(org_id, flt)
         rows = await self.store.query_memories(org_id, replace(flt, limit=flt.limit + 1))
         return Page(rows[: flt.limit], len(rows) > flt.limit)
 
+    async def delete(self, org_id: str, memory_id: str) -> None:
+        """Erase one memory; 404 when this org has none with that id."""
+        if not memory_id or len(memory_id) > 256:
+            raise BadRequest("invalid memory id")
+        if not await self.store.delete_memory(org_id, memory_id):
+            raise NotFound("memory not found")
+
+    async def erase(self, org_id: str, req: EraseRequest) -> int:
+        """Erase (or with ``dry_run`` count) every memory matching at least one filter."""
+        flt = replace(self.search_filter(req), limit=0, offset=0)
+        if flt == MemoryFilter(limit=0, offset=0, ascending=flt.ascending):
+            raise BadRequest(
+                "give at least one filter (agent_id, session_id, memory_types, event_types, "
+                "tags, content_contains, since, until, min_importance) to erase by"
+            )
+        if req.dry_run:
+            return await self.store.count_memories(org_id, flt)
+        return await self.store.delete_memories(org_id, flt)
+
+    async def purge(self) -> int:
+        """Erase expired memories and those past their org's retention."""
+        now = now_ns()
+        floors = {
+            org.id: now - org.retention_days * DAY_NS
+            for org in await self.store.list_orgs()
+            if org.retention_days
+        }
+        return await self.store.purge_expired(now, floors)
+
     async def search(self, org_id: str, req: SearchRequest) -> list[MemoryRecord]:
         """Structured search, newest first by default, 50 results by default."""
+        flt = await self.visible(org_id, self.search_filter(req))
+        return await self.store.query_memories(org_id, flt)
+
+    def search_filter(self, req: SearchRequest) -> MemoryFilter:
+        """The filter a search (or erase) body describes."""
         now = now_ns()
-        flt = MemoryFilter(
+        return MemoryFilter(
             agent_id=req.agent_id or None,
             session_id=req.session_id or None,
             memory_types=tuple(t for t in req.memory_types if t),
@@ -139,7 +205,6 @@ class Memories:
             offset=max(req.offset, 0),
             ascending=req.order == "asc",
         )
-        return await self.store.query_memories(org_id, flt)
 
     async def session_context(self, org_id: str, session_id: str, req: ContextRequest) -> Context:
         """The reference's markdown block of a session's recent memories."""
@@ -172,7 +237,7 @@ class Memories:
             session_id=session_id,
             agent_id=agent_id,
         )
-        return await self.store.query_memories(org_id, flt)
+        return await self.store.query_memories(org_id, await self.visible(org_id, flt))
 
 
 def list_filter(

@@ -137,3 +137,49 @@ class Store(Protocol):
 
     async def query_memories(self, org_id: str, flt: MemoryFilter) -> list[MemoryRecord]:
         """Memories matching the filter, ordered by time, at most ``flt.limit``."""
+
+    # lifecycle
+
+    async def set_org_retention(self, org_id: str, days: int | None) -> bool:
+        """Set (or clear, with None) how many days an org keeps memories; False if no org."""
+
+    async def delete_memory(self, org_id: str, memory_id: str) -> bool:
+        """Erase one memory from every index; False if this org has none with that id."""
+
+    async def delete_memories(self, org_id: str, flt: MemoryFilter) -> int:
+        """Erase every memory matching the filter (limit/offset ignored); how many."""
+
+    async def count_memories(self, org_id: str, flt: MemoryFilter) -> int:
+        """How many memories match the filter (limit/offset ignored)."""
+
+    async def delete_session(self, org_id: str, session_id: str, cascade: bool) -> bool:
+        """Delete a session, and with ``cascade`` the memories carrying its id."""
+
+    async def erase_agent(self, org_id: str, agent: AgentRecord) -> None:
+        """Delete an agent with its sessions and every memory under its id or name."""
+
+    async def update_agent(
+        self,
+        org_id: str,
+        agent_id: str,
+        description: str | None,
+        config_patch: dict[str, Any] | None,
+    ) -> AgentRecord | None:
+        """Replace the description (when given) and merge the config; None if absent."""
+
+    async def purge_expired(self, now_ns: int, retention_floors: dict[str, int]) -> int:
+        """Erase expired memories and, per org, those at or before its retention floor."""
+
+    async def export_memories(
+        self, org_id: str, agent_id: str | None, after: tuple[int, int] | None, limit: int
+    ) -> list[tuple[tuple[int, int], MemoryRecord]]:
+        """The next page of an org's memories in stored order, each with its cursor."""
+
+    async def import_memories(self, org_id: str, memories: Sequence[MemoryRecord]) -> int:
+        """Insert the memories whose ids are new; how many were inserted."""
+
+    async def import_agent(self, org_id: str, agent: AgentRecord) -> bool:
+        """Insert an agent unless its id or name exists."""
+
+    async def import_session(self, org_id: str, session: SessionRecord) -> bool:
+        """Insert a session unless its id exists (its agent must exist)."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from importlib import resources
@@ -34,6 +35,7 @@ from memtrace_server.storage.sql import (
     AGENT_COLUMNS,
     KEY_COLUMNS,
     MEMORY_COLUMNS,
+    ORG_COLUMNS,
     ORG_TABLES,
     SESSION_COLUMNS,
     Dialect,
@@ -44,6 +46,7 @@ from memtrace_server.storage.sql import (
     memory_from_row,
     merge_metadata,
     order_limit_sql,
+    org_from_row,
     session_from_row,
 )
 
@@ -176,13 +179,13 @@ class PostgresStore:
 
     async def list_orgs(self) -> list[OrgRecord]:
         """All orgs, oldest first."""
-        rows = await self._rows("SELECT id, name, created_at FROM orgs ORDER BY created_at, id")
-        return [OrgRecord(*row) for row in rows]
+        rows = await self._rows(f"SELECT {ORG_COLUMNS} FROM orgs ORDER BY created_at, id")
+        return [org_from_row(row) for row in rows]
 
     async def get_org(self, org_id: str) -> OrgRecord | None:
         """One org."""
-        row = await self._row("SELECT id, name, created_at FROM orgs WHERE id = %s", (org_id,))
-        return OrgRecord(*row) if row else None
+        row = await self._row(f"SELECT {ORG_COLUMNS} FROM orgs WHERE id = %s", (org_id,))
+        return org_from_row(row) if row else None
 
     async def org_usage(self, org_id: str) -> dict[str, int]:
         """Counts of what an org owns."""
@@ -411,7 +414,7 @@ class PostgresStore:
         """Insert a session."""
         try:
             await self._rows(
-                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (
                     org_id,
                     session.id,
@@ -421,6 +424,7 @@ class PostgresStore:
                     session.created_at_ns,
                     session.updated_at_ns,
                     session.closed_at_ns,
+                    session.last_active_at_ns,
                 ),
             )
         except psycopg.errors.ForeignKeyViolation as exc:
@@ -509,38 +513,22 @@ class PostgresStore:
             for m in memories:
                 if dedup_window_ns is not None and m.dedup_key:
                     cur = await conn.execute(
-                        "SELECT 1 FROM memories WHERE org_id = %s AND dedup_key = %s AND time > %s AND time < %s LIMIT 1",
+                        "SELECT 1 FROM memories WHERE org_id = %s AND dedup_key = %s AND time > %s AND time < %s"
+                        " AND (expires_at IS NULL OR expires_at > %s) LIMIT 1",
                         (
                             org_id,
                             m.dedup_key,
                             m.time_ns - dedup_window_ns,
                             m.time_ns + dedup_window_ns,
+                            time.time_ns(),
                         ),
                     )
                     if await cur.fetchone():
                         stored.append(False)
                         continue
-                await conn.execute(
-                    "INSERT INTO memories (id, org_id, agent_id, session_id, memory_type, event_type, content,"
-                    " metadata_json, tags, dedup_key, importance, parent_id, time)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        m.id,
-                        org_id,
-                        m.agent_id,
-                        m.session_id,
-                        m.memory_type,
-                        m.event_type,
-                        m.content,
-                        dump_json(m.metadata),
-                        list(m.tags),
-                        m.dedup_key,
-                        m.importance,
-                        m.parent_id,
-                        m.time_ns,
-                    ),
-                )
+                await _insert_memory(conn, org_id, m)
                 stored.append(True)
+            await _touch(conn, org_id, [m for m, ok in zip(memories, stored, strict=True) if ok])
             return stored
 
         return await self._run(op, transaction=True)
@@ -573,6 +561,236 @@ class PostgresStore:
             f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE {where}{tail}", [*params, *tail_params]
         )
         return [_memory(r) for r in rows]
+
+    # lifecycle
+
+    async def set_org_retention(self, org_id: str, days: int | None) -> bool:
+        """Set or clear an org's retention in days."""
+        rows = await self._rows(
+            "UPDATE orgs SET retention_days = %s WHERE id = %s RETURNING id", (days, org_id)
+        )
+        return bool(rows)
+
+    async def delete_memory(self, org_id: str, memory_id: str) -> bool:
+        """Erase one memory."""
+        rows = await self._rows(
+            "DELETE FROM memories WHERE org_id = %s AND id = %s RETURNING id", (org_id, memory_id)
+        )
+        return bool(rows)
+
+    async def delete_memories(self, org_id: str, flt: MemoryFilter) -> int:
+        """Erase every memory matching the filter (limit and offset ignored)."""
+        where, params = memory_filter_sql(org_id, flt, POSTGRES)
+
+        async def op(conn: Conn) -> int:
+            cur = await conn.execute(f"DELETE FROM memories AS m WHERE {where}", params)
+            return cur.rowcount
+
+        return await self._run(op, transaction=True)
+
+    async def count_memories(self, org_id: str, flt: MemoryFilter) -> int:
+        """How many memories match the filter."""
+        where, params = memory_filter_sql(org_id, flt, POSTGRES)
+        row = await self._row(f"SELECT count(*) FROM memories m WHERE {where}", params)
+        return int(row[0]) if row else 0
+
+    async def delete_session(self, org_id: str, session_id: str, cascade: bool) -> bool:
+        """Delete a session (and, with ``cascade``, the memories that carry its id)."""
+
+        async def op(conn: Conn) -> bool:
+            cur = await conn.execute(
+                "DELETE FROM sessions WHERE org_id = %s AND id = %s", (org_id, session_id)
+            )
+            if cur.rowcount == 0:
+                return False
+            if cascade:
+                await conn.execute(
+                    "DELETE FROM memories WHERE org_id = %s AND session_id = %s",
+                    (org_id, session_id),
+                )
+            return True
+
+        return await self._run(op, transaction=True)
+
+    async def erase_agent(self, org_id: str, agent: AgentRecord) -> None:
+        """Delete an agent, its sessions and its memories (under its id or its name)."""
+
+        async def op(conn: Conn) -> None:
+            await conn.execute(
+                "DELETE FROM memories WHERE org_id = %s AND agent_id IN (%s, %s)",
+                (org_id, agent.id, agent.name),
+            )
+            await conn.execute(
+                "DELETE FROM sessions WHERE org_id = %s AND agent_id = %s", (org_id, agent.id)
+            )
+            await conn.execute(
+                "DELETE FROM agents WHERE org_id = %s AND id = %s", (org_id, agent.id)
+            )
+
+        await self._run(op, transaction=True)
+
+    async def update_agent(
+        self,
+        org_id: str,
+        agent_id: str,
+        description: str | None,
+        config_patch: dict[str, Any] | None,
+    ) -> AgentRecord | None:
+        """Change an agent's description and merge its config."""
+
+        async def op(conn: Conn) -> AgentRecord | None:
+            cur = await conn.execute(
+                f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = %s AND id = %s FOR UPDATE",
+                (org_id, agent_id),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            current = agent_from_row(row)
+            cur = await conn.execute(
+                "UPDATE agents SET description = %s, config_json = %s WHERE org_id = %s AND id = %s"
+                f" RETURNING {AGENT_COLUMNS}",
+                (
+                    current.description if description is None else description,
+                    dump_json(merge_metadata(current.config, config_patch)) or "{}",
+                    org_id,
+                    agent_id,
+                ),
+            )
+            updated = await cur.fetchone()
+            return agent_from_row(updated) if updated else None
+
+        return await self._run(op, transaction=True)
+
+    async def purge_expired(self, now_ns: int, retention_floors: dict[str, int]) -> int:
+        """Erase memories past their expiry, and those older than their org's retention."""
+
+        async def op(conn: Conn) -> int:
+            cur = await conn.execute(
+                "DELETE FROM memories WHERE expires_at IS NOT NULL AND expires_at <= %s", (now_ns,)
+            )
+            erased = cur.rowcount
+            for org_id, floor in retention_floors.items():
+                cur = await conn.execute(
+                    "DELETE FROM memories WHERE org_id = %s AND time <= %s", (org_id, floor)
+                )
+                erased += cur.rowcount
+            return erased
+
+        return await self._run(op, transaction=True)
+
+    async def export_memories(
+        self, org_id: str, agent_id: str | None, after: tuple[int, int] | None, limit: int
+    ) -> list[tuple[tuple[int, int], MemoryRecord]]:
+        """A page of memories in (time, insertion) order after the ``after`` cursor."""
+        where: list[str] = ["m.org_id = %s"]
+        params: list[Any] = [org_id]
+        if agent_id:
+            where.append("m.agent_id = %s")
+            params.append(agent_id)
+        if after is not None:
+            where.append("(m.time, m.rid) > (%s, %s)")
+            params.extend(after)
+        rows = await self._rows(
+            f"SELECT {MEMORY_COLUMNS}, m.rid FROM memories m WHERE {' AND '.join(where)}"
+            " ORDER BY m.time, m.rid LIMIT %s",
+            [*params, limit],
+        )
+        return [((r[12], r[-1]), _memory(r[:-1])) for r in rows]
+
+    async def import_memories(self, org_id: str, memories: Sequence[MemoryRecord]) -> int:
+        """Insert memories whose ids are not stored yet; how many were new."""
+
+        async def op(conn: Conn) -> int:
+            new = 0
+            for m in memories:
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 2))", (m.id,))
+                cur = await conn.execute(
+                    "SELECT 1 FROM memories WHERE org_id = %s AND time = %s AND id = %s",
+                    (org_id, m.time_ns, m.id),
+                )
+                if await cur.fetchone() is None:
+                    await _insert_memory(conn, org_id, m)
+                    new += 1
+            return new
+
+        return await self._run(op, transaction=True)
+
+    async def import_agent(self, org_id: str, agent: AgentRecord) -> bool:
+        """Insert an agent unless its id (or name) exists."""
+        rows = await self._rows(
+            f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            (
+                org_id,
+                agent.id,
+                agent.name,
+                agent.description,
+                dump_json(agent.config) or "{}",
+                agent.implicit,
+                agent.created_at_ns,
+                agent.last_active_at_ns,
+            ),
+        )
+        return bool(rows)
+
+    async def import_session(self, org_id: str, session: SessionRecord) -> bool:
+        """Insert a session unless its id exists."""
+        rows = await self._rows(
+            f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            (
+                org_id,
+                session.id,
+                session.agent_id,
+                session.status,
+                dump_json(session.metadata) or "{}",
+                session.created_at_ns,
+                session.updated_at_ns,
+                session.closed_at_ns,
+                session.last_active_at_ns,
+            ),
+        )
+        return bool(rows)
+
+
+async def _insert_memory(conn: Conn, org_id: str, m: MemoryRecord) -> None:
+    await conn.execute(
+        "INSERT INTO memories (id, org_id, agent_id, session_id, memory_type, event_type, content,"
+        " metadata_json, tags, dedup_key, importance, parent_id, time, expires_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            m.id,
+            org_id,
+            m.agent_id,
+            m.session_id,
+            m.memory_type,
+            m.event_type,
+            m.content,
+            dump_json(m.metadata),
+            list(m.tags),
+            m.dedup_key,
+            m.importance,
+            m.parent_id,
+            m.time_ns,
+            m.expires_at_ns,
+        ),
+    )
+
+
+async def _touch(conn: Conn, org_id: str, memories: Sequence[MemoryRecord]) -> None:
+    """Keep ``last_active_at`` of the agents and sessions the memories belong to."""
+    latest: dict[tuple[str, str], int] = {}
+    for m in memories:
+        for kind, ref in (("agents", m.agent_id), ("sessions", m.session_id)):
+            if ref:
+                latest[(kind, ref)] = max(latest.get((kind, ref), 0), m.time_ns)
+    for (kind, ref), when in sorted(latest.items()):
+        await conn.execute(
+            f"UPDATE {kind} SET last_active_at = %s WHERE org_id = %s AND id = %s"
+            " AND (last_active_at IS NULL OR last_active_at < %s)",
+            (when, org_id, ref, when),
+        )
 
 
 def _statements(script: str) -> list[str]:

@@ -237,3 +237,65 @@ class RoutedStore:
     async def query_memories(self, org_id: str, flt: MemoryFilter) -> list[MemoryRecord]:
         """Memories matching a filter."""
         return await (await self._tenant(org_id)).query_memories(org_id, flt)
+
+    # lifecycle
+
+    async def set_org_retention(self, org_id: str, days: int | None) -> bool:
+        """Retention is org metadata: the default store."""
+        return await self.default.set_org_retention(org_id, days)
+
+    async def delete_memory(self, org_id: str, memory_id: str) -> bool:
+        """Erase one memory."""
+        return await (await self._tenant(org_id)).delete_memory(org_id, memory_id)
+
+    async def delete_memories(self, org_id: str, flt: MemoryFilter) -> int:
+        """Erase matching memories."""
+        return await (await self._tenant(org_id)).delete_memories(org_id, flt)
+
+    async def count_memories(self, org_id: str, flt: MemoryFilter) -> int:
+        """Count matching memories."""
+        return await (await self._tenant(org_id)).count_memories(org_id, flt)
+
+    async def delete_session(self, org_id: str, session_id: str, cascade: bool) -> bool:
+        """Delete a session."""
+        return await (await self._tenant(org_id)).delete_session(org_id, session_id, cascade)
+
+    async def erase_agent(self, org_id: str, agent: AgentRecord) -> None:
+        """Erase an agent and everything of it."""
+        await (await self._tenant(org_id)).erase_agent(org_id, agent)
+
+    async def update_agent(
+        self,
+        org_id: str,
+        agent_id: str,
+        description: str | None,
+        config_patch: dict[str, Any] | None,
+    ) -> AgentRecord | None:
+        """Update an agent."""
+        tenant = await self._tenant(org_id)
+        return await tenant.update_agent(org_id, agent_id, description, config_patch)
+
+    async def purge_expired(self, now_ns: int, retention_floors: dict[str, int]) -> int:
+        """Purge the default store and every org store opened so far."""
+        erased = await self.default.purge_expired(now_ns, retention_floors)
+        for store in list(self._stores.values()):
+            erased += await store.purge_expired(now_ns, retention_floors)
+        return erased
+
+    async def export_memories(
+        self, org_id: str, agent_id: str | None, after: tuple[int, int] | None, limit: int
+    ) -> list[tuple[tuple[int, int], MemoryRecord]]:
+        """A page of an org's memories."""
+        return await (await self._tenant(org_id)).export_memories(org_id, agent_id, after, limit)
+
+    async def import_memories(self, org_id: str, memories: Sequence[MemoryRecord]) -> int:
+        """Import memories."""
+        return await (await self._tenant(org_id)).import_memories(org_id, memories)
+
+    async def import_agent(self, org_id: str, agent: AgentRecord) -> bool:
+        """Import an agent."""
+        return await (await self._tenant(org_id)).import_agent(org_id, agent)
+
+    async def import_session(self, org_id: str, session: SessionRecord) -> bool:
+        """Import a session."""
+        return await (await self._tenant(org_id)).import_session(org_id, session)

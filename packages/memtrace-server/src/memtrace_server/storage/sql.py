@@ -17,15 +17,19 @@ from memtrace_server.core.records import (
     ApiKeyRecord,
     MemoryFilter,
     MemoryRecord,
+    OrgRecord,
     SessionRecord,
 )
 
 MEMORY_COLUMNS = (
     "m.id, m.org_id, m.agent_id, m.session_id, m.memory_type, m.event_type, m.content, "
-    "m.metadata_json, m.tags, m.dedup_key, m.importance, m.parent_id, m.time"
+    "m.metadata_json, m.tags, m.dedup_key, m.importance, m.parent_id, m.time, m.expires_at"
 )
+ORG_COLUMNS = "id, name, created_at, retention_days"
 AGENT_COLUMNS = "org_id, id, name, description, config_json, implicit, created_at, last_active_at"
-SESSION_COLUMNS = "org_id, id, agent_id, status, metadata_json, created_at, updated_at, closed_at"
+SESSION_COLUMNS = (
+    "org_id, id, agent_id, status, metadata_json, created_at, updated_at, closed_at, last_active_at"
+)
 KEY_COLUMNS = "id, org_id, name, key_digest, key_prefix, permissions, created_at, expires_at"
 ORG_TABLES = ("api_keys", "agents", "sessions", "memories")
 
@@ -56,7 +60,13 @@ def memory_from_row(row: Sequence[Any], tags: Callable[[Any], tuple[str, ...]]) 
         importance=row[10],
         parent_id=row[11],
         time_ns=row[12],
+        expires_at_ns=row[13],
     )
+
+
+def org_from_row(row: Sequence[Any]) -> OrgRecord:
+    """An org from a row of ``ORG_COLUMNS``."""
+    return OrgRecord(id=row[0], name=row[1], created_at_ns=row[2], retention_days=row[3])
 
 
 def agent_from_row(row: Sequence[Any]) -> AgentRecord:
@@ -84,6 +94,7 @@ def session_from_row(row: Sequence[Any]) -> SessionRecord:
         created_at_ns=row[5],
         updated_at_ns=row[6],
         closed_at_ns=row[7],
+        last_active_at_ns=row[8],
     )
 
 
@@ -152,6 +163,9 @@ def memory_filter_sql(org_id: str, flt: MemoryFilter, dialect: Dialect) -> tuple
     if flt.min_importance is not None:
         where.append(f"m.importance >= {p}")
         params.append(flt.min_importance)
+    if flt.visible_at_ns is not None:
+        where.append(f"(m.expires_at IS NULL OR m.expires_at > {p})")
+        params.append(flt.visible_at_ns)
     return " AND ".join(where), params
 
 

@@ -15,6 +15,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -37,6 +38,7 @@ from memtrace_server.storage.sql import (
     AGENT_COLUMNS,
     KEY_COLUMNS,
     MEMORY_COLUMNS,
+    ORG_COLUMNS,
     ORG_TABLES,
     SESSION_COLUMNS,
     Dialect,
@@ -48,6 +50,7 @@ from memtrace_server.storage.sql import (
     memory_from_row,
     merge_metadata,
     order_limit_sql,
+    org_from_row,
     session_from_row,
 )
 
@@ -263,19 +266,19 @@ class SQLiteStore:
         """All orgs, oldest first."""
         rows = await self._read(
             lambda c: c.execute(
-                "SELECT id, name, created_at FROM orgs ORDER BY created_at, id"
+                f"SELECT {ORG_COLUMNS} FROM orgs ORDER BY created_at, id"
             ).fetchall()
         )
-        return [OrgRecord(*row) for row in rows]
+        return [org_from_row(row) for row in rows]
 
     async def get_org(self, org_id: str) -> OrgRecord | None:
         """One org."""
         row = await self._read(
             lambda c: c.execute(
-                "SELECT id, name, created_at FROM orgs WHERE id = ?", (org_id,)
+                f"SELECT {ORG_COLUMNS} FROM orgs WHERE id = ?", (org_id,)
             ).fetchone()
         )
-        return OrgRecord(*row) if row else None
+        return org_from_row(row) if row else None
 
     async def org_usage(self, org_id: str) -> dict[str, int]:
         """Counts of what an org owns."""
@@ -541,7 +544,7 @@ class SQLiteStore:
         def op(c: sqlite3.Connection) -> None:
             try:
                 c.execute(
-                    f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         org_id,
                         session.id,
@@ -551,6 +554,7 @@ class SQLiteStore:
                         session.created_at_ns,
                         session.updated_at_ns,
                         session.closed_at_ns,
+                        session.last_active_at_ns,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
@@ -626,43 +630,21 @@ class SQLiteStore:
                 if dedup_window_ns is not None and m.dedup_key:
                     hit = c.execute(
                         "SELECT 1 FROM memories WHERE org_id = ? AND dedup_key = ?"
-                        " AND time > ? AND time < ? LIMIT 1",
+                        " AND time > ? AND time < ? AND (expires_at IS NULL OR expires_at > ?) LIMIT 1",
                         (
                             org_id,
                             m.dedup_key,
                             m.time_ns - dedup_window_ns,
                             m.time_ns + dedup_window_ns,
+                            time.time_ns(),
                         ),
                     ).fetchone()
                     if hit:
                         stored.append(False)
                         continue
-                cur = c.execute(
-                    "INSERT INTO memories (id, org_id, agent_id, session_id, memory_type, event_type,"
-                    " content, metadata_json, tags, dedup_key, importance, parent_id, time)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        m.id,
-                        org_id,
-                        m.agent_id,
-                        m.session_id,
-                        m.memory_type,
-                        m.event_type,
-                        m.content,
-                        dump_json(m.metadata),
-                        orjson.dumps(list(m.tags)).decode() if m.tags else None,
-                        m.dedup_key,
-                        m.importance,
-                        m.parent_id,
-                        m.time_ns,
-                    ),
-                )
-                if m.tags:
-                    c.executemany(
-                        "INSERT OR IGNORE INTO memory_tags (org_id, tag, time, rid) VALUES (?, ?, ?, ?)",
-                        [(org_id, tag, m.time_ns, cur.lastrowid) for tag in m.tags],
-                    )
+                _insert_memory(c, org_id, m)
                 stored.append(True)
+            _touch(c, org_id, [m for m, ok in zip(memories, stored, strict=True) if ok])
             return stored
 
         return await self._write(op)
@@ -693,6 +675,240 @@ class SQLiteStore:
         sql = f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE {where}{tail}"
         rows = await self._read(lambda c: c.execute(sql, [*params, *tail_params]).fetchall())
         return [_memory(r) for r in rows]
+
+    # lifecycle
+
+    async def set_org_retention(self, org_id: str, days: int | None) -> bool:
+        """Set or clear an org's retention in days."""
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "UPDATE orgs SET retention_days = ? WHERE id = ?", (days, org_id)
+                ).rowcount
+                > 0
+            )
+        )
+
+    async def delete_memory(self, org_id: str, memory_id: str) -> bool:
+        """Erase one memory and its tag rows."""
+
+        def op(c: sqlite3.Connection) -> bool:
+            row = c.execute(
+                "SELECT rid FROM memories WHERE id = ? AND org_id = ?", (memory_id, org_id)
+            ).fetchone()
+            if row is None:
+                return False
+            c.execute("DELETE FROM memory_tags WHERE rid = ?", (row[0],))
+            c.execute("DELETE FROM memories WHERE rid = ?", (row[0],))
+            return True
+
+        return await self._write(op)
+
+    async def delete_memories(self, org_id: str, flt: MemoryFilter) -> int:
+        """Erase every memory matching the filter (limit and offset ignored)."""
+        where, params = memory_filter_sql(org_id, flt, SQLITE)
+        chosen = f"SELECT m.rid FROM memories m WHERE {where}"
+
+        def op(c: sqlite3.Connection) -> int:
+            # The filter may read memory_tags, so collect the rows before deleting anything.
+            rids = [(row[0],) for row in c.execute(chosen, params)]
+            c.executemany("DELETE FROM memory_tags WHERE rid = ?", rids)
+            c.executemany("DELETE FROM memories WHERE rid = ?", rids)
+            return len(rids)
+
+        return await self._write(op)
+
+    async def count_memories(self, org_id: str, flt: MemoryFilter) -> int:
+        """How many memories match the filter."""
+        where, params = memory_filter_sql(org_id, flt, SQLITE)
+        row = await self._read(
+            lambda c: c.execute(f"SELECT count(*) FROM memories m WHERE {where}", params).fetchone()
+        )
+        return int(row[0])
+
+    async def delete_session(self, org_id: str, session_id: str, cascade: bool) -> bool:
+        """Delete a session (and, with ``cascade``, the memories that carry its id)."""
+
+        def op(c: sqlite3.Connection) -> bool:
+            if (
+                c.execute(
+                    "DELETE FROM sessions WHERE org_id = ? AND id = ?", (org_id, session_id)
+                ).rowcount
+                == 0
+            ):
+                return False
+            if cascade:
+                _erase_where(c, "org_id = ? AND session_id = ?", (org_id, session_id))
+            return True
+
+        return await self._write(op)
+
+    async def erase_agent(self, org_id: str, agent: AgentRecord) -> None:
+        """Delete an agent, its sessions and its memories (under its id or its name)."""
+
+        def op(c: sqlite3.Connection) -> None:
+            _erase_where(c, "org_id = ? AND agent_id IN (?, ?)", (org_id, agent.id, agent.name))
+            c.execute("DELETE FROM sessions WHERE org_id = ? AND agent_id = ?", (org_id, agent.id))
+            c.execute("DELETE FROM agents WHERE org_id = ? AND id = ?", (org_id, agent.id))
+
+        await self._write(op)
+
+    async def update_agent(
+        self,
+        org_id: str,
+        agent_id: str,
+        description: str | None,
+        config_patch: dict[str, Any] | None,
+    ) -> AgentRecord | None:
+        """Change an agent's description and merge its config."""
+
+        def op(c: sqlite3.Connection) -> AgentRecord | None:
+            current = self._find_agent(c, org_id, agent_id)
+            if current is None or current.id != agent_id:
+                return None
+            c.execute(
+                "UPDATE agents SET description = ?, config_json = ? WHERE org_id = ? AND id = ?",
+                (
+                    current.description if description is None else description,
+                    dump_json(merge_metadata(current.config, config_patch)) or "{}",
+                    org_id,
+                    agent_id,
+                ),
+            )
+            return self._find_agent(c, org_id, agent_id)
+
+        return await self._write(op)
+
+    async def purge_expired(self, now_ns: int, retention_floors: dict[str, int]) -> int:
+        """Erase memories past their expiry, and those older than their org's retention."""
+
+        def op(c: sqlite3.Connection) -> int:
+            erased = _erase_where(c, "expires_at IS NOT NULL AND expires_at <= ?", (now_ns,))
+            for org_id, floor in retention_floors.items():
+                erased += _erase_where(c, "org_id = ? AND time <= ?", (org_id, floor))
+            return erased
+
+        return await self._write(op)
+
+    async def export_memories(
+        self, org_id: str, agent_id: str | None, after: tuple[int, int] | None, limit: int
+    ) -> list[tuple[tuple[int, int], MemoryRecord]]:
+        """A page of memories in (time, insertion) order after the ``after`` cursor."""
+        where: list[str] = ["m.org_id = ?"]
+        params: list[Any] = [org_id]
+        if agent_id:
+            where.append("m.agent_id = ?")
+            params.append(agent_id)
+        if after is not None:
+            where.append("(m.time > ? OR (m.time = ? AND m.rid > ?))")
+            params.extend([after[0], after[0], after[1]])
+        sql = (
+            f"SELECT {MEMORY_COLUMNS}, m.rid FROM memories m WHERE {' AND '.join(where)}"
+            " ORDER BY m.time, m.rid LIMIT ?"
+        )
+        rows = await self._read(lambda c: c.execute(sql, [*params, limit]).fetchall())
+        return [((r[12], r[-1]), _memory(r[:-1])) for r in rows]
+
+    async def import_memories(self, org_id: str, memories: Sequence[MemoryRecord]) -> int:
+        """Insert memories whose ids are not stored yet; how many were new."""
+
+        def op(c: sqlite3.Connection) -> int:
+            new = [
+                m
+                for m in memories
+                if not c.execute("SELECT 1 FROM memories WHERE id = ?", (m.id,)).fetchone()
+            ]
+            for m in new:
+                _insert_memory(c, org_id, m)
+            return len(new)
+
+        return await self._write(op)
+
+    async def import_agent(self, org_id: str, agent: AgentRecord) -> bool:
+        """Insert an agent unless its id (or name) exists."""
+
+        def op(c: sqlite3.Connection) -> bool:
+            try:
+                self._insert_agent(c, agent)
+            except sqlite3.IntegrityError:
+                return False
+            return True
+
+        return await self._write(op)
+
+    async def import_session(self, org_id: str, session: SessionRecord) -> bool:
+        """Insert a session unless its id exists."""
+
+        def op(c: sqlite3.Connection) -> bool:
+            if self._find_session(c, org_id, session.id) is not None:
+                return False
+            c.execute(
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    org_id,
+                    session.id,
+                    session.agent_id,
+                    session.status,
+                    dump_json(session.metadata) or "{}",
+                    session.created_at_ns,
+                    session.updated_at_ns,
+                    session.closed_at_ns,
+                    session.last_active_at_ns,
+                ),
+            )
+            return True
+
+        return await self._write(op)
+
+
+def _insert_memory(c: sqlite3.Connection, org_id: str, m: MemoryRecord) -> None:
+    cur = c.execute(
+        "INSERT INTO memories (id, org_id, agent_id, session_id, memory_type, event_type,"
+        " content, metadata_json, tags, dedup_key, importance, parent_id, time, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            m.id,
+            org_id,
+            m.agent_id,
+            m.session_id,
+            m.memory_type,
+            m.event_type,
+            m.content,
+            dump_json(m.metadata),
+            orjson.dumps(list(m.tags)).decode() if m.tags else None,
+            m.dedup_key,
+            m.importance,
+            m.parent_id,
+            m.time_ns,
+            m.expires_at_ns,
+        ),
+    )
+    if m.tags:
+        c.executemany(
+            "INSERT OR IGNORE INTO memory_tags (org_id, tag, time, rid) VALUES (?, ?, ?, ?)",
+            [(org_id, tag, m.time_ns, cur.lastrowid) for tag in m.tags],
+        )
+
+
+def _touch(c: sqlite3.Connection, org_id: str, memories: Sequence[MemoryRecord]) -> None:
+    """Keep ``last_active_at`` of the agents and sessions the memories belong to."""
+    latest: dict[tuple[str, str], int] = {}
+    for m in memories:
+        for kind, ref in (("agents", m.agent_id), ("sessions", m.session_id)):
+            if ref:
+                latest[(kind, ref)] = max(latest.get((kind, ref), 0), m.time_ns)
+    for (kind, ref), when in latest.items():
+        c.execute(
+            f"UPDATE {kind} SET last_active_at = ? WHERE org_id = ? AND id = ?"
+            " AND (last_active_at IS NULL OR last_active_at < ?)",
+            (when, org_id, ref, when),
+        )
+
+
+def _erase_where(c: sqlite3.Connection, condition: str, params: Sequence[Any]) -> int:
+    chosen = f"SELECT rid FROM memories WHERE {condition}"
+    c.execute(f"DELETE FROM memory_tags WHERE rid IN ({chosen})", params)
+    return int(c.execute(f"DELETE FROM memories WHERE rid IN ({chosen})", params).rowcount)
 
 
 def _statements(script: str) -> list[str]:

@@ -18,7 +18,11 @@ from memtrace_server.api.schemas import (
     MemoryListOut,
     errors,
 )
-from memtrace_server.core.requests import ContextRequest, RegisterAgentRequest
+from memtrace_server.core.requests import (
+    ContextRequest,
+    RegisterAgentRequest,
+    UpdateAgentRequest,
+)
 from memtrace_server.core.timefmt import now_ns
 from memtrace_server.core.validation import check_id
 from memtrace_server.core.wire import agent_to_wire, stats_to_wire
@@ -75,11 +79,33 @@ async def get_agent(
     responses={204: {"description": "Deleted"}, **errors(400, 401, 403, 404, 409, 503)},
 )
 async def delete_agent(
-    agent_id: str, principal: Principal = Depends(writer), svc: Services = Depends(services)
+    agent_id: str,
+    cascade: bool = Query(False, description="Also erase its sessions and all its memories."),
+    principal: Principal = Depends(writer),
+    svc: Services = Depends(services),
 ) -> Response:
-    """Delete an agent by id or name (409 while it has sessions); its memories stay."""
-    await svc.agents.delete(principal.org_id, agent_id)
+    """Delete an agent by id or name.
+
+    Without ``cascade`` it must have no sessions (409) and its memories stay; with
+    ``cascade=true`` its sessions and every memory under its id or name are erased too.
+    """
+    await svc.agents.delete(principal.org_id, agent_id, cascade=cascade)
     return Response(status_code=204)
+
+
+@router.patch(
+    "/{agent_id}",
+    summary="Update an agent",
+    responses={200: {"model": AgentOut}, **errors(400, 401, 403, 404, 503)},
+)
+async def update_agent(
+    agent_id: str,
+    body: Annotated[UpdateAgentRequest, Body()],
+    principal: Principal = Depends(writer),
+    svc: Services = Depends(services),
+) -> Response:
+    """Replace the description and merge keys into the config (null removes a key)."""
+    return json_response(agent_to_wire(await svc.agents.update(principal.org_id, agent_id, body)))
 
 
 @router.get(

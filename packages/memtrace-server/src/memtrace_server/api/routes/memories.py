@@ -11,6 +11,7 @@ from starlette.responses import Response
 from memtrace_server.api.deps import Services, reader, services, writer
 from memtrace_server.api.responses import json_response
 from memtrace_server.api.schemas import (
+    EraseOut,
     MemoryBatchOut,
     MemoryListOut,
     MemoryOut,
@@ -18,7 +19,12 @@ from memtrace_server.api.schemas import (
     errors,
 )
 from memtrace_server.core.errors import Conflict
-from memtrace_server.core.requests import CreateMemoriesRequest, CreateMemoryBody, SearchRequest
+from memtrace_server.core.requests import (
+    CreateMemoriesRequest,
+    CreateMemoryBody,
+    EraseRequest,
+    SearchRequest,
+)
 from memtrace_server.core.timefmt import now_ns
 from memtrace_server.core.wire import memory_to_wire
 from memtrace_server.service.auth import Principal
@@ -120,6 +126,40 @@ async def get_memory(
 ) -> Response:
     """A memory by its ``mem_…`` id, or else the newest memory with that dedup key."""
     return json_response(memory_to_wire(await svc.memories.get(principal.org_id, memory_id)))
+
+
+@router.delete(
+    "/memories/{memory_id}",
+    status_code=204,
+    summary="Erase one memory",
+    responses={204: {"description": "Erased"}, **errors(400, 401, 403, 404, 503)},
+)
+async def delete_memory(
+    memory_id: str,
+    principal: Principal = Depends(writer),
+    svc: Services = Depends(services),
+) -> Response:
+    """Erase a memory by its id, from every index. Permanent."""
+    await svc.memories.delete(principal.org_id, memory_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/memories/delete",
+    summary="Erase memories by filter",
+    responses={200: {"model": EraseOut}, **errors(400, 401, 403, 503)},
+)
+async def erase_memories(
+    body: Annotated[EraseRequest, Body()],
+    principal: Principal = Depends(writer),
+    svc: Services = Depends(services),
+) -> Response:
+    """Erase every memory matching the filters (at least one is required). Permanent.
+
+    With ``dry_run`` nothing is erased and ``deleted`` is how many would be.
+    """
+    count = await svc.memories.erase(principal.org_id, body)
+    return json_response({"deleted": count, "dry_run": body.dry_run})
 
 
 @router.post(

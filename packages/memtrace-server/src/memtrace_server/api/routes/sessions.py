@@ -94,6 +94,23 @@ async def update_session(
     return json_response(session_to_wire(session))
 
 
+@router.delete(
+    "/{session_id}",
+    status_code=204,
+    summary="Delete a session",
+    responses={204: {"description": "Deleted"}, **errors(400, 401, 403, 404, 503)},
+)
+async def delete_session(
+    session_id: str,
+    cascade: bool = Query(False, description="Also erase the memories carrying its id."),
+    principal: Principal = Depends(writer),
+    svc: Services = Depends(services),
+) -> Response:
+    """Delete a session; with ``cascade=true`` its memories are erased too. Permanent."""
+    await svc.agents.delete_session(principal.org_id, session_id, cascade=cascade)
+    return Response(status_code=204)
+
+
 @router.get(
     "/{session_id}/memories",
     summary="Memories of a session",
