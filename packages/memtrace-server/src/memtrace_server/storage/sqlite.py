@@ -800,8 +800,8 @@ class SQLiteStore:
             where.append("m.agent_id = ?")
             params.append(agent_id)
         if after is not None:
-            where.append("(m.time > ? OR (m.time = ? AND m.rid > ?))")
-            params.extend([after[0], after[0], after[1]])
+            where.append("(m.time, m.rid) > (?, ?)")  # a row value: an index range, not a scan
+            params.extend(after)
         sql = (
             f"SELECT {MEMORY_COLUMNS}, m.rid FROM memories m WHERE {' AND '.join(where)}"
             " ORDER BY m.time, m.rid LIMIT ?"
