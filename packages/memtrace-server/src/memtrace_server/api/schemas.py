@@ -31,6 +31,7 @@ class MemoryOut(BaseModel):
     importance: float | None = None
     parent_id: str | None = None
     expires_at: str | None = Field(None, description="When it expires, if it does.")
+    score: float | None = Field(None, description="Relevance, in searches with a query.")
 
 
 class MemoryBatchOut(BaseModel):

@@ -27,6 +27,7 @@ class MemoryRecord:
     importance: float = 0.0
     parent_id: str = ""
     expires_at_ns: int | None = None
+    score: float | None = None  # relevance, set only by ranked searches
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ class MemoryFilter:
     offset: int = 0
     ascending: bool = False
     visible_at_ns: int | None = None  # hide memories that expired by then
+    query: tuple[str, ...] = ()  # ranked text search: any of these terms, best first
 
 
 @dataclass(frozen=True, slots=True)

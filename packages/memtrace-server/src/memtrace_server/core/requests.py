@@ -224,6 +224,20 @@ class SearchRequest(_Body):
     )
     offset: Annotated[int, _null_is(0)] = Field(0, description="Results to skip.")
     order: Order = Field("desc", description="asc or desc (default) by time.")
+    query: Annotated[str, _null_is("")] = Field(
+        "",
+        description="Free text: results are ranked by relevance (BM25) after every other filter, "
+        "and each carries a score.",
+    )
+    mode: Annotated[Literal["bm25", "hybrid"], _null_is("bm25")] = Field(
+        "bm25", description="Ranking for query: bm25 (default) or hybrid (when installed)."
+    )
+    recency_half_life: Annotated[str, _null_is("")] = Field(
+        "", description="With query: halve a memory's score per this age, e.g. 7d."
+    )
+    importance_weight: Annotated[float, _null_is(0.0)] = Field(
+        0.0, description="With query: multiply scores by 1 + weight x importance."
+    )
 
 
 class ContextRequest(_Body):
@@ -238,6 +252,11 @@ class ContextRequest(_Body):
     max_tokens: Annotated[int, _null_is(0)] = Field(
         0,
         description="Token budget (estimate: characters / 4, rounded up); oldest lines dropped to fit. 0 = none.",
+    )
+    query: Annotated[str, _null_is("")] = Field(
+        "",
+        description="Free text: the most relevant memories of the window fill the budget "
+        "(least relevant dropped first). Without it the layout is the reference's.",
     )
 
 

@@ -38,6 +38,8 @@ def memory_to_wire(m: MemoryRecord) -> dict[str, Any]:
         out["parent_id"] = m.parent_id
     if m.expires_at_ns is not None:
         out["expires_at"] = format_rfc3339(m.expires_at_ns)
+    if m.score is not None:
+        out["score"] = round(m.score, 6)
     return out
 
 

@@ -20,7 +20,14 @@ from memtrace_server.core.requests import (
     EraseRequest,
     SearchRequest,
 )
-from memtrace_server.core.timefmt import NS_PER_SECOND, now_ns, parse_since, parse_until
+from memtrace_server.core.text import query_terms
+from memtrace_server.core.timefmt import (
+    NS_PER_SECOND,
+    now_ns,
+    parse_relative,
+    parse_since,
+    parse_until,
+)
 from memtrace_server.core.validation import check_id, check_tags, check_type
 from memtrace_server.storage.base import Store
 
@@ -163,6 +170,8 @@ class Memories:
 
     async def erase(self, org_id: str, req: EraseRequest) -> int:
         """Erase (or with ``dry_run`` count) every memory matching at least one filter."""
+        if req.query or req.recency_half_life or req.importance_weight:
+            raise BadRequest("erase takes structured filters only, not query or ranking options")
         flt = replace(self.search_filter(req), limit=0, offset=0)
         if flt == MemoryFilter(limit=0, offset=0, ascending=flt.ascending):
             raise BadRequest(
@@ -184,9 +193,33 @@ class Memories:
         return await self.store.purge_expired(now, floors)
 
     async def search(self, org_id: str, req: SearchRequest) -> list[MemoryRecord]:
-        """Structured search, newest first by default, 50 results by default."""
+        """Structured search, newest first by default, 50 results by default.
+
+        With ``query``: ranked by relevance after every other filter; optionally blended
+        with recency (``recency_half_life``) and importance (``importance_weight``).
+        """
+        if req.mode == "hybrid":
+            raise BadRequest(
+                "hybrid search is not available on this server: it needs memtrace-server[semantic]"
+            )
+        half_life = parse_relative(req.recency_half_life) if req.recency_half_life else None
+        if req.recency_half_life and half_life is None:
+            raise BadRequest(
+                f"invalid recency_half_life '{req.recency_half_life}': use e.g. 12h or 7d"
+            )
+        if req.importance_weight < 0:
+            raise BadRequest("invalid importance_weight: must be 0 or more")
         flt = await self.visible(org_id, self.search_filter(req))
-        return await self.store.query_memories(org_id, flt)
+        if not flt.query or not (half_life or req.importance_weight):
+            return await self.store.query_memories(org_id, flt)
+        pool = await self.store.query_memories(
+            org_id,
+            replace(flt, limit=min(MAX_LIMIT, max(4 * (flt.limit + flt.offset), 200)), offset=0),
+        )
+        now = now_ns()
+        blended = [replace(m, score=blend(m, now, half_life, req.importance_weight)) for m in pool]
+        blended.sort(key=lambda m: m.score or 0.0, reverse=True)
+        return blended[flt.offset : flt.offset + flt.limit]
 
     def search_filter(self, req: SearchRequest) -> MemoryFilter:
         """The filter a search (or erase) body describes."""
@@ -201,6 +234,7 @@ class Memories:
             since_ns=parse_since("since", req.since, now),
             until_ns=parse_until(req.until, now),
             min_importance=req.min_importance if req.min_importance > 0 else None,
+            query=tuple(query_terms(req.query)),
             limit=effective_limit(req.limit, SEARCH_DEFAULT_LIMIT),
             offset=max(req.offset, 0),
             ascending=req.order == "asc",
@@ -233,11 +267,22 @@ class Memories:
         flt = MemoryFilter(
             memory_types=tuple(t for t in req.include_types if t),
             since_ns=parse_since("since", req.since or "24h", now_ns()),
+            query=tuple(query_terms(req.query)),
             limit=CONTEXT_ROW_LIMIT,
             session_id=session_id,
             agent_id=agent_id,
         )
         return await self.store.query_memories(org_id, await self.visible(org_id, flt))
+
+
+def blend(
+    memory: MemoryRecord, now: int, half_life_ns: int | None, importance_weight: float
+) -> float:
+    """Relevance times ``1 + weight x importance``, halved per ``half_life`` of age."""
+    score = (memory.score or 0.0) * (1.0 + importance_weight * memory.importance)
+    if half_life_ns:
+        score *= 0.5 ** (max(now - memory.time_ns, 0) / half_life_ns)
+    return score
 
 
 def list_filter(

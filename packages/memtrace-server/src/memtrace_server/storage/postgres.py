@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any, TypeVar
@@ -554,8 +555,18 @@ class PostgresStore:
         return _memory(row) if row else None
 
     async def query_memories(self, org_id: str, flt: MemoryFilter) -> list[MemoryRecord]:
-        """Memories matching a filter."""
+        """Memories matching a filter; with ``query``, ranked by full-text relevance."""
         where, params = memory_filter_sql(org_id, flt, POSTGRES)
+        if flt.query:
+            # Terms are letters and digits only (core.text), so they are safe tsquery lexemes.
+            tsquery = " | ".join(flt.query)
+            rows = await self._rows(
+                f"SELECT {MEMORY_COLUMNS}, ts_rank(m.tsv, q, 1) AS rank"
+                " FROM memories m, to_tsquery('english', %s) q"
+                f" WHERE m.tsv @@ q AND {where} ORDER BY rank DESC, m.time DESC LIMIT %s OFFSET %s",
+                [tsquery, *params, flt.limit, flt.offset],
+            )
+            return [replace(_memory(r[:-1]), score=float(r[-1])) for r in rows]
         tail, tail_params = order_limit_sql(flt, "%s")
         rows = await self._rows(
             f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE {where}{tail}", [*params, *tail_params]

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ from memtrace_server.core.records import (
     OrgStoreBinding,
     SessionRecord,
 )
+from memtrace_server.core.text import agent_scope, org_scope
 from memtrace_server.storage.base import DuplicateName, StoreError
 from memtrace_server.storage.sql import (
     AGENT_COLUMNS,
@@ -669,8 +671,23 @@ class SQLiteStore:
         return await self._read(op)
 
     async def query_memories(self, org_id: str, flt: MemoryFilter) -> list[MemoryRecord]:
-        """Memories matching a filter."""
+        """Memories matching a filter; with ``query``, ranked by BM25 (score = -bm25)."""
         where, params = memory_filter_sql(org_id, flt, SQLITE)
+        if flt.query:
+            scope = (
+                agent_scope(org_id, flt.agent_id) if flt.agent_id is not None else org_scope(org_id)
+            )
+            terms = " OR ".join('"' + t.replace('"', '""') + '"' for t in flt.query)
+            sql = (
+                f"SELECT {MEMORY_COLUMNS}, bm25(memories_fts, 0.0, 1.0, 0.4) AS rank"
+                " FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid"
+                f" WHERE memories_fts MATCH ? AND {where}"
+                " ORDER BY rank, m.time DESC LIMIT ? OFFSET ?"
+            )
+            match = f'scope:"{scope}" AND {{content labels}}:({terms})'
+            args = [match, *params, flt.limit, flt.offset]
+            rows = await self._read(lambda c: c.execute(sql, args).fetchall())
+            return [replace(_memory(r[:-1]), score=-float(r[-1])) for r in rows]
         tail, tail_params = order_limit_sql(flt, "?")
         sql = f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE {where}{tail}"
         rows = await self._read(lambda c: c.execute(sql, [*params, *tail_params]).fetchall())
@@ -693,14 +710,7 @@ class SQLiteStore:
         """Erase one memory and its tag rows."""
 
         def op(c: sqlite3.Connection) -> bool:
-            row = c.execute(
-                "SELECT rid FROM memories WHERE id = ? AND org_id = ?", (memory_id, org_id)
-            ).fetchone()
-            if row is None:
-                return False
-            c.execute("DELETE FROM memory_tags WHERE rid = ?", (row[0],))
-            c.execute("DELETE FROM memories WHERE rid = ?", (row[0],))
-            return True
+            return _erase_where(c, "id = ? AND org_id = ?", (memory_id, org_id)) > 0
 
         return await self._write(op)
 
@@ -711,10 +721,7 @@ class SQLiteStore:
 
         def op(c: sqlite3.Connection) -> int:
             # The filter may read memory_tags, so collect the rows before deleting anything.
-            rids = [(row[0],) for row in c.execute(chosen, params)]
-            c.executemany("DELETE FROM memory_tags WHERE rid = ?", rids)
-            c.executemany("DELETE FROM memories WHERE rid = ?", rids)
-            return len(rids)
+            return _erase_rids(c, [(row[0],) for row in c.execute(chosen, params)])
 
         return await self._write(op)
 
@@ -888,6 +895,15 @@ def _insert_memory(c: sqlite3.Connection, org_id: str, m: MemoryRecord) -> None:
             "INSERT OR IGNORE INTO memory_tags (org_id, tag, time, rid) VALUES (?, ?, ?, ?)",
             [(org_id, tag, m.time_ns, cur.lastrowid) for tag in m.tags],
         )
+    c.execute(
+        "INSERT INTO memories_fts (rowid, scope, content, labels) VALUES (?, ?, ?, ?)",
+        (
+            cur.lastrowid,
+            f"{org_scope(org_id)} {agent_scope(org_id, m.agent_id)}",
+            m.content,
+            " ".join((*m.tags, m.event_type)),
+        ),
+    )
 
 
 def _touch(c: sqlite3.Connection, org_id: str, memories: Sequence[MemoryRecord]) -> None:
@@ -906,9 +922,16 @@ def _touch(c: sqlite3.Connection, org_id: str, memories: Sequence[MemoryRecord])
 
 
 def _erase_where(c: sqlite3.Connection, condition: str, params: Sequence[Any]) -> int:
-    chosen = f"SELECT rid FROM memories WHERE {condition}"
-    c.execute(f"DELETE FROM memory_tags WHERE rid IN ({chosen})", params)
-    return int(c.execute(f"DELETE FROM memories WHERE rid IN ({chosen})", params).rowcount)
+    rids = [(row[0],) for row in c.execute(f"SELECT rid FROM memories WHERE {condition}", params)]
+    return _erase_rids(c, rids)
+
+
+def _erase_rids(c: sqlite3.Connection, rids: list[tuple[int]]) -> int:
+    """Remove memories from the table and from every index over it."""
+    c.executemany("DELETE FROM memory_tags WHERE rid = ?", rids)
+    c.executemany("DELETE FROM memories_fts WHERE rowid = ?", rids)
+    c.executemany("DELETE FROM memories WHERE rid = ?", rids)
+    return len(rids)
 
 
 def _statements(script: str) -> list[str]:
