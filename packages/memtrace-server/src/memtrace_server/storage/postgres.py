@@ -561,7 +561,7 @@ class PostgresStore:
             # Terms are letters and digits only (core.text), so they are safe tsquery lexemes.
             tsquery = " | ".join(flt.query)
             rows = await self._rows(
-                f"SELECT {MEMORY_COLUMNS}, ts_rank(m.tsv, q, 1) AS rank"
+                f"SELECT {MEMORY_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', m.tsv, q, 1) AS rank"
                 " FROM memories m, to_tsquery('english', %s) q"
                 f" WHERE m.tsv @@ q AND {where} ORDER BY rank DESC, m.time DESC LIMIT %s OFFSET %s",
                 [tsquery, *params, flt.limit, flt.offset],
@@ -766,10 +766,25 @@ class PostgresStore:
 
 
 async def _insert_memory(conn: Conn, org_id: str, m: MemoryRecord) -> None:
+    context = ""
+    if m.session_id:
+        # The neighbouring memory of the session lends its words to both (see the SQLite store).
+        cur = await conn.execute(
+            "SELECT id, time, content FROM memories WHERE org_id = %s AND session_id = %s AND time <= %s"
+            " ORDER BY time DESC, rid DESC LIMIT 1",
+            (org_id, m.session_id, m.time_ns),
+        )
+        before = await cur.fetchone()
+        if before is not None:
+            context = before[2]
+            await conn.execute(
+                "UPDATE memories SET context = context || ' ' || %s WHERE org_id = %s AND time = %s AND id = %s",
+                (m.content, org_id, before[1], before[0]),
+            )
     await conn.execute(
         "INSERT INTO memories (id, org_id, agent_id, session_id, memory_type, event_type, content,"
-        " metadata_json, tags, dedup_key, importance, parent_id, time, expires_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " metadata_json, tags, dedup_key, importance, parent_id, time, expires_at, context)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             m.id,
             org_id,
@@ -785,6 +800,7 @@ async def _insert_memory(conn: Conn, org_id: str, m: MemoryRecord) -> None:
             m.parent_id,
             m.time_ns,
             m.expires_at_ns,
+            context,
         ),
     )
 

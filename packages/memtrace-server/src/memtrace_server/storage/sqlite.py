@@ -62,6 +62,8 @@ WriteFn = Callable[[sqlite3.Connection], Any]
 
 DAY_NS = 86_400 * 1_000_000_000
 MAX_GROUP = 256
+# BM25 weight of the neighbouring-memory column; LoCoMo dev recall is flat from 0.3 to 0.7.
+CONTEXT_WEIGHT = 0.5
 
 
 def _tags(value: str | None) -> tuple[str, ...]:
@@ -679,12 +681,12 @@ class SQLiteStore:
             )
             terms = " OR ".join('"' + t.replace('"', '""') + '"' for t in flt.query)
             sql = (
-                f"SELECT {MEMORY_COLUMNS}, bm25(memories_fts, 0.0, 1.0, 0.4) AS rank"
+                f"SELECT {MEMORY_COLUMNS}, bm25(memories_fts, 0.0, 1.0, 0.4, {CONTEXT_WEIGHT}) AS rank"
                 " FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid"
                 f" WHERE memories_fts MATCH ? AND {where}"
                 " ORDER BY rank, m.time DESC LIMIT ? OFFSET ?"
             )
-            match = f'scope:"{scope}" AND {{content labels}}:({terms})'
+            match = f'scope:"{scope}" AND {{content labels context}}:({terms})'
             args = [match, *params, flt.limit, flt.offset]
             rows = await self._read(lambda c: c.execute(sql, args).fetchall())
             return [replace(_memory(r[:-1]), score=-float(r[-1])) for r in rows]
@@ -895,13 +897,29 @@ def _insert_memory(c: sqlite3.Connection, org_id: str, m: MemoryRecord) -> None:
             "INSERT OR IGNORE INTO memory_tags (org_id, tag, time, rid) VALUES (?, ?, ?, ?)",
             [(org_id, tag, m.time_ns, cur.lastrowid) for tag in m.tags],
         )
+    context = ""
+    if m.session_id:
+        # The neighbouring memory of the session lends its words to both: a reply is
+        # found by the words of the question it answers, and the other way round.
+        before = c.execute(
+            "SELECT rid, content FROM memories WHERE org_id = ? AND session_id = ? AND time <= ?"
+            " AND rid <> ? ORDER BY time DESC, rid DESC LIMIT 1",
+            (org_id, m.session_id, m.time_ns, cur.lastrowid),
+        ).fetchone()
+        if before is not None:
+            context = before[1]
+            c.execute(
+                "UPDATE memories_fts SET context = context || ' ' || ? WHERE rowid = ?",
+                (m.content, before[0]),
+            )
     c.execute(
-        "INSERT INTO memories_fts (rowid, scope, content, labels) VALUES (?, ?, ?, ?)",
+        "INSERT INTO memories_fts (rowid, scope, content, labels, context) VALUES (?, ?, ?, ?, ?)",
         (
             cur.lastrowid,
             f"{org_scope(org_id)} {agent_scope(org_id, m.agent_id)}",
             m.content,
             " ".join((*m.tags, m.event_type)),
+            context,
         ),
     )
 
