@@ -91,6 +91,9 @@ async def exercise_all_tools(client: Client) -> dict[str, Any]:
     out["search"] = (
         await client.call_tool("memtrace_search", {"tags": ["cache"], "min_importance": 0.5})
     ).structured_content
+    out["ranked"] = (
+        await client.call_tool("memtrace_search", {"query": "why was the test flaky?"})
+    ).structured_content
     context = await client.call_tool(
         "memtrace_session_context", {"session_id": sid, "max_tokens": 500}
     )
@@ -114,6 +117,8 @@ def check_effects(out: dict[str, Any]) -> None:
     assert [m["content"] for m in out["search"]["results"]] == [
         "The flaky test was a race in the cache"
     ]
+    assert out["ranked"]["results"][0]["content"] == "The flaky test was a race in the cache"
+    assert out["ranked"]["results"][0]["score"] > 0
     sid = out["session"]["id"]
     assert out["context"].startswith(f"## Session Context ({sid})\n\n")
     assert "observation: The flaky test was a race in the cache" in out["context"]

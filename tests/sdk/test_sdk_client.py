@@ -351,3 +351,21 @@ def test_lifecycle_methods(client: Memtrace) -> None:
     client.create_session({"agent_id": agent.id})
     client.delete_agent(agent.id, cascade=True)
     assert client.list_sessions().count == 0 and client.list_memories(agent_id=agent.id).count == 0
+
+
+def test_ranked_search_and_query_context(client: Memtrace) -> None:
+    session = client.create_session({"agent_id": "ranker"})
+    for text in (
+        "Alex prefers dark mode in every editor",
+        "Lunch was pasta",
+        "Dark chocolate is Alex's favourite",
+    ):
+        client.remember("ranker", text, session_id=session.id)
+    found = client.search_memories(query="which mode does Alex prefer?", agent_id="ranker")
+    assert found.results[0].content == "Alex prefers dark mode in every editor"
+    assert found.results[0].score is not None and found.results[0].score > 0
+    ctx = client.get_session_context(session.id, {"query": "pasta lunch", "max_tokens": 60})
+    first_line = ctx.context.split("\n")[3]  # most relevant first, least relevant cut by the budget
+    assert ctx.memory_count < 3 and first_line.endswith("general: Lunch was pasta")
+    agent_ctx = client.get_agent_context("ranker", {"query": "chocolate"})
+    assert agent_ctx.context.startswith("## Agent Context (ranker)") and agent_ctx.memory_count >= 1

@@ -139,9 +139,16 @@ def recall(
 
 
 def search_memories(
-    query: SearchQuery | Mapping[str, Any] | None = None, **filters: Any
+    query: SearchQuery | Mapping[str, Any] | str | None = None, **filters: Any
 ) -> Call[SearchResult]:
-    """Structured search; a ``SearchQuery``, a dict (None values ignored) or keywords."""
+    """Search with a ``SearchQuery``, a dict (None values ignored) or keywords.
+
+    A plain string is the free-text ``query``: ``search_memories("dark mode", agent_id="a")``
+    or ``search_memories(query="dark mode")`` rank results by relevance.
+    """
+    if isinstance(query, str):
+        filters["query"] = query
+        query = None
     model = coerce(SearchQuery, _drop_none(query), **filters)
     return Call("POST", f"{V1}/search", SearchResult.model_validate, json=body(model))
 

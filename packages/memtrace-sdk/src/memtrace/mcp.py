@@ -140,6 +140,9 @@ def build_server(client: AsyncMemtrace) -> MCPServer[Any]:
 
     @server.tool()
     async def memtrace_search(
+        query: Annotated[
+            str | None, Field(description="What you are looking for, in words: best match first.")
+        ] = None,
         agent_id: Annotated[str | None, Field(description="Only this agent's memories.")] = None,
         content_contains: Annotated[
             str | None, Field(description="Text the memory contains (case-sensitive).")
@@ -159,10 +162,12 @@ def build_server(client: AsyncMemtrace) -> MCPServer[Any]:
             int, Field(ge=1, le=1000, description="At most this many (default 50).")
         ] = 50,
     ) -> SearchResult:
-        """Search memories by text, memory types, tags, importance and time window."""
+        """Search memories by what they are about (query, best match first), text, types, tags,
+        importance and time window."""
         return await _api(
             client.search_memories(
                 {
+                    "query": query,
                     "agent_id": agent_id,
                     "content_contains": content_contains,
                     "memory_types": memory_types,
@@ -208,12 +213,20 @@ def build_server(client: AsyncMemtrace) -> MCPServer[Any]:
         max_tokens: Annotated[
             int | None, Field(ge=1, description="Token budget; oldest lines are dropped first.")
         ] = None,
+        query: Annotated[
+            str | None, Field(description="Keep the memories most relevant to this text.")
+        ] = None,
     ) -> str:
         """A session's recent memories as markdown, ready to read (default window 24h)."""
         ctx = await _api(
             client.get_session_context(
                 session_id,
-                {"since": since, "include_types": include_types, "max_tokens": max_tokens},
+                {
+                    "since": since,
+                    "include_types": include_types,
+                    "max_tokens": max_tokens,
+                    "query": query,
+                },
             )
         )
         return ctx.context

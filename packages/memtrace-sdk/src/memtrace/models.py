@@ -35,6 +35,7 @@ class Memory(BaseModel):
     importance: float | None = None
     parent_id: str | None = None
     expires_at: datetime | None = None
+    score: float | None = Field(None, description="Relevance, in searches with a query.")
 
 
 class AddMemoryRequest(_Request):
@@ -106,6 +107,12 @@ class SearchQuery(_Request):
     limit: int | None = None
     offset: int | None = None
     order: Literal["asc", "desc"] | None = None
+    query: str | None = Field(None, description="Free text: results ranked by relevance.")
+    mode: Literal["bm25", "hybrid"] | None = None
+    recency_half_life: str | None = Field(
+        None, description="With query: halve scores per this age."
+    )
+    importance_weight: float | None = Field(None, description="With query: weight of importance.")
 
 
 class EraseQuery(SearchQuery):
@@ -222,6 +229,9 @@ class ContextOptions(_Request):
     max_tokens: int | None = None
     include_types: list[str] | None = None
     since: str | None = None
+    query: str | None = Field(
+        None, description="Free text: the most relevant memories fill the budget."
+    )
 
 
 class SessionContext(BaseModel):

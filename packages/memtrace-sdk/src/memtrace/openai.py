@@ -79,6 +79,10 @@ MEMTRACE_TOOLS: list[dict[str, Any]] = [
             "parameters": {
                 "type": "object",
                 "properties": {
+                    "query": {
+                        "type": "string",
+                        "description": "What you are looking for, in words: results come best match first.",
+                    },
                     "content_contains": {
                         "type": "string",
                         "description": "Text the memory contains (case-sensitive).",

@@ -86,11 +86,14 @@ class MemtraceSession(SessionABC):
         persist_user_messages: bool = True,
         persist_assistant_messages: bool = False,
         session_id: str | None = None,
+        context_query: str | None = None,
     ) -> MemtraceSession:
         """Open a new Memtrace session for ``agent_id``, or resume ``session_id``.
 
         ``agent_id`` may be an agent's id or name, or a new id (registered on the fly).
-        Resuming reloads the persisted conversation from the server.
+        Resuming reloads the persisted conversation from the server. ``context_query`` (for
+        example the first user message) makes the prior context the memories most relevant
+        to it rather than the most recent ones.
         """
         history: list[TResponseInputItem] = []
         position = 0
@@ -102,7 +105,8 @@ class MemtraceSession(SessionABC):
         context_item: TResponseInputItem | None = None
         if inject_context:
             ctx = await client.get_agent_context(
-                agent_id, {"since": context_since, "max_tokens": context_max_tokens}
+                agent_id,
+                {"since": context_since, "max_tokens": context_max_tokens, "query": context_query},
             )
             if ctx.memory_count:
                 context_item = {"role": "system", "content": CONTEXT_PREFIX + ctx.context}

@@ -118,6 +118,7 @@ def create_memtrace_tools(
 
     @function_tool(failure_error_function=None)
     async def memtrace_search(
+        query: str | None = None,
         content_contains: str | None = None,
         memory_types: list[MemoryType] | None = None,
         tags: list[str] | None = None,
@@ -126,9 +127,10 @@ def create_memtrace_tools(
         limit: int | None = None,
         agent_id: str | None = None,
     ) -> str:
-        """Search memories by text, memory types, tags, importance and time window.
+        """Search memories: by what they are about (query), text, types, tags, importance, time.
 
         Args:
+            query: What you are looking for, in words; results come best match first.
             content_contains: Text the memory contains (case-sensitive).
             memory_types: Any of these memory types.
             tags: Tags the memory must all carry.
@@ -140,6 +142,7 @@ def create_memtrace_tools(
         return await _answer(
             client.search_memories(
                 {
+                    "query": query,
                     "agent_id": agent_id or bound_agent,
                     "session_id": bound_session,
                     "content_contains": content_contains,
