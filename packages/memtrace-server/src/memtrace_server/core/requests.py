@@ -179,7 +179,7 @@ class CreateMemoriesRequest(_Body):
     """A batch of memories, stored all together or not at all."""
 
     memories: list[CreateMemoryRequest] = Field(
-        description="Memories to store; duplicates are skipped silently."
+        min_length=1, description="Memories to store; duplicates are skipped silently."
     )
 
 
