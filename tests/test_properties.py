@@ -1,0 +1,160 @@
+"""Property tests: time grammar, dedup keys, context under a budget, literal round trips."""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from memtrace_server.core.context import estimate_tokens, render_session_context
+from memtrace_server.core.dedup import dedup_key
+from memtrace_server.core.errors import BadRequest
+from memtrace_server.core.records import MEMORY_TYPES, MemoryRecord
+from memtrace_server.core.timefmt import format_rfc3339, parse_since, parse_timestamp
+
+NOW = 1_790_000_000 * 10**9
+UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@SETTINGS
+@given(n=st.integers(min_value=0, max_value=10**9), unit=st.sampled_from(list(UNIT)))
+def test_relative_windows_are_exact_or_refused(n: int, unit: str) -> None:
+    span = n * UNIT[unit]
+    if 1 <= span <= 365 * 86400:
+        assert parse_since("since", f"{n}{unit}", NOW) == NOW - span * 10**9
+    else:
+        with pytest.raises(BadRequest):
+            parse_since("since", f"{n}{unit}", NOW)
+
+
+@SETTINGS
+@given(ns=st.integers(min_value=0, max_value=253402300799 * 10**9 + 999_999_999))
+def test_timestamps_round_trip_to_the_nanosecond(ns: int) -> None:
+    assert parse_timestamp(format_rfc3339(ns)) == ns
+
+
+@SETTINGS
+@given(text=st.text(max_size=40))
+def test_arbitrary_since_is_a_bound_or_a_400(text: str) -> None:
+    try:
+        bound = parse_since("since", text, NOW)
+    except BadRequest as exc:
+        assert "since" in exc.message or "window" in exc.message
+    else:
+        assert bound is None or isinstance(bound, int)
+
+
+@SETTINGS
+@given(
+    agent=st.text(min_size=1, max_size=20),
+    event=st.text(min_size=1, max_size=20),
+    content=st.text(max_size=400),
+)
+def test_dedup_key_shape_and_prefix(agent: str, event: str, content: str) -> None:
+    key = dedup_key(agent, event, content)
+    assert len(key) == 32 and set(key) <= set(string.hexdigits.lower())
+    if len(content.encode()) >= 200:  # only the first 200 bytes count
+        assert key == dedup_key(agent, event, content + "anything after")
+    else:
+        assert key != dedup_key(agent, event, content + "x")
+    assert key != dedup_key(agent + "2", event, content)
+
+
+memories = st.lists(
+    st.builds(
+        lambda i, t, e, c: MemoryRecord(
+            id=f"m{i}",
+            org_id="o",
+            agent_id="a",
+            content=c,
+            time_ns=NOW - i * 10**9,
+            memory_type=t,
+            event_type=e,
+        ),
+        st.integers(0, 10**6),
+        st.sampled_from(MEMORY_TYPES),
+        st.sampled_from(["general", "error", "note"]),
+        st.text(min_size=1, max_size=300),
+    ),
+    max_size=60,
+)
+
+
+@SETTINGS
+@given(rows=memories, budget=st.integers(min_value=1, max_value=3000))
+def test_context_fits_any_budget_and_keeps_the_newest(
+    rows: list[MemoryRecord], budget: int
+) -> None:
+    text, count = render_session_context("sess_x", rows, budget)
+    header = "## Session Context (sess_x)\n\n"
+    assert text.startswith(header)
+    assert estimate_tokens(text) <= budget or text == header
+    assert 0 <= count <= len(rows)
+    if count:
+        assert (
+            text == render_session_context("sess_x", rows[:count])[0]
+        )  # a prefix: oldest dropped first
+    if (
+        count < len(rows)
+        and estimate_tokens(render_session_context("sess_x", rows[: count + 1])[0]) <= budget
+    ):
+        pytest.fail("dropped a memory that fitted")
+
+
+INJECTIONS = [
+    "'; DROP TABLE memories;--",
+    '" OR 1=1 --',
+    "<script>alert(1)</script>",
+    "${jndi:ldap://x}",
+    "%s%s%n",
+    "\x00\u202e\ufeff",
+    "../../etc/passwd",
+    "{{7*7}}",
+    'scope:"o1" OR *',
+]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    content=st.text(min_size=1, max_size=200).filter(lambda s: s.strip() != "")
+    | st.sampled_from(INJECTIONS),
+    metadata=st.dictionaries(st.text(max_size=12), json_values, max_size=4),
+    tags=st.lists(st.from_regex(r"[a-zA-Z0-9_.\-]{1,20}", fullmatch=True), max_size=4, unique=True),
+)
+def test_any_content_metadata_and_tags_round_trip_literally(
+    api: TestClient, content: str, metadata: dict[str, Any], tags: list[str]
+) -> None:
+    r = api.post(
+        "/api/v1/memories",
+        json={
+            "agent_id": "prop",
+            "content": content,
+            "metadata": metadata,
+            "tags": tags,
+            "dedup_key": str(id(content)) + content[:20],
+        },
+    )
+    if r.status_code == 409:
+        return
+    assert r.status_code == 201, r.text
+    stored = api.get(f"/api/v1/memories/{r.json()['id']}").json()
+    assert stored["content"] == content
+    assert stored.get("metadata", {}) == metadata
+    assert stored.get("tags", []) == tags
+    if content.strip() and any(ch.isalnum() for ch in content):
+        found = api.post(
+            "/api/v1/search", json={"content_contains": content, "agent_id": "prop"}
+        ).json()
+        assert r.json()["id"] in [m["id"] for m in found["results"]]
