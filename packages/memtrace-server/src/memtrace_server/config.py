@@ -43,6 +43,12 @@ class Settings:
     dedup_enabled: bool = True  # dedup.enabled
     dedup_window_hours: int = 24  # dedup.window_hours
     purge_interval_seconds: int = 300  # retention.purge_interval_seconds
+    max_content_bytes: int = 65536  # limits.max_content_bytes
+    max_metadata_bytes: int = 16384  # limits.max_metadata_bytes
+    max_tags: int = 32  # limits.max_tags
+    rate_per_second: float = 0.0  # limits.rate_per_second (per key and process; 0 = off)
+    rate_burst: int = 100  # limits.rate_burst
+    cors_origins: str = ""  # server.cors_origins (comma list; empty = CORS off)
     master_key: str = ""  # MEMTRACE_MASTER_KEY only, never from a file
 
     @property
@@ -70,6 +76,12 @@ _KEYS: dict[tuple[str, str], str] = {
     ("dedup", "enabled"): "dedup_enabled",
     ("dedup", "window_hours"): "dedup_window_hours",
     ("retention", "purge_interval_seconds"): "purge_interval_seconds",
+    ("limits", "max_content_bytes"): "max_content_bytes",
+    ("limits", "max_metadata_bytes"): "max_metadata_bytes",
+    ("limits", "max_tags"): "max_tags",
+    ("limits", "rate_per_second"): "rate_per_second",
+    ("limits", "rate_burst"): "rate_burst",
+    ("server", "cors_origins"): "cors_origins",
 }
 _TYPES = {f.name: f.type for f in fields(Settings)} | {"auth_db_path": "str"}
 
@@ -90,6 +102,10 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if text in ("0", "false", "no", "off"):
                 return False
             raise ValueError
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
         if kind == "Path":
             return Path(str(value)).expanduser()
         return str(value)
@@ -110,6 +126,10 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("log.level must be debug, info, warn or error")
     if s.log_format not in ("json", "console"):
         raise ConfigError("log.format must be json or console")
+    if min(s.max_content_bytes, s.max_metadata_bytes, s.max_tags, s.rate_burst) < 1:
+        raise ConfigError("limits must be at least 1")
+    if s.rate_per_second < 0:
+        raise ConfigError("limits.rate_per_second must be 0 (off) or more")
     if s.purge_interval_seconds < 1:
         raise ConfigError("retention.purge_interval_seconds must be at least 1")
     if s.dedup_window_hours < 1:

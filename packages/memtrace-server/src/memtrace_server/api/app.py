@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from memtrace_server import __version__
 from memtrace_server.api.deps import Services
@@ -21,6 +22,7 @@ from memtrace_server.config import Settings
 from memtrace_server.service.agents import Agents
 from memtrace_server.service.auth import Authenticator
 from memtrace_server.service.memories import Memories
+from memtrace_server.service.ratelimit import RateLimiter
 from memtrace_server.service.transfer import Transfer
 from memtrace_server.storage.base import Store, StoreError
 from memtrace_server.storage.registry import routed_store
@@ -88,10 +90,14 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         settings=settings,
         store=the_store,
         auth=Authenticator(the_store, enabled=settings.auth_enabled),
+        limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
         memories=Memories(
             the_store,
             dedup_window_hours=settings.dedup_window_hours if settings.dedup_enabled else None,
             max_batch=settings.max_batch,
+            max_content_bytes=settings.max_content_bytes,
+            max_metadata_bytes=settings.max_metadata_bytes,
+            max_tags=settings.max_tags,
         ),
         agents=Agents(the_store),
         transfer=Transfer(the_store),
@@ -102,4 +108,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     for module in (health, memories, agents, sessions, export):
         app.include_router(module.router)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:  # off unless configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["x-api-key", "authorization", "content-type", "x-request-id"],
+        )
     return app

@@ -13,6 +13,7 @@ from memtrace_server.config import Settings
 from memtrace_server.service.agents import Agents
 from memtrace_server.service.auth import Authenticator, Principal, key_from_headers
 from memtrace_server.service.memories import Memories
+from memtrace_server.service.ratelimit import RateLimiter
 from memtrace_server.service.transfer import Transfer
 from memtrace_server.storage.base import Store
 
@@ -27,6 +28,7 @@ class Services:
     settings: Settings
     store: Store
     auth: Authenticator
+    limiter: RateLimiter
     memories: Memories
     agents: Agents
     transfer: Transfer
@@ -48,7 +50,9 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
         _bearer: object = Security(bearer),
     ) -> Principal:
         key = key_from_headers(x_api_key, request.headers.get("authorization"))
-        principal = await services(request).auth.authenticate(key)
+        svc = services(request)
+        principal = await svc.auth.authenticate(key)
+        svc.limiter.take(principal.key_id or principal.org_id)
         principal.require(permission)
         return principal
 

@@ -56,7 +56,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def api_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return json_response(exc.body(), exc.status)
+        response = json_response(exc.body(), exc.status)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["retry-after"] = str(retry_after)
+        return response
 
     async def invalid(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

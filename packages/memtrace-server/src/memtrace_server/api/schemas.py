@@ -157,7 +157,10 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         403: "The key lacks the permission",
         404: "Not found in this organisation",
         409: "Duplicate",
-        413: "Body too large",
+        413: "Body, batch, content or metadata too large",
+        429: "Rate limit exceeded (see Retry-After)",
         503: "Store unavailable",
     }
+    if 401 in codes:  # every authenticated route can also be rate limited
+        codes = (*codes, 429)
     return {code: {"model": ErrorOut, "description": text[code]} for code in codes}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import orjson
+
 from memtrace_server.core.context import (
     CONTEXT_ROW_LIMIT,
     render_agent_context,
@@ -65,15 +67,39 @@ class Memories:
     """Memory use cases for one store."""
 
     def __init__(
-        self, store: Store, *, dedup_window_hours: int | None = 24, max_batch: int = 1000
+        self,
+        store: Store,
+        *,
+        dedup_window_hours: int | None = 24,
+        max_batch: int = 1000,
+        max_content_bytes: int = 65536,
+        max_metadata_bytes: int = 16384,
+        max_tags: int = 32,
     ) -> None:
         self.store = store
         self.max_batch = max_batch
+        self.max_content_bytes = max_content_bytes
+        self.max_metadata_bytes = max_metadata_bytes
+        self.max_tags = max_tags
         self.dedup_window_ns = (
             dedup_window_hours * 3600 * NS_PER_SECOND if dedup_window_hours else None
         )
 
+    def _check_limits(self, req: CreateMemoryRequest) -> None:
+        size = len(req.content.encode("utf-8"))
+        if size > self.max_content_bytes:
+            raise PayloadTooLarge(f"content is {size} bytes; the limit is {self.max_content_bytes}")
+        if req.metadata:
+            meta = len(orjson.dumps(req.metadata))
+            if meta > self.max_metadata_bytes:
+                raise PayloadTooLarge(
+                    f"metadata is {meta} bytes of JSON; the limit is {self.max_metadata_bytes}"
+                )
+        if len(req.tags) > self.max_tags:
+            raise BadRequest(f"{len(req.tags)} tags; at most {self.max_tags} are allowed")
+
     def _record(self, org_id: str, req: CreateMemoryRequest, now: int) -> MemoryRecord:
+        self._check_limits(req)
         time_ns = req.time_ns if req.time_ns is not None else now
         if time_ns > now + MAX_FUTURE_NS:
             raise BadRequest(f"invalid time '{req.time}': more than an hour in the future")
@@ -122,8 +148,8 @@ class Memories:
         for index, req in enumerate(reqs):
             try:
                 records.append(self._record(org_id, req, now_ns()))
-            except BadRequest as exc:
-                raise BadRequest(f"failed to create memory {index}: {exc.message}") from exc
+            except (BadRequest, PayloadTooLarge) as exc:
+                raise type(exc)(f"failed to create memory {index}: {exc.message}") from exc
         stored = await self.store.insert_memories(org_id, records, self.dedup_window_ns)
         return [r for r, ok in zip(records, stored, strict=True) if ok]
 
