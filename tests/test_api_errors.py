@@ -107,6 +107,21 @@ MALFORMED: list[tuple[str, str, Any, str]] = [
     ("GET", "/agents/bad id!/stats", None, "invalid agent_id"),
     ("GET", "/agents/bad id!/memories", None, "invalid agent_id"),
     ("GET", "/agents/a1/memories", {"since": "1y"}, "invalid since"),
+    # found by schemathesis: values JSON allows but storage cannot hold
+    (
+        "POST",
+        "/agents",
+        {"name": "n", "config": {"big": 8499236499688279364337664}},
+        "invalid JSON object",
+    ),
+    (
+        "POST",
+        "/memories",
+        {"agent_id": "a", "content": "x", "metadata": {"n": 2**70}},
+        "invalid JSON object",
+    ),
+    ("POST", "/search", {"offset": 10**30}, "offset"),
+    ("GET", "/memories", {"offset": str(10**30)}, "offset"),
 ]
 
 
@@ -132,6 +147,22 @@ def test_malformed_input_is_400_and_changes_nothing(
 def test_unparsable_bodies_are_400(api: TestClient, raw: bytes) -> None:
     r = api.post(V1 + "/memories", content=raw, headers={"content-type": "application/json"})
     _assert_error(r, 400)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"agent_id": "a", "content": "half \\ud83d pair"}',
+        b'{"agent_id": "a", "content": "\\ude00"}',
+    ],
+)
+def test_unpaired_surrogates_are_400(api: TestClient, raw: bytes) -> None:
+    r = api.post(V1 + "/memories", content=raw, headers={"content-type": "application/json"})
+    assert "surrogate" in _assert_error(r, 400)
+    paired = api.post(
+        V1 + "/memories", content=b'{"agent_id": "a", "content": "smile \\ud83d\\ude00"}'
+    )
+    assert paired.status_code == 201 and paired.json()["content"] == "smile \U0001f600"
 
 
 def test_body_without_json_content_type_is_still_json(api: TestClient) -> None:

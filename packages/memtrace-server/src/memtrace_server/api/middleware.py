@@ -15,6 +15,10 @@ from memtrace_server.api.metrics import Metrics
 
 access_log = logging.getLogger("memtrace.access")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A JSON \u escape of a UTF-16 surrogate, with the escape that follows it, if any.
+_SURROGATE_RE = re.compile(
+    rb"\\u[dD]([89abAB])[0-9a-fA-F]{2}(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 
 
 class RequestMiddleware:
@@ -52,12 +56,18 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            body_receive = await self._buffer_body(scope, receive)
+            body_receive, body = await self._buffer_body(scope, receive)
             if body_receive is None:
                 await _send_json(
                     send_wrapper,
                     413,
                     {"error": f"request body too large: the limit is {self.max_body_bytes} bytes"},
+                )
+            elif scope["path"].startswith("/api/") and _has_lone_surrogate(body):
+                await _send_json(
+                    send_wrapper,
+                    400,
+                    {"error": "invalid request body: a string holds an unpaired UTF-16 surrogate"},
                 )
             else:
                 await self.app(scope, body_receive, send_wrapper)
@@ -83,13 +93,13 @@ class RequestMiddleware:
                 },
             )
 
-    async def _buffer_body(self, scope: Scope, receive: Receive) -> Receive | None:
-        """Read the whole body; None if it exceeds the limit."""
+    async def _buffer_body(self, scope: Scope, receive: Receive) -> tuple[Receive | None, bytes]:
+        """Read the whole body; (None, b"") if it exceeds the limit."""
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     if int(value) > self.max_body_bytes:
-                        return None
+                        return None, b""
                 except ValueError:
                     pass
         chunks: list[bytes] = []
@@ -97,15 +107,16 @@ class RequestMiddleware:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return _replay(b"", disconnected=True, receive=receive)
+                return _replay(b"", disconnected=True, receive=receive), b""
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                return None
+                return None, b""
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return _replay(b"".join(chunks), disconnected=False, receive=receive)
+        body = b"".join(chunks)
+        return _replay(body, disconnected=False, receive=receive), body
 
 
 def _replay(body: bytes, *, disconnected: bool, receive: Receive) -> Receive:
@@ -119,6 +130,16 @@ def _replay(body: bytes, *, disconnected: bool, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def _has_lone_surrogate(body: bytes) -> bool:
+    """True when a JSON string escapes half of a surrogate pair: it cannot become UTF-8."""
+    if b"\\u" not in body:
+        return False
+    for match in _SURROGATE_RE.finditer(body):
+        if match.group(1) is None or match.group(2) is None:
+            return True
+    return False
 
 
 def _treat_body_as_json(scope: Scope) -> None:

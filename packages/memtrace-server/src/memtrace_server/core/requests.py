@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -89,7 +90,24 @@ AgentId = Annotated[str, _null_is(""), _required("agent_id"), _matches("agent_id
 OptionalSessionId = Annotated[str, _null_is(""), _matches("session_id", id_error)]
 OptionalAgentId = Annotated[str, _null_is(""), _matches("agent_id", id_error)]
 Tags = Annotated[list[str], _null_is([]), AfterValidator(_check_tags)]
-Metadata = Annotated[dict[str, Any], _null_is({})]
+
+
+def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        orjson.dumps(value)
+    except TypeError as exc:  # integers beyond 64 bits, for one
+        raise _fail(f"invalid JSON object: {exc}") from None
+    return value
+
+
+Metadata = Annotated[dict[str, Any], _null_is({}), AfterValidator(_storable_json)]
+
+
+def _storable_optional(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else _storable_json(value)
+
+
+MAX_OFFSET = 1_000_000_000
 Order = Annotated[Literal["asc", "desc"], _null_is("desc")]
 
 
@@ -219,10 +237,12 @@ class SearchRequest(_Body):
     min_importance: Annotated[float, _null_is(0.0)] = Field(
         0.0, description="Minimum importance, applied when greater than 0."
     )
-    limit: Annotated[int, _null_is(0)] = Field(
+    limit: Annotated[int, _null_is(0), Field(le=MAX_OFFSET)] = Field(
         0, description="Maximum results: default 50, at most 1000."
     )
-    offset: Annotated[int, _null_is(0)] = Field(0, description="Results to skip.")
+    offset: Annotated[int, _null_is(0), Field(ge=0, le=MAX_OFFSET)] = Field(
+        0, description="Results to skip."
+    )
     order: Order = Field("desc", description="asc or desc (default) by time.")
     query: Annotated[str, _null_is("")] = Field(
         "",
@@ -249,7 +269,7 @@ class ContextRequest(_Body):
     include_types: Annotated[list[str], _null_is([]), _check_types("include_types")] = Field(
         default_factory=list, description="Only these memory types."
     )
-    max_tokens: Annotated[int, _null_is(0)] = Field(
+    max_tokens: Annotated[int, _null_is(0), Field(le=MAX_OFFSET)] = Field(
         0,
         description="Token budget (estimate: characters / 4, rounded up); oldest lines dropped to fit. 0 = none.",
     )
@@ -285,7 +305,7 @@ class UpdateSessionRequest(_Body):
     status: Literal["active", "closed"] | None = Field(
         None, description="active or closed; reopening clears closed_at."
     )
-    metadata: dict[str, Any] | None = Field(
+    metadata: Annotated[dict[str, Any] | None, AfterValidator(_storable_optional)] = Field(
         None, description="Keys merged into the stored metadata; a null value removes a key."
     )
 
@@ -302,6 +322,6 @@ class UpdateAgentRequest(_Body):
     """Changes to an agent."""
 
     description: str | None = Field(None, description="New description.")
-    config: dict[str, Any] | None = Field(
+    config: Annotated[dict[str, Any] | None, AfterValidator(_storable_optional)] = Field(
         None, description="Keys merged into the stored config; a null value removes a key."
     )

@@ -19,6 +19,7 @@ from memtrace_server.api.schemas import (
     errors,
 )
 from memtrace_server.core.requests import (
+    MAX_OFFSET,
     ContextRequest,
     RegisterAgentRequest,
     UpdateAgentRequest,
@@ -134,8 +135,10 @@ async def agent_memories(
     tags: str | None = Query(None, description="Comma-separated tags, all required."),
     since: str = Query("24h", description=TIME_HELP + " Default 24h."),
     until: str | None = Query(None, description=TIME_HELP + " Upper bound."),
-    limit: int | None = Query(None, description="Page size: default 100, at most 1000."),
-    offset: int | None = Query(None, description="Memories to skip."),
+    limit: int | None = Query(
+        None, le=MAX_OFFSET, description="Page size: default 100, at most 1000."
+    ),
+    offset: int | None = Query(None, le=MAX_OFFSET, description="Memories to skip."),
     order: str | None = Query(None, description="asc, or desc (default)."),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),

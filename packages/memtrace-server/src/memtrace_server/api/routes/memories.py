@@ -20,6 +20,7 @@ from memtrace_server.api.schemas import (
 )
 from memtrace_server.core.errors import Conflict
 from memtrace_server.core.requests import (
+    MAX_OFFSET,
     CreateMemoriesRequest,
     CreateMemoryBody,
     EraseRequest,
@@ -91,8 +92,10 @@ async def list_memories(
     tags: str | None = Query(None, description="Comma-separated tags, all required."),
     since: str | None = Query(None, description=TIME_HELP + " Lower bound."),
     until: str | None = Query(None, description=TIME_HELP + " Upper bound; 'now' means none."),
-    limit: int | None = Query(None, description="Page size: default 100, at most 1000."),
-    offset: int | None = Query(None, description="Memories to skip."),
+    limit: int | None = Query(
+        None, le=MAX_OFFSET, description="Page size: default 100, at most 1000."
+    ),
+    offset: int | None = Query(None, le=MAX_OFFSET, description="Memories to skip."),
     order: str | None = Query(None, description="asc, or desc (default) by time."),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),

@@ -18,6 +18,7 @@ from memtrace_server.api.schemas import (
     errors,
 )
 from memtrace_server.core.requests import (
+    MAX_OFFSET,
     ContextRequest,
     CreateSessionRequest,
     UpdateSessionRequest,
@@ -124,8 +125,10 @@ async def session_memories(
     tags: str | None = Query(None, description="Comma-separated tags, all required."),
     since: str | None = Query(None, description=TIME_HELP + " Default: all time."),
     until: str | None = Query(None, description=TIME_HELP + " Upper bound."),
-    limit: int | None = Query(None, description="Page size: default 100, at most 1000."),
-    offset: int | None = Query(None, description="Memories to skip."),
+    limit: int | None = Query(
+        None, le=MAX_OFFSET, description="Page size: default 100, at most 1000."
+    ),
+    offset: int | None = Query(None, le=MAX_OFFSET, description="Memories to skip."),
     order: str | None = Query(None, description="asc, or desc (default)."),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
