@@ -7,9 +7,10 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from conftest import App, make_settings
 from memtrace_server.api.app import create_app
 from memtrace_server.service.ratelimit import RateLimited, RateLimiter
+
+from conftest import App, make_settings
 
 V1 = "/api/v1"
 
