@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := packages/memtrace-server packages/memtrace-sdk packages/openai-agents-memtrace
 SRC := packages/memtrace-server/src packages/memtrace-sdk/src packages/openai-agents-memtrace/src
 
-.PHONY: install serve test lint typecheck layers pytest format clean demo bench-locomo
+.PHONY: install serve test lint typecheck layers pytest format clean demo bench-locomo soak
 
 $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(STAMP)
 
 serve: install
 	$(BIN)/memtrace serve --data-dir ./data
+
+soak: install
+	$(BIN)/python bench/soak.py
 
 bench-locomo: install
 	$(BIN)/python bench/locomo.py

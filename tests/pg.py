@@ -79,6 +79,7 @@ class Cluster:
             "start",
         )
         self._pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data)]
+        self._start_args = ["-l", str(self._base / "log"), "-o", options, "-w", "start"]
         self.url = f"postgresql://memtrace@127.0.0.1:{port}/postgres"
         return self
 
@@ -95,6 +96,14 @@ class Cluster:
         )
         shutil.rmtree(self._base, ignore_errors=True)
         self._base = None
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (an outage)."""
+        self._run(*self._pg_ctl, "-m", "fast", "stop")
+
+    def resume(self) -> None:
+        """Start it again on the same port and data."""
+        self._run(*self._pg_ctl, *self._start_args)
 
     def new_database(self) -> str:
         """A fresh empty database; its URL."""

@@ -231,3 +231,24 @@ def test_error_shapes_on_every_path(app: App, api: TestClient, org_key: tuple[st
     _assert_error(api.post(V1 + "/memories", json={"agent_id": "a", "content": "x"}), 409)
     api.post(V1 + "/agents", json={"name": "n"})
     _assert_error(api.post(V1 + "/agents", json={"name": "n"}), 409)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_nul_characters_are_refused_alike_on_both_backends(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    from conftest import make_settings
+    from memtrace_server.api.app import create_app
+
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    settings = make_settings(tmp_path, store_url=url)
+    with TestClient(create_app(settings)) as client:
+        app = App(client, settings)
+        h = app.as_key(app.new_key(app.new_org()))
+        body = b'{"agent_id": "a", "content": "nul \\u0000 inside"}'
+        assert "NUL" in _assert_error(client.post(V1 + "/memories", content=body, headers=h), 400)
+        search = b'{"content_contains": "\\u0000"}'
+        _assert_error(client.post(V1 + "/search", content=search, headers=h), 400)
+        assert client.get(V1 + "/agents/a%00b", headers=h).status_code in (400, 404)
+        assert client.get(V1 + "/memories/mem%00x", headers=h).status_code in (400, 404)
+        assert client.get(V1 + "/memories", headers=h).json()["count"] == 0

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from memtrace_server.api.responses import json_response
 from memtrace_server.core.errors import ApiError
 from memtrace_server.core.requests import CUSTOM_ERROR
-from memtrace_server.storage.base import StoreError
+from memtrace_server.storage.base import InvalidValue, StoreError, StoreFull
 
 log = logging.getLogger("memtrace.api")
 
@@ -74,10 +74,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return json_response({"error": detail.lower()}, exc.status_code)
 
     async def store_error(_: Request, exc: Exception) -> Response:
+        if isinstance(exc, StoreFull):
+            log.error("store full: %s", exc)
+            return json_response({"error": "the store is full: nothing was written"}, 507)
         log.error("store unavailable: %s", exc)
         return json_response({"error": "store unavailable, try again shortly"}, 503)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
+
+    async def invalid_value(_: Request, exc: Exception) -> Response:
+        return json_response({"error": f"invalid value: {exc}"}, 400)
+
     app.add_exception_handler(StoreError, store_error)
+    app.add_exception_handler(InvalidValue, invalid_value)

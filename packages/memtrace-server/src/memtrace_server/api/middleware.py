@@ -69,6 +69,12 @@ class RequestMiddleware:
                     400,
                     {"error": "invalid request body: a string holds an unpaired UTF-16 surrogate"},
                 )
+            elif scope["path"].startswith("/api/") and b"\\u0000" in body:
+                await _send_json(
+                    send_wrapper,
+                    400,
+                    {"error": "invalid request body: strings must not contain NUL characters"},
+                )
             else:
                 await self.app(scope, body_receive, send_wrapper)
         except Exception:

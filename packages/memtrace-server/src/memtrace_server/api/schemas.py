@@ -160,7 +160,10 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "Body, batch, content or metadata too large",
         429: "Rate limit exceeded (see Retry-After)",
         503: "Store unavailable",
+        507: "Store full: nothing was written",
     }
     if 401 in codes:  # every authenticated route can also be rate limited
         codes = (*codes, 429)
+    if 503 in codes:
+        codes = (*codes, 507)
     return {code: {"model": ErrorOut, "description": text[code]} for code in codes}

@@ -26,6 +26,14 @@ class StoreError(Exception):
     """The store failed for a reason other than the request (disk, lock, connection)."""
 
 
+class StoreFull(StoreError):
+    """The store has no space left for the write."""
+
+
+class InvalidValue(ValueError):
+    """A value the store cannot hold (for example a NUL character in PostgreSQL text)."""
+
+
 class DuplicateName(Exception):
     """A unique name (agent, org, key) is already taken."""
 

@@ -31,7 +31,7 @@ from memtrace_server.core.records import (
     OrgStoreBinding,
     SessionRecord,
 )
-from memtrace_server.storage.base import DuplicateName, StoreError
+from memtrace_server.storage.base import DuplicateName, InvalidValue, StoreError
 from memtrace_server.storage.sql import (
     AGENT_COLUMNS,
     KEY_COLUMNS,
@@ -148,6 +148,8 @@ class PostgresStore:
                     return await fn(conn)
                 async with conn.transaction():
                     return await fn(conn)
+        except psycopg.DataError as exc:
+            raise InvalidValue(str(exc).splitlines()[0]) from exc
         except (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StoreError(f"PostgreSQL unavailable: {exc}") from exc
 

@@ -35,7 +35,7 @@ from memtrace_server.core.records import (
     SessionRecord,
 )
 from memtrace_server.core.text import agent_scope, org_scope
-from memtrace_server.storage.base import DuplicateName, StoreError
+from memtrace_server.storage.base import DuplicateName, StoreError, StoreFull
 from memtrace_server.storage.sql import (
     AGENT_COLUMNS,
     KEY_COLUMNS,
@@ -202,16 +202,22 @@ class SQLiteStore:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     if isinstance(exc, sqlite3.Error):
-                        exc = StoreError(f"write failed: {exc}")
+                        full = "full" in str(exc).lower()
+                        exc = (StoreFull if full else StoreError)(f"write failed: {exc}")
                     outcomes.append((False, exc))
             conn.execute("COMMIT")
         except Exception as exc:
             log.error("sqlite write transaction failed: %s", exc)
+            failure: StoreError = (
+                StoreFull(f"write failed: {exc}")
+                if "full" in str(exc).lower()
+                else StoreError(f"write failed: {exc}")
+            )
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             for _, fut in group:
-                fut.set_exception(StoreError(f"write failed: {exc}"))
+                fut.set_exception(failure)
             return
         for (_, fut), (ok, value) in zip(group, outcomes, strict=True):
             if ok:
