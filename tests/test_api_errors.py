@@ -237,8 +237,9 @@ def test_error_shapes_on_every_path(app: App, api: TestClient, org_key: tuple[st
 def test_nul_characters_are_refused_alike_on_both_backends(
     backend: str, request: pytest.FixtureRequest, tmp_path: Any
 ) -> None:
-    from conftest import make_settings
     from memtrace_server.api.app import create_app
+
+    from conftest import make_settings
 
     url = request.getfixturevalue("pg_url") if backend == "postgres" else None
     settings = make_settings(tmp_path, store_url=url)
