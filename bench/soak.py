@@ -34,7 +34,7 @@ async def worker(
     client: httpx.AsyncClient, deadline: float, n: int, stats: dict[str, list[float]]
 ) -> None:
     """One client loop of mixed requests until the deadline."""
-    rng = random.Random(n)
+    rng = random.Random(f"{n}-{time.time_ns()}")  # a fresh stream per run: no accidental duplicates
     session = (await client.post("/api/v1/sessions", json={"agent_id": f"soak{n % 16}"})).json()[
         "id"
     ]
@@ -84,11 +84,14 @@ async def worker(
             else:
                 r = await client.get(f"/api/v1/agents/soak{n % 16}/stats")
             ok = r.status_code < 400
-        except httpx.HTTPError:
+            kind = str(r.status_code)
+        except httpx.HTTPError as exc:
             ok = False
+            kind = type(exc).__name__
         stats["latency"].append((time.perf_counter() - started) * 1000)
         if not ok:
             stats["errors"].append(1.0)
+            stats.setdefault(f"error {kind}", []).append(1.0)
 
 
 async def run(url: str, key: str, seconds: float, concurrency: int) -> dict[str, list[float]]:
@@ -143,7 +146,8 @@ def main() -> None:
             text=True,
             check=True,
         ).stdout.split()[-1]
-        asyncio.run(run(url, key, min(10.0, args.seconds), args.concurrency))  # warm up
+        # Warm up until the store's page caches are full, so RSS growth measures leaks.
+        asyncio.run(run(url, key, min(60.0, args.seconds), args.concurrency))
         start_rss = rss_mb(server.pid)
         stats = asyncio.run(run(url, key, args.seconds, args.concurrency))
         end_rss = rss_mb(server.pid)
@@ -155,6 +159,8 @@ def main() -> None:
         f"requests {len(lat)} in {args.seconds:.0f} s at concurrency {args.concurrency}"
         f" ({len(lat) / args.seconds:.0f}/s); errors {len(stats['errors'])}"
     )
+    kinds = [f"{name[6:]} x{len(v)}" for name, v in stats.items() if name.startswith("error ")]
+    print("errors by kind: " + (", ".join(kinds) or "none"))
     print(
         f"latency ms: p50 {statistics.median(lat):.1f}, p95 {lat[int(len(lat) * 0.95)]:.1f},"
         f" p99 {lat[int(len(lat) * 0.99)]:.1f}"

@@ -118,9 +118,9 @@ def test_kill_9_under_sustained_writes_loses_nothing(store_url: str, tmp_path: P
     server.stop()
 
 
-def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
-    server = LiveServer(tmp_path / "data").start()
-    _, key = new_cli_key(server.data_dir)
+def test_sigterm_lets_in_flight_requests_finish(store_url: str, tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "data", store_url=store_url).start()
+    _, key = new_cli_key(server.data_dir, store_url=store_url)
     writers = Writers(server.url, key, threads=8, batch=200, keepalive=False).start()
     time.sleep(0.5)
     assert server.proc is not None
@@ -130,7 +130,7 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     assert code in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after its graceful shutdown
     assert writers.acked and not writers.failures
     assert writers.dropped == 0  # every request in flight at SIGTERM got its answer
-    restarted = LiveServer(tmp_path / "data").start()
+    restarted = LiveServer(tmp_path / "data", store_url=store_url).start()
     try:
         assert_all_present(restarted, key, writers.acked)
     finally:
@@ -160,6 +160,8 @@ def test_postgres_outage_fails_fast_and_recovers(own_cluster: Any, tmp_path: Pat
             server.url + "/api/v1/memories", json={"agent_id": "a", "content": "before"}, headers=h
         )
         assert before.status_code == 201
+        writers = Writers(server.url, key, threads=4).start()  # load through the outage
+        time.sleep(0.3)
         own_cluster.pause()
         for path, method in (("/api/v1/memories", "POST"), ("/api/v1/memories", "GET")):
             started = time.monotonic()
@@ -189,10 +191,9 @@ def test_postgres_outage_fails_fast_and_recovers(own_cluster: Any, tmp_path: Pat
             assert time.monotonic() < deadline, r.text
             time.sleep(0.2)
         assert httpx.get(server.url + "/ready").status_code == 200
-        assert (
-            httpx.get(server.url + f"/api/v1/memories/{before.json()['id']}", headers=h).status_code
-            == 200
-        )
+        writers.join()
+        assert writers.acked and not writers.failures and writers.dropped == 0
+        assert_all_present(server, key, [before.json()["id"], *writers.acked])
     finally:
         server.stop()
 

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from memtrace_server.api.deps import Services, reader, services, writer
 from memtrace_server.api.responses import json_response
-from memtrace_server.api.routes.memories import TIME_HELP, page_response
+from memtrace_server.api.routes.memories import TIME_HELP, PageQuery, page_response
 from memtrace_server.api.schemas import (
     AgentContextOut,
     AgentListOut,
@@ -19,16 +19,13 @@ from memtrace_server.api.schemas import (
     errors,
 )
 from memtrace_server.core.requests import (
-    MAX_OFFSET,
     ContextRequest,
     RegisterAgentRequest,
     UpdateAgentRequest,
 )
-from memtrace_server.core.timefmt import now_ns
 from memtrace_server.core.validation import check_id
 from memtrace_server.core.wire import agent_to_wire, stats_to_wire
 from memtrace_server.service.auth import Principal
-from memtrace_server.service.memories import list_filter
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 
@@ -129,34 +126,14 @@ async def agent_stats(
 )
 async def agent_memories(
     agent_id: str,
-    memory_type: str | None = Query(None, description="Exact memory type."),
-    event_type: str | None = Query(None, description="Exact event type."),
     session_id: str | None = Query(None, description="Exact session id."),
-    tags: str | None = Query(None, description="Comma-separated tags, all required."),
     since: str = Query("24h", description=TIME_HELP + " Default 24h."),
-    until: str | None = Query(None, description=TIME_HELP + " Upper bound."),
-    limit: int | None = Query(
-        None, le=MAX_OFFSET, description="Page size: default 100, at most 1000."
-    ),
-    offset: int | None = Query(None, le=MAX_OFFSET, description="Memories to skip."),
-    order: str | None = Query(None, description="asc, or desc (default)."),
+    page: PageQuery = Depends(),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> Response:
     """Memories written under this agent id, from the last 24 hours by default."""
-    flt = list_filter(
-        now=now_ns(),
-        agent_id=check_id("agent_id", agent_id),
-        session_id=session_id,
-        memory_type=memory_type,
-        event_type=event_type,
-        tags=tags,
-        since=since,
-        until=until,
-        limit=limit,
-        offset=offset,
-        order=order,
-    )
+    flt = page.filter(agent_id=check_id("agent_id", agent_id), session_id=session_id, since=since)
     return page_response(await svc.memories.page(principal.org_id, flt))
 
 

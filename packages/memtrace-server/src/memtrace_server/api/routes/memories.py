@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
@@ -19,6 +20,7 @@ from memtrace_server.api.schemas import (
     errors,
 )
 from memtrace_server.core.errors import Conflict
+from memtrace_server.core.records import MemoryFilter
 from memtrace_server.core.requests import (
     MAX_OFFSET,
     CreateMemoriesRequest,
@@ -34,6 +36,33 @@ from memtrace_server.service.memories import Page, list_filter
 router = APIRouter(prefix="/api/v1", tags=["memories"])
 
 TIME_HELP = "Relative window (30s, 15m, 24h, 7d, 2w; at most 365 days) or an RFC 3339 timestamp."
+
+
+@dataclass
+class PageQuery:
+    """Query parameters every memory list shares; each route adds its scope and window."""
+
+    memory_type: str | None = Query(None, description="Exact memory type.")
+    event_type: str | None = Query(None, description="Exact event type.")
+    tags: str | None = Query(None, description="Comma-separated tags, all required.")
+    until: str | None = Query(None, description=TIME_HELP + " Upper bound; 'now' means none.")
+    limit: int | None = Query(
+        None, le=MAX_OFFSET, description="Page size: default 100, at most 1000."
+    )
+    offset: int | None = Query(None, le=MAX_OFFSET, description="Memories to skip.")
+    order: str | None = Query(None, description="asc, or desc (default) by time.")
+
+    def filter(
+        self, *, agent_id: str | None, session_id: str | None, since: str | None
+    ) -> MemoryFilter:
+        """The validated filter (400 on bad input)."""
+        return list_filter(
+            now=now_ns(),
+            agent_id=agent_id,
+            session_id=session_id,
+            since=since,
+            **{name: getattr(self, name) for name in self.__dataclass_fields__},
+        )
 
 
 def page_response(page: Page) -> Response:
@@ -87,33 +116,13 @@ async def create_memories(
 async def list_memories(
     agent_id: str | None = Query(None, description="Exact agent id."),
     session_id: str | None = Query(None, description="Exact session id."),
-    memory_type: str | None = Query(None, description="Exact memory type."),
-    event_type: str | None = Query(None, description="Exact event type."),
-    tags: str | None = Query(None, description="Comma-separated tags, all required."),
     since: str | None = Query(None, description=TIME_HELP + " Lower bound."),
-    until: str | None = Query(None, description=TIME_HELP + " Upper bound; 'now' means none."),
-    limit: int | None = Query(
-        None, le=MAX_OFFSET, description="Page size: default 100, at most 1000."
-    ),
-    offset: int | None = Query(None, le=MAX_OFFSET, description="Memories to skip."),
-    order: str | None = Query(None, description="asc, or desc (default) by time."),
+    page: PageQuery = Depends(),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> Response:
     """Memories of the caller's org matching every given filter, newest first by default."""
-    flt = list_filter(
-        now=now_ns(),
-        agent_id=agent_id,
-        session_id=session_id,
-        memory_type=memory_type,
-        event_type=event_type,
-        tags=tags,
-        since=since,
-        until=until,
-        limit=limit,
-        offset=offset,
-        order=order,
-    )
+    flt = page.filter(agent_id=agent_id, session_id=session_id, since=since)
     return page_response(await svc.memories.page(principal.org_id, flt))
 
 

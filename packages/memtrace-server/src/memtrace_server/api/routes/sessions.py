@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from memtrace_server.api.deps import Services, reader, services, writer
 from memtrace_server.api.responses import json_response
-from memtrace_server.api.routes.memories import TIME_HELP, page_response
+from memtrace_server.api.routes.memories import TIME_HELP, PageQuery, page_response
 from memtrace_server.api.schemas import (
     ContextOut,
     MemoryListOut,
@@ -18,16 +18,13 @@ from memtrace_server.api.schemas import (
     errors,
 )
 from memtrace_server.core.requests import (
-    MAX_OFFSET,
     ContextRequest,
     CreateSessionRequest,
     UpdateSessionRequest,
 )
-from memtrace_server.core.timefmt import now_ns
 from memtrace_server.core.validation import check_id
 from memtrace_server.core.wire import session_to_wire
 from memtrace_server.service.auth import Principal
-from memtrace_server.service.memories import list_filter
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 
@@ -119,34 +116,14 @@ async def delete_session(
 )
 async def session_memories(
     session_id: str,
-    memory_type: str | None = Query(None, description="Exact memory type."),
-    event_type: str | None = Query(None, description="Exact event type."),
     agent_id: str | None = Query(None, description="Exact agent id."),
-    tags: str | None = Query(None, description="Comma-separated tags, all required."),
     since: str | None = Query(None, description=TIME_HELP + " Default: all time."),
-    until: str | None = Query(None, description=TIME_HELP + " Upper bound."),
-    limit: int | None = Query(
-        None, le=MAX_OFFSET, description="Page size: default 100, at most 1000."
-    ),
-    offset: int | None = Query(None, le=MAX_OFFSET, description="Memories to skip."),
-    order: str | None = Query(None, description="asc, or desc (default)."),
+    page: PageQuery = Depends(),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> Response:
     """Memories carrying this session id, newest first by default."""
-    flt = list_filter(
-        now=now_ns(),
-        agent_id=agent_id,
-        session_id=check_id("session_id", session_id),
-        memory_type=memory_type,
-        event_type=event_type,
-        tags=tags,
-        since=since,
-        until=until,
-        limit=limit,
-        offset=offset,
-        order=order,
-    )
+    flt = page.filter(agent_id=agent_id, session_id=check_id("session_id", session_id), since=since)
     return page_response(await svc.memories.page(principal.org_id, flt))
 
 
