@@ -115,11 +115,12 @@ def main() -> None:
     data = Path(tempfile.mkdtemp(prefix="memtrace-soak-"))
     binary = Path(sys.executable).parent / "memtrace"
     port = 9700 + os.getpid() % 200
-    env = {**os.environ, "MEMTRACE_LOG_LEVEL": "error"}
+    env = {**os.environ, "MEMTRACE_LOG_LEVEL": "warn"}
+    log_path = data / "server.log"
     server = subprocess.Popen(
         [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log_path.open("w"),
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
@@ -155,6 +156,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=60)
     lat = sorted(stats["latency"])
+    print(f"server log (warnings and errors): {log_path}")
     print(
         f"requests {len(lat)} in {args.seconds:.0f} s at concurrency {args.concurrency}"
         f" ({len(lat) / args.seconds:.0f}/s); errors {len(stats['errors'])}"

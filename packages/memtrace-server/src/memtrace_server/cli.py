@@ -139,6 +139,9 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout,
+        # Longer than most clients and load balancers keep idle connections, so the server
+        # is not the side that closes one just as a request is sent on it.
+        timeout_keep_alive=settings.keep_alive_timeout,
     )
 
 

@@ -34,6 +34,7 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024  # server.max_body_bytes
     max_batch: int = 1000  # server.max_batch
     shutdown_timeout: int = 30  # server.shutdown_timeout (seconds in-flight requests get)
+    keep_alive_timeout: int = 30  # server.keep_alive_timeout (idle keep-alive connections, s)
     data_dir: Path = Path("data")  # store.data_dir
     store_url: str = ""  # store.url (default: sqlite file in data_dir)
     store_synchronous: str = "FULL"  # store.synchronous (FULL survives power loss)
@@ -73,6 +74,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("auth", "enabled"): "auth_enabled",
     ("auth", "db_path"): "auth_db_path",
     ("server", "shutdown_timeout"): "shutdown_timeout",
+    ("server", "keep_alive_timeout"): "keep_alive_timeout",
     ("dedup", "enabled"): "dedup_enabled",
     ("dedup", "window_hours"): "dedup_window_hours",
     ("retention", "purge_interval_seconds"): "purge_interval_seconds",
