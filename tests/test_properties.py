@@ -17,8 +17,12 @@ from memtrace_server.core.records import MEMORY_TYPES, MemoryRecord
 from memtrace_server.core.timefmt import format_rfc3339, parse_since, parse_timestamp
 
 NOW = 1_790_000_000 * 10**9
+UTF8 = st.characters(codec="utf-8")  # what a request can carry: no lone surrogates
 UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+# Derandomized so CI is repeatable; raise max_examples or drop derandomize locally to explore.
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+)
 
 
 @SETTINGS
@@ -51,9 +55,9 @@ def test_arbitrary_since_is_a_bound_or_a_400(text: str) -> None:
 
 @SETTINGS
 @given(
-    agent=st.text(min_size=1, max_size=20),
-    event=st.text(min_size=1, max_size=20),
-    content=st.text(max_size=400),
+    agent=st.text(UTF8, min_size=1, max_size=20),
+    event=st.text(UTF8, min_size=1, max_size=20),
+    content=st.text(UTF8, max_size=400),
 )
 def test_dedup_key_shape_and_prefix(agent: str, event: str, content: str) -> None:
     key = dedup_key(agent, event, content)
@@ -79,7 +83,7 @@ memories = st.lists(
         st.integers(0, 10**6),
         st.sampled_from(MEMORY_TYPES),
         st.sampled_from(["general", "error", "note"]),
-        st.text(min_size=1, max_size=300),
+        st.text(UTF8, min_size=1, max_size=300),
     ),
     max_size=60,
 )
@@ -118,7 +122,7 @@ INJECTIONS = [
     'scope:"o1" OR *',
 ]
 # Any text but NUL, which both backends refuse alike (tests/test_api_errors.py).
-texts = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=30)
+texts = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | texts,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
@@ -126,10 +130,10 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(
     content=st.text(
-        alphabet=st.characters(blacklist_characters="\x00"), min_size=1, max_size=200
+        alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=200
     ).filter(lambda s: s.strip() != "")
     | st.sampled_from(INJECTIONS),
     metadata=st.dictionaries(texts, json_values, max_size=4),
