@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := packages/memtrace-server packages/memtrace-sdk packages/openai-agents-memtrace
 SRC := packages/memtrace-server/src packages/memtrace-sdk/src packages/openai-agents-memtrace/src
 
-.PHONY: install serve test lint typecheck layers pytest format clean demo bench-locomo soak
+.PHONY: install serve test lint typecheck layers pytest format clean demo bench bench-quick bench-locomo soak
 
 $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ install: $(STAMP)
 
 serve: install
 	$(BIN)/memtrace serve --data-dir ./data
+
+bench: install
+	command -v wrk >/dev/null || scripts/ensure-wrk.sh
+	$(BIN)/python bench/run.py
+
+bench-quick: install
+	command -v wrk >/dev/null || scripts/ensure-wrk.sh
+	$(BIN)/python bench/run.py --quick
 
 soak: install
 	$(BIN)/python bench/soak.py

@@ -1,27 +1,39 @@
-"""Fill a store with synthetic memories quickly, for benchmarks and measurements.
+"""Fill a SQLite store with synthetic memories through the store's bulk import path.
 
-    python bench/load_data.py --db /tmp/m.db --count 1000000 [--orgs 10]
+    python bench/load_data.py --db bench.db --count 100000 [--orgs 10] [--targets t.json]
 
-Writes straight into the SQLite schema (after the server's own migrations) in large
-transactions: orgs, 1,000 agents with skewed activity, 20,000 sessions, tags from a
-vocabulary of 200, 150-400 character contents.
+Running it again on the same file appends ``--count`` more memories (new ids) to the
+same orgs, agents and sessions, so a 100k store can be grown to 1M between two phases.
+
+Shape: ``--orgs`` orgs, 1,000 agents with skewed (log-normal) activity, 20,000 sessions
+owned by those agents, 70 % of memories in a session, tags from a vocabulary of 200,
+150-400 character contents, times spread over the last 60 days. ``--targets`` writes a
+JSON file with an API key of the first org and samples of its ids, for the read benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
-import sqlite3
 import time
+from collections import defaultdict
 from pathlib import Path
 
 from memtrace_server.core.dedup import dedup_key
 from memtrace_server.core.ids import new_memory_id
+from memtrace_server.core.records import AgentRecord, MemoryRecord, SessionRecord
+from memtrace_server.service.admin import Admin
 from memtrace_server.storage.sqlite import SQLiteStore
 
 WORDS = [f"w{n}" for n in range(5000)]
+TAGS = [f"tag{n}" for n in range(200)]
+AGENTS = 1000
+SESSIONS = 20_000
+SPAN_NS = 60 * 86400 * 10**9
+BATCH = 5000
 
 
 def main() -> None:
@@ -31,83 +43,115 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--orgs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--targets", type=Path, help="write an API key and id samples here")
     args = parser.parse_args()
-    rng = random.Random(args.seed)
+    started = time.perf_counter()
+    total = asyncio.run(load(args.db, args.count, args.orgs, args.seed, args.targets))
+    took = time.perf_counter() - started
+    print(f"loaded {args.count} memories ({total} in the store) in {took:.1f} s")
 
-    asyncio.run(_migrate(args.db))
-    conn = sqlite3.connect(args.db, isolation_level=None)
-    conn.execute("PRAGMA synchronous = OFF")
+
+async def load(db: Path, count: int, n_orgs: int, seed: int, targets: Path | None) -> int:
+    """Load ``count`` memories; returns how many the store holds afterwards."""
+    store = SQLiteStore(db, synchronous="OFF")
+    await store.open()
+    try:
+        return await _load(store, count, n_orgs, seed, targets)
+    finally:
+        await store.close()
+
+
+async def _load(
+    store: SQLiteStore, count: int, n_orgs: int, seed: int, targets: Path | None
+) -> int:
     now = time.time_ns()
-    orgs = [f"org_bench{i:02d}" for i in range(args.orgs)]
-    conn.execute("BEGIN")
+    rng = random.Random(seed)
+    admin = Admin(store)
+    orgs = [f"org_bench{i:02d}" for i in range(n_orgs)]
+    known = {o.id for o in await store.list_orgs()}
     for org in orgs:
-        conn.execute(
-            "INSERT OR IGNORE INTO orgs (id, name, created_at) VALUES (?, ?, ?)", (org, org, now)
-        )
-    agents = [(orgs[i % len(orgs)], f"agent_{i:04d}") for i in range(1000)]
-    weights = [rng.lognormvariate(0, 1) for _ in agents]
-    sessions = [
-        (org, f"sess_{i:05d}", agent)
-        for i, (org, agent) in enumerate(rng.choices(agents, k=20_000))
-    ]
-    tags = [f"tag{n}" for n in range(200)]
-    span = 60 * 86400 * 10**9
-    batch: list[tuple[object, ...]] = []
-    tag_rows: list[tuple[object, ...]] = []
-    rid = conn.execute("SELECT coalesce(max(rid), 0) FROM memories").fetchone()[0]
-    for n in range(args.count):
-        org, agent = rng.choices(agents, weights)[0]
-        session = rng.choice(sessions)[1] if rng.random() < 0.7 else ""
-        t = now - span + (span * n) // args.count
+        if org not in known:
+            await admin.create_org(org, org_id=org)
+    agents = [(orgs[i % n_orgs], f"agent_{i:04d}") for i in range(AGENTS)]
+    weights = [rng.lognormvariate(0, 1.5) for _ in agents]
+    owners = rng.choices(range(AGENTS), weights, k=SESSIONS)
+    sessions_of: dict[int, list[str]] = defaultdict(list)
+    for n, owner in enumerate(owners):
+        sessions_of[owner].append(f"sess_{n:05d}")
+    first_run = not known
+    if first_run:
+        for i, (org, agent) in enumerate(agents):
+            await store.import_agent(org, AgentRecord(agent, org, agent, now - SPAN_NS))
+            for sid in sessions_of[i]:
+                await store.import_session(org, SessionRecord(sid, org, agent, now, now))
+
+    # A fresh random stream per call, so a second run appends different memories.
+    rng = random.Random(seed * 1_000_003 + len(known) + now)
+    pending: dict[str, list[MemoryRecord]] = defaultdict(list)
+    cumulative = list(itertools.accumulate(weights))
+    for n in range(count):
+        i = rng.choices(range(AGENTS), cum_weights=cumulative)[0]
+        org, agent = agents[i]
+        session = rng.choice(sessions_of[i]) if sessions_of[i] and rng.random() < 0.7 else ""
+        t = now - SPAN_NS + (SPAN_NS * n) // count + rng.randrange(10**9)
         content = " ".join(rng.choices(WORDS, k=rng.randint(25, 60)))[: rng.randint(150, 400)]
-        chosen = tuple(sorted(set(rng.choices(tags, k=3))))
-        rid += 1
-        batch.append(
-            (
-                rid,
-                new_memory_id(t),
-                org,
-                agent,
-                session,
-                rng.choice(("episodic", "decision", "entity", "session")),
-                rng.choice(("general", "observation", "error", "action")),
-                content,
-                json.dumps({"n": n}),
-                json.dumps(list(chosen)),
-                dedup_key(agent, "general", content),
-                rng.random(),
-                "",
-                t,
+        event = rng.choice(("general", "observation", "error", "action"))
+        pending[org].append(
+            MemoryRecord(
+                id=new_memory_id(t),
+                org_id=org,
+                agent_id=agent,
+                content=content,
+                time_ns=t,
+                memory_type=rng.choice(("episodic", "decision", "entity", "session")),
+                event_type=event,
+                session_id=session,
+                metadata={"n": n},
+                tags=tuple(sorted(set(rng.choices(TAGS, k=3)))),
+                dedup_key=dedup_key(agent, event, content),
+                importance=round(rng.random(), 3),
             )
         )
-        tag_rows.extend((org, tag, t, rid) for tag in chosen)
-        if len(batch) >= 20_000:
-            _flush(conn, batch, tag_rows)
-    _flush(conn, batch, tag_rows)
-    conn.execute("COMMIT")
-    conn.close()
-    print(f"loaded {args.count} memories into {args.db}")
+        if len(pending[org]) >= BATCH:
+            await store.import_memories(org, pending.pop(org))
+    for org, batch in pending.items():
+        await store.import_memories(org, batch)
+
+    if targets is not None:
+        await _write_targets(store, admin, orgs[0], agents, weights, sessions_of, rng, targets)
+    usage = [await store.org_usage(org) for org in orgs]
+    return sum(u.get("memories", 0) for u in usage)
 
 
-def _flush(
-    conn: sqlite3.Connection, batch: list[tuple[object, ...]], tag_rows: list[tuple[object, ...]]
+async def _write_targets(
+    store: SQLiteStore,
+    admin: Admin,
+    org: str,
+    agents: list[tuple[str, str]],
+    weights: list[float],
+    sessions_of: dict[int, list[str]],
+    rng: random.Random,
+    path: Path,
 ) -> None:
-    conn.executemany(
-        "INSERT INTO memories (rid, id, org_id, agent_id, session_id, memory_type, event_type, content,"
-        " metadata_json, tags, dedup_key, importance, parent_id, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        batch,
+    key, _ = await admin.create_key(org, "bench", "read,write")
+    mine = [i for i, (o, _) in enumerate(agents) if o == org]
+    # Requests follow activity: busy agents are asked about more often.
+    hot = rng.choices(mine, [weights[i] for i in mine], k=500)
+    sessions = [s for i in hot for s in sessions_of[i][:1]]
+    page = await store.export_memories(org, None, None, 1_000_000_000)
+    sample = rng.sample([m.id for _, m in page], min(2000, len(page)))
+    path.write_text(
+        json.dumps(
+            {
+                "key": key,
+                "agents": [agents[i][1] for i in hot],
+                "sessions": sessions,
+                "memory_ids": sample,
+                "tag_pairs": [sorted(rng.sample(TAGS, 2)) for _ in range(500)],
+                "words": rng.sample(WORDS, 500),
+            }
+        )
     )
-    conn.executemany(
-        "INSERT OR IGNORE INTO memory_tags (org_id, tag, time, rid) VALUES (?, ?, ?, ?)", tag_rows
-    )
-    batch.clear()
-    tag_rows.clear()
-
-
-async def _migrate(path: Path) -> None:
-    store = SQLiteStore(path, synchronous="NORMAL")
-    await store.open()
-    await store.close()
 
 
 if __name__ == "__main__":

@@ -115,8 +115,6 @@ def serve(
     store_url: str | None,
 ) -> None:
     """Run the HTTP server. On an empty store, create org_default and print its admin key."""
-    import uvicorn
-
     from memtrace_server.api.app import create_app
     from memtrace_server.logs import configure_logging
 
@@ -132,8 +130,15 @@ def serve(
         f"memtrace {__version__} listening on http://{settings.host}:{settings.port}", err=True
     )
     sys.stdout.flush()
+    run_app(create_app(settings), settings)
+
+
+def run_app(app: Any, settings: Settings) -> None:
+    """Serve an ASGI app the way ``memtrace serve`` does (benchmarks reuse it for floors)."""
+    import uvicorn
+
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

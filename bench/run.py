@@ -1,0 +1,535 @@
+"""``make bench``: Memtrace against the floor of its own stack, measured in one run.
+
+    python bench/run.py            # full: floors, ingest, reads at 100k and 1M (~20 min)
+    python bench/run.py --quick    # about a minute: one short run of each, reads at 10k
+
+Every server is its own process (``memtrace serve`` and the two floors in
+``bench/floors.py``, all with the same uvicorn settings) driven over loopback by ``wrk``
+(Debian package ``wrk``) with the Lua scripts in ``bench/wrk``. Each figure is the median
+of ``--runs`` runs; ratios compare figures of this same run. Prints a markdown table and
+writes JSON to ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WRK_DIR = HERE / "wrk"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A server process on loopback, with its peak RSS sampled while a phase runs."""
+
+    def __init__(self, argv: list[str], port: int, log: Path, env: dict[str, str] | None = None):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log.open("ab")
+        self.proc = subprocess.Popen(
+            argv, stdout=self.log, stderr=self.log, env={**os.environ, **(env or {})}
+        )
+        self.peak_kb = 0
+        self._sampling = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited early; see {log}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit(f"server did not start; see {log}")
+
+    def rss_kb(self) -> int:
+        """The process's resident set now, in KiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    @contextmanager
+    def sampling(self) -> Iterator[dict[str, int]]:
+        """Sample RSS every 50 ms; the yielded dict gets ``peak_rss_kb`` on exit."""
+        out: dict[str, int] = {}
+        peak = [self.rss_kb()]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.05):
+                peak[0] = max(peak[0], self.rss_kb())
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            yield out
+        finally:
+            stop.set()
+            thread.join()
+            out["peak_rss_kb"] = peak[0]
+
+    def stop(self) -> None:
+        """SIGTERM, then wait."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+class Bench:
+    """Runs wrk and keeps medians."""
+
+    def __init__(self, runs: int, seconds: float, work: Path):
+        self.runs = runs
+        self.seconds = seconds
+        self.work = work
+
+    def wrk(
+        self, server: Server, script: str, connections: int, env: dict[str, str], path: str = "/"
+    ) -> dict[str, float]:
+        """Median figures of ``runs`` wrk runs of ``script`` at ``connections``."""
+        results = []
+        for _ in range(self.runs):
+            argv = [
+                "wrk",
+                f"-t{min(2, connections)}",
+                f"-c{connections}",
+                f"-d{self.seconds}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(WRK_DIR / script),
+                server.url + path,
+            ]
+            run_env = {
+                **os.environ,
+                "BENCH_DIR": str(WRK_DIR),
+                "BENCH_NONCE": uuid.uuid4().hex[:12],
+                **env,
+            }
+            out = subprocess.run(argv, env=run_env, capture_output=True, text=True, check=True)
+            line = next(
+                (ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None
+            )
+            if line is None:
+                raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
+            results.append(json.loads(line[len("BENCH_JSON ") :]))
+        return {k: statistics.median(r[k] for r in results) for k in results[0]}
+
+
+def create_key(db: Path, org: str) -> str:
+    """Create ``org`` (if missing) and a read/write key for it, straight in the store."""
+    sys.path.insert(0, str(HERE))
+    from memtrace_server.service.admin import Admin
+    from memtrace_server.storage.sqlite import SQLiteStore
+
+    async def run() -> str:
+        store = SQLiteStore(db)
+        await store.open()
+        try:
+            admin = Admin(store)
+            if await store.get_org(org) is None:
+                await admin.create_org(org, org_id=org)
+            key, _ = await admin.create_key(org, "bench", "read,write")
+            return key
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def serve_memtrace(data_dir: Path, work: Path, name: str) -> Server:
+    """``memtrace serve`` on ``data_dir`` with production settings."""
+    port = free_port()
+    return Server(
+        [
+            str(BIN / "memtrace"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        port,
+        work / f"{name}.log",
+        env={"MEMTRACE_LOG_LEVEL": "info"},
+    )
+
+
+def serve_floor(kind: str, data_dir: Path, work: Path) -> Server:
+    """One of the floors of ``bench/floors.py``."""
+    port = free_port()
+    argv = [sys.executable, str(HERE / "floors.py"), kind, "--port", str(port)]
+    return Server([*argv, "--data-dir", str(data_dir)], port, work / f"floor-{kind}.log")
+
+
+def floors(bench: Bench, work: Path, conc: list[int]) -> dict[str, Any]:
+    """POST and GET figures of the raw and the framework floor."""
+    data = work / "floor-data"
+    data.mkdir()
+    key = create_key(data / "memtrace.db", "org_bench")
+    env = {"BENCH_KEY": key, "BENCH_PATH": "/api/v1/bench/noop"}
+    out: dict[str, Any] = {}
+    for kind in ("raw", "framework"):
+        server = serve_floor(kind, data, work)
+        try:
+            with server.sampling() as rss:
+                out[kind] = {
+                    f"post_c{c}": bench.wrk(server, "post_memory.lua", c, env) for c in conc
+                }
+                requests = work / "noop.txt"
+                requests.write_text("GET\t/api/v1/bench/noop\t\n")
+                for c in (1, 32):
+                    out[kind][f"get_c{c}"] = bench.wrk(
+                        server, "targets.lua", c, {**env, "BENCH_REQUESTS": str(requests)}
+                    )
+            out[kind]["peak_rss_kb"] = rss["peak_rss_kb"]
+        finally:
+            server.stop()
+        print(f"  floor {kind}: {_brief(out[kind])}", flush=True)
+    return out
+
+
+def ingest(bench: Bench, work: Path, conc: list[int], batch: int) -> dict[str, Any]:
+    """Durable single-memory POSTs at each concurrency, then batches of ``batch``."""
+    data = work / "ingest-data"
+    data.mkdir()
+    key = create_key(data / "memtrace.db", "org_bench")
+    server = serve_memtrace(data, work, "ingest")
+    out: dict[str, Any] = {}
+    try:
+        with server.sampling() as rss:
+            for c in conc:
+                out[f"post_c{c}"] = bench.wrk(server, "post_memory.lua", c, {"BENCH_KEY": key})
+            figures = bench.wrk(
+                server, "post_batch.lua", 2, {"BENCH_KEY": key, "BENCH_BATCH": str(batch)}
+            )
+            figures["memories_per_s"] = figures["rps"] * batch
+            out["batch"] = figures
+        out["peak_rss_kb"] = rss["peak_rss_kb"]
+    finally:
+        server.stop()
+    out["raw_executemany"] = raw_executemany(work / "raw.db", batch, rows=max(20_000, batch * 40))
+    print(f"  ingest: {_brief(out)}", flush=True)
+    return out
+
+
+def raw_executemany(db: Path, batch: int, rows: int) -> dict[str, float]:
+    """Memories/s of plain ``executemany`` into the same schema, indexes and settings.
+
+    One transaction per ``batch`` rows, the memory row, its tags and its full-text row;
+    no dedup check, no validation, no HTTP: what SQLite itself allows.
+    """
+    from memtrace_server.storage.sqlite import SQLiteStore
+
+    async def migrate() -> None:
+        store = SQLiteStore(db)
+        await store.open()
+        await store.close()
+
+    asyncio.run(migrate())
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    now = time.time_ns()
+    started = time.perf_counter()
+    for start in range(0, rows, batch):
+        items = [
+            (
+                start + i + 1,
+                f"mem_{now + start + i:016x}{i:010x}",
+                "org_bench",
+                f"agent_{i % 50}",
+                f"sess_{i % 400}",
+                f"raw row {start + i}: a batch-loaded observation about the customer account",
+                now + start + i,
+            )
+            for i in range(batch)
+        ]
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO memories (rid, id, org_id, agent_id, session_id, memory_type, event_type,"
+            " content, metadata_json, tags, dedup_key, importance, parent_id, time)"
+            " VALUES (?, ?, ?, ?, ?, 'episodic', 'general', ?, NULL, '[\"bench\"]', '', 0, '', ?)",
+            items,
+        )
+        conn.executemany(
+            "INSERT INTO memory_tags (org_id, tag, time, rid) VALUES ('org_bench', 'bench', ?, ?)",
+            [(it[6], it[0]) for it in items],
+        )
+        conn.executemany(
+            "INSERT INTO memories_fts (rowid, scope, content, labels, context)"
+            " VALUES (?, 'oscope ascope', ?, 'bench general', '')",
+            [(it[0], it[5]) for it in items],
+        )
+        conn.execute("COMMIT")
+    took = time.perf_counter() - started
+    conn.close()
+    return {"rows": rows, "seconds": took, "memories_per_s": rows / took}
+
+
+READS = {
+    "recall (agent, 24h, 100)": lambda t, i: (
+        "GET",
+        f"/api/v1/memories?agent_id={t['agents'][i % len(t['agents'])]}&since=24h&limit=100",
+        "",
+    ),
+    "get by id": lambda t, i: (
+        "GET",
+        f"/api/v1/memories/{t['memory_ids'][i % len(t['memory_ids'])]}",
+        "",
+    ),
+    "session memories": lambda t, i: (
+        "GET",
+        f"/api/v1/sessions/{t['sessions'][i % len(t['sessions'])]}/memories",
+        "",
+    ),
+    "tags AND + 7d": lambda t, i: (
+        "POST",
+        "/api/v1/search",
+        json.dumps({"tags": t["tag_pairs"][i % len(t["tag_pairs"])], "since": "7d"}),
+    ),
+    "content_contains": lambda t, i: (
+        "POST",
+        "/api/v1/search",
+        json.dumps({"content_contains": t["words"][i % len(t["words"])]}),
+    ),
+    "ranked query": lambda t, i: (
+        "POST",
+        "/api/v1/search",
+        json.dumps({"query": " ".join(t["words"][i % 490 : i % 490 + 3]), "limit": 20}),
+    ),
+    "agent stats": lambda t, i: (
+        "GET",
+        f"/api/v1/agents/{t['agents'][i % len(t['agents'])]}/stats",
+        "",
+    ),
+    "session context": lambda t, i: (
+        "POST",
+        f"/api/v1/sessions/{t['sessions'][i % len(t['sessions'])]}/context",
+        "{}",
+    ),
+}
+
+
+def reads(bench: Bench, work: Path, sizes: list[int]) -> dict[str, Any]:
+    """Each read at c=1 (latency) and c=32 (throughput), after loading each size in turn."""
+    data = work / "read-data"
+    data.mkdir()
+    db = data / "memtrace.db"
+    out: dict[str, Any] = {}
+    loaded = 0
+    for size in sizes:
+        targets = work / f"targets-{size}.json"
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "load_data.py"),
+                "--db",
+                str(db),
+                "--count",
+                str(size - loaded),
+                "--targets",
+                str(targets),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        loaded = size
+        t = json.loads(targets.read_text())
+        phase: dict[str, Any] = {"load_seconds": time.perf_counter() - started}
+        server = serve_memtrace(data, work, f"reads-{size}")
+        try:
+            with server.sampling() as rss:
+                for name, build in READS.items():
+                    requests = work / "requests.txt"
+                    requests.write_text("".join("\t".join(build(t, i)) + "\n" for i in range(1000)))
+                    env = {"BENCH_KEY": t["key"], "BENCH_REQUESTS": str(requests)}
+                    phase[name] = {
+                        "c1": bench.wrk(server, "targets.lua", 1, env),
+                        "c32": bench.wrk(server, "targets.lua", 32, env),
+                    }
+                phase["write with dedup check"] = {
+                    "c1": bench.wrk(server, "post_memory.lua", 1, {"BENCH_KEY": t["key"]})
+                }
+            phase["peak_rss_kb"] = rss["peak_rss_kb"]
+        finally:
+            server.stop()
+        out[str(size)] = phase
+        print(f"  reads at {size}: loaded in {phase['load_seconds']:.0f} s", flush=True)
+    return out
+
+
+def _brief(d: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k} {v['rps']:.0f}/s" for k, v in d.items() if isinstance(v, dict) and "rps" in v
+    )
+
+
+def report(res: dict[str, Any]) -> str:
+    """The markdown tables."""
+    raw, fw = res["floors"]["raw"], res["floors"]["framework"]
+    ing = res["ingest"]
+    lines = [
+        f"Machine: {res['machine']['cpus']} CPUs, {res['machine']['python']}; "
+        f"median of {res['runs']} runs of {res['seconds']} s each.",
+        "",
+        "| Writes | req/s | p50 ms | p99 ms | × raw floor | × framework floor |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, row in (
+        [(f"raw floor POST c={c}", raw[f"post_c{c}"]) for c in res["conc"]]
+        + [(f"framework floor POST c={c}", fw[f"post_c{c}"]) for c in res["conc"]]
+        + [(f"memory POST c={c}", ing[f"post_c{c}"]) for c in res["conc"]]
+    ):
+        c = key.rsplit("=", 1)[1]
+        lines.append(
+            f"| {key} | {row['rps']:.0f} | {row['p50_us'] / 1000:.2f} | {row['p99_us'] / 1000:.2f}"
+            f" | {row['rps'] / raw[f'post_c{c}']['rps']:.2f} | {row['rps'] / fw[f'post_c{c}']['rps']:.2f} |"
+        )
+    b, x = ing["batch"], ing["raw_executemany"]
+    lines += [
+        "",
+        f"Batch ingest ({res['batch']}/request): {b['memories_per_s']:.0f} memories/s; "
+        f"raw executemany into the same schema: {x['memories_per_s']:.0f}/s "
+        f"(ratio {b['memories_per_s'] / x['memories_per_s']:.2f}). "
+        f"Server peak RSS during ingest: {ing['peak_rss_kb'] / 1024:.0f} MB.",
+        "",
+        f"Framework floor GET c=1 p50 {fw['get_c1']['p50_us'] / 1000:.2f} ms, "
+        f"c=32 {fw['get_c32']['rps']:.0f} req/s; raw floor GET c=1 p50 {raw['get_c1']['p50_us'] / 1000:.2f} ms.",
+        "",
+    ]
+    sizes = list(res["reads"])
+    head = "| Read | " + " | ".join(
+        f"{int(s) // 1000}k p50 / p95 / p99 ms | {int(s) // 1000}k c=32 req/s | {int(s) // 1000}k p50 × floor"
+        for s in sizes
+    )
+    if len(sizes) > 1:
+        head += f" | growth p50 {int(sizes[-1]) // 1000}k/{int(sizes[0]) // 1000}k"
+    lines += [head + " |", "|---" + "|---:" * (3 * len(sizes) + (len(sizes) > 1)) + "|"]
+    floor_p50 = fw["get_c1"]["p50_us"]
+    for name in [*READS, "write with dedup check"]:
+        cells = []
+        for s in sizes:
+            r = res["reads"][s][name]
+            c1 = r["c1"]
+            c32 = f"{r['c32']['rps']:.0f}" if "c32" in r else "–"
+            cells.append(
+                f"{c1['p50_us'] / 1000:.2f} / {c1['p95_us'] / 1000:.2f} / {c1['p99_us'] / 1000:.2f}"
+                f" | {c32} | {c1['p50_us'] / floor_p50:.2f}"
+            )
+        row = f"| {name} | " + " | ".join(cells)
+        if len(sizes) > 1:
+            first, last = res["reads"][sizes[0]][name], res["reads"][sizes[-1]][name]
+            row += f" | {last['c1']['p50_us'] / first['c1']['p50_us']:.2f}"
+        lines.append(row + " |")
+    lines.append("")
+    lines.append(
+        "Server peak RSS during reads: "
+        + ", ".join(
+            f"{int(s) // 1000}k: {res['reads'][s]['peak_rss_kb'] / 1024:.0f} MB" for s in sizes
+        )
+        + "."
+    )
+    errors = sum(_errors(res))
+    lines.append(f"Errors and non-2xx responses across all runs: {errors}.")
+    return "\n".join(lines)
+
+
+def _errors(node: Any) -> Iterator[float]:
+    if isinstance(node, dict):
+        if "errors" in node and "non_2xx" in node:
+            yield node["errors"] + node["non_2xx"]
+        for v in node.values():
+            yield from _errors(v)
+
+
+def main() -> None:
+    """Run the phases and report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="about a minute, 10k memories")
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--sizes", help="comma-separated store sizes for the reads")
+    parser.add_argument("--only", choices=("floors", "ingest", "reads"), action="append")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is required: apt-get install wrk")
+    runs = args.runs or (1 if args.quick else 3)
+    seconds = args.seconds or (2 if args.quick else 5)
+    sizes = [
+        int(s) for s in (args.sizes or ("10000" if args.quick else "100000,1000000")).split(",")
+    ]
+    conc = [1, 8, 32]
+    work = Path(tempfile.mkdtemp(prefix="memtrace-bench-"))
+    bench = Bench(runs, seconds, work)
+    res: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "runs": runs,
+        "seconds": seconds,
+        "conc": conc,
+        "batch": 500,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    only = set(args.only or ("floors", "ingest", "reads"))
+    try:
+        print("floors", flush=True)
+        res["floors"] = floors(bench, work, conc)
+        if "ingest" in only:
+            print("ingest", flush=True)
+            res["ingest"] = ingest(bench, work, conc, 500)
+        if "reads" in only:
+            print("reads", flush=True)
+            res["reads"] = reads(bench, work, sizes)
+    finally:
+        out_dir = HERE / "results"
+        out_dir.mkdir(exist_ok=True)
+        out = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps(res, indent=2))
+        shutil.rmtree(work, ignore_errors=True)
+    if {"ingest", "reads"} <= only:
+        print()
+        print(report(res))
+    print(f"\nresults: {out.relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main()
