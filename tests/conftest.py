@@ -123,6 +123,19 @@ def api(app: App, org_key: tuple[str, str]) -> TestClient:
     return app.client
 
 
+def refused_within(seconds: float, request: Any) -> None:
+    """Poll ``request()`` (a status code) until it is 401; fail after ``seconds``.
+
+    Key lookups are cached for ``auth.key_cache_seconds``: a revocation is promised to take
+    effect within that bound, not on the very next request.
+    """
+    deadline = time.monotonic() + seconds
+    while (status := request()) != 401:
+        assert status == 200, status
+        assert time.monotonic() < deadline, f"still accepted after {seconds} s"
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

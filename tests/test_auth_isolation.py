@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from starlette.testclient import TestClient
 
-from conftest import App
+from memtrace_server.api.app import create_app
+
+from conftest import App, make_settings, refused_within
 
 V1 = "/api/v1"
 
@@ -39,15 +43,31 @@ def test_permissions_are_enforced(app: App, org_key: tuple[str, str]) -> None:
     assert c.post(V1 + "/agents", json={"name": "n"}, headers=app.as_key(admin)).status_code == 201
 
 
-def test_revoked_key_is_refused_on_the_next_request(app: App, org_key: tuple[str, str]) -> None:
+def test_revoked_key_is_refused_within_the_cache_window(app: App, org_key: tuple[str, str]) -> None:
     key = app.new_key(org_key[0], name="short-lived")
     c = app.client
     assert c.get(V1 + "/agents", headers=app.as_key(key)).status_code == 200
     store = app.client.app.state.services.store  # type: ignore[attr-defined]
     (record,) = [k for k in app.call(store.list_keys, org_key[0]) if k.name == "short-lived"]
     assert app.call(store.revoke_key, record.id, org_key[0])
+    window = app.settings.key_cache_seconds
+    assert window > 0
+    refused_within(window + 2, lambda: c.get(V1 + "/agents", headers=app.as_key(key)).status_code)
     assert c.get(V1 + "/agents", headers=app.as_key(key)).json() == {"error": "invalid API key"}
     assert c.get(V1 + "/agents", headers=app.as_key(org_key[1])).status_code == 200
+
+
+def test_without_a_key_cache_revocation_is_immediate(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, key_cache_seconds=0)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        app = App(client, settings)
+        org = app.new_org()
+        key = app.new_key(org, name="k")
+        assert client.get(V1 + "/agents", headers=app.as_key(key)).status_code == 200
+        store = client.app.state.services.store  # type: ignore[attr-defined]
+        (record,) = app.call(store.list_keys, org)
+        assert app.call(store.revoke_key, record.id, org)
+        assert client.get(V1 + "/agents", headers=app.as_key(key)).status_code == 401
 
 
 def test_keys_are_stored_only_as_digests(app: App, org_key: tuple[str, str]) -> None:

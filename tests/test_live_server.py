@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import LiveServer, memtrace_cli, new_cli_key
+from conftest import LiveServer, memtrace_cli, new_cli_key, refused_within
 
 
 def test_first_serve_prints_bootstrap_admin_key_once(tmp_path: Path) -> None:
@@ -51,7 +51,10 @@ def test_cli_org_and_key_lifecycle(live_server: LiveServer) -> None:
         memtrace_cli("key", "revoke", key_id, data_dir=data).stdout.strip()
         == f"Key {key_id} revoked"
     )
-    # a separate process revoked it; the running server refuses it on the very next request
+    # a separate process revoked it; the running server refuses it within its key cache window
+    refused_within(
+        3, lambda: httpx.get(live_server.url + "/api/v1/memories", headers=headers).status_code
+    )
     r = httpx.get(live_server.url + "/api/v1/memories", headers=headers)
     assert r.status_code == 401 and r.json() == {"error": "invalid API key"}
     bad = memtrace_cli(

@@ -89,7 +89,10 @@ def admin_command(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
         config_path: Path | None, data_dir: Path | None, store_url: str | None, **kwargs: Any
     ) -> None:
         settings = _settings(config_path, data_dir, store_url)
-        _with_store(settings, lambda store: fn(Admin(store), **kwargs))
+        _with_store(
+            settings,
+            lambda store: fn(Admin(store, key_cache_seconds=settings.key_cache_seconds), **kwargs),
+        )
 
     return command
 

@@ -41,6 +41,7 @@ class Settings:
     log_level: str = "info"  # log.level
     log_format: str = "json"  # log.format: json | console
     auth_enabled: bool = True  # auth.enabled
+    key_cache_seconds: float = 1.0  # auth.key_cache_seconds (how long a key lookup is reused)
     dedup_enabled: bool = True  # dedup.enabled
     dedup_window_hours: int = 24  # dedup.window_hours
     purge_interval_seconds: int = 300  # retention.purge_interval_seconds
@@ -72,6 +73,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("log", "level"): "log_level",
     ("log", "format"): "log_format",
     ("auth", "enabled"): "auth_enabled",
+    ("auth", "key_cache_seconds"): "key_cache_seconds",
     ("auth", "db_path"): "auth_db_path",
     ("server", "shutdown_timeout"): "shutdown_timeout",
     ("server", "keep_alive_timeout"): "keep_alive_timeout",
@@ -130,6 +132,8 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("log.format must be json or console")
     if min(s.max_content_bytes, s.max_metadata_bytes, s.max_tags, s.rate_burst) < 1:
         raise ConfigError("limits must be at least 1")
+    if not 0 <= s.key_cache_seconds <= 60:
+        raise ConfigError("auth.key_cache_seconds must be 0..60")
     if s.rate_per_second < 0:
         raise ConfigError("limits.rate_per_second must be 0 (off) or more")
     if s.purge_interval_seconds < 1:

@@ -89,7 +89,11 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.services = Services(
         settings=settings,
         store=the_store,
-        auth=Authenticator(the_store, enabled=settings.auth_enabled),
+        auth=Authenticator(
+            the_store,
+            enabled=settings.auth_enabled,
+            cache_seconds=settings.key_cache_seconds,
+        ),
         limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
         memories=Memories(
             the_store,

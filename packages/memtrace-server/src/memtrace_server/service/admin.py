@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from memtrace_server.core.ids import key_digest, new_api_key, new_org_id
@@ -30,8 +31,10 @@ def parse_permissions(text: str) -> str:
 class Admin:
     """Org and key management over a store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, key_cache_seconds: float = 0.0) -> None:
         self.store = store
+        # Servers may honour a revoked key for this long (auth.key_cache_seconds).
+        self.key_cache_seconds = key_cache_seconds
 
     async def create_org(self, name: str, org_id: str | None = None) -> OrgRecord:
         """Create an org with a fresh ``org_…`` id (or the given one)."""
@@ -55,6 +58,14 @@ class Admin:
             raise AdminError(
                 f"org '{org_id}' still has {counts}; pass --cascade to delete it with all of them"
             )
+        keys = await self.store.list_keys(org_id)
+        for key in keys:
+            await self.store.revoke_key(key.id, org_id)
+        if keys and self.key_cache_seconds > 0:
+            # Servers that cached a key may accept requests for this long after the revoke;
+            # erase only after that (plus a second for requests already in flight), so
+            # nothing written with a revoked key outlives the org.
+            await asyncio.sleep(self.key_cache_seconds + 1)
         await self.store.delete_org(org_id)
 
     async def create_key(
