@@ -35,8 +35,13 @@ class Services:
     metrics: Metrics
 
 
-def services(request: Request) -> Services:
-    """The app's services."""
+async def services(request: Request) -> Services:
+    """The app's services (async: FastAPI runs plain-function dependencies in a thread)."""
+    return services_of(request)
+
+
+def services_of(request: Request) -> Services:
+    """The app's services, for code that has the request at hand."""
     found: Services = request.app.state.services
     return found
 
@@ -50,7 +55,7 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
         _bearer: object = Security(bearer),
     ) -> Principal:
         key = key_from_headers(x_api_key, request.headers.get("authorization"))
-        svc = services(request)
+        svc = services_of(request)
         principal = await svc.auth.authenticate(key)
         svc.limiter.take(principal.key_id or principal.org_id)
         principal.require(permission)

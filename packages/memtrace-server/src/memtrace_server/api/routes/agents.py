@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from memtrace_server.api.deps import Services, reader, services, writer
 from memtrace_server.api.responses import json_response
-from memtrace_server.api.routes.memories import TIME_HELP, PageQuery, page_response
+from memtrace_server.api.routes.memories import TIME_HELP, PageQuery, page_query, page_response
 from memtrace_server.api.schemas import (
     AgentContextOut,
     AgentListOut,
@@ -128,7 +128,7 @@ async def agent_memories(
     agent_id: str,
     session_id: str | None = Query(None, description="Exact session id."),
     since: str = Query("24h", description=TIME_HELP + " Default 24h."),
-    page: PageQuery = Depends(),
+    page: PageQuery = Depends(page_query),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> Response:

@@ -42,15 +42,13 @@ TIME_HELP = "Relative window (30s, 15m, 24h, 7d, 2w; at most 365 days) or an RFC
 class PageQuery:
     """Query parameters every memory list shares; each route adds its scope and window."""
 
-    memory_type: str | None = Query(None, description="Exact memory type.")
-    event_type: str | None = Query(None, description="Exact event type.")
-    tags: str | None = Query(None, description="Comma-separated tags, all required.")
-    until: str | None = Query(None, description=TIME_HELP + " Upper bound; 'now' means none.")
-    limit: int | None = Query(
-        None, le=MAX_OFFSET, description="Page size: default 100, at most 1000."
-    )
-    offset: int | None = Query(None, le=MAX_OFFSET, description="Memories to skip.")
-    order: str | None = Query(None, description="asc, or desc (default) by time.")
+    memory_type: str | None
+    event_type: str | None
+    tags: str | None
+    until: str | None
+    limit: int | None
+    offset: int | None
+    order: str | None
 
     def filter(
         self, *, agent_id: str | None, session_id: str | None, since: str | None
@@ -63,6 +61,21 @@ class PageQuery:
             since=since,
             **{name: getattr(self, name) for name in self.__dataclass_fields__},
         )
+
+
+async def page_query(
+    memory_type: str | None = Query(None, description="Exact memory type."),
+    event_type: str | None = Query(None, description="Exact event type."),
+    tags: str | None = Query(None, description="Comma-separated tags, all required."),
+    until: str | None = Query(None, description=TIME_HELP + " Upper bound; 'now' means none."),
+    limit: int | None = Query(
+        None, le=MAX_OFFSET, description="Page size: default 100, at most 1000."
+    ),
+    offset: int | None = Query(None, le=MAX_OFFSET, description="Memories to skip."),
+    order: str | None = Query(None, description="asc, or desc (default) by time."),
+) -> PageQuery:
+    """The shared list parameters (async: FastAPI runs plain dependencies in a thread)."""
+    return PageQuery(memory_type, event_type, tags, until, limit, offset, order)
 
 
 def page_response(page: Page) -> Response:
@@ -117,7 +130,7 @@ async def list_memories(
     agent_id: str | None = Query(None, description="Exact agent id."),
     session_id: str | None = Query(None, description="Exact session id."),
     since: str | None = Query(None, description=TIME_HELP + " Lower bound."),
-    page: PageQuery = Depends(),
+    page: PageQuery = Depends(page_query),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> Response:

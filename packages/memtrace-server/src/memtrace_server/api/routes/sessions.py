@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from memtrace_server.api.deps import Services, reader, services, writer
 from memtrace_server.api.responses import json_response
-from memtrace_server.api.routes.memories import TIME_HELP, PageQuery, page_response
+from memtrace_server.api.routes.memories import TIME_HELP, PageQuery, page_query, page_response
 from memtrace_server.api.schemas import (
     ContextOut,
     MemoryListOut,
@@ -118,7 +118,7 @@ async def session_memories(
     session_id: str,
     agent_id: str | None = Query(None, description="Exact agent id."),
     since: str | None = Query(None, description=TIME_HELP + " Default: all time."),
-    page: PageQuery = Depends(),
+    page: PageQuery = Depends(page_query),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> Response:
