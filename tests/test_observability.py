@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import logging
 
 import pytest
@@ -31,7 +32,10 @@ def test_one_log_line_per_request_without_secrets(
     assert lines[0]["method"] == "POST" and lines[0]["path"] == "/api/v1/memories"
     assert lines[0]["status"] == 201 and lines[0]["request_id"] == "req-123"
     assert isinstance(lines[0]["latency_ms"], float)
-    assert len(lines[1]["request_id"]) == 32
+    # a generated id: unique per request, and what the response header says
+    assert re.fullmatch(r"[0-9a-f]{24}", lines[1]["request_id"])
+    again = api.get("/api/v1/memories").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{24}", again) and again != lines[1]["request_id"]
     text = "\n".join(JSONFormatter().format(rec) for rec in caplog.records)
     assert secret not in text and org_key[1] not in text and "private-tag" not in text
 

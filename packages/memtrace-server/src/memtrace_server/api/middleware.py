@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -33,6 +34,9 @@ class RequestMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        # Request ids: a random prefix per app and a counter, unique without a syscall each.
+        self._id_prefix = os.urandom(8).hex()
+        self._ids = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
@@ -40,7 +44,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope)
+        request_id = _request_id(scope) or f"{self._id_prefix}{next(self._ids):08x}"
         if scope["path"].startswith("/api/"):
             _treat_body_as_json(scope)
         status = 500
@@ -155,13 +159,13 @@ def _treat_body_as_json(scope: Scope) -> None:
     scope["headers"] = headers
 
 
-def _request_id(scope: Scope) -> str:
+def _request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             text = str(value.decode("latin-1"))
             if _REQUEST_ID_RE.match(text):
                 return text
-    return uuid.uuid4().hex
+    return None
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
