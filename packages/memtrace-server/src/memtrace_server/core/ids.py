@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import random
 import re
 
 API_KEY_RE = re.compile(r"^mtk_[A-Za-z0-9_-]{43}=$")
@@ -44,4 +45,6 @@ def new_memory_id(time_ns: int) -> str:
 
     Ids of memories written at different nanoseconds sort like their times.
     """
-    return f"mem_{time_ns & 0xFFFFFFFFFFFFFFFF:016x}{os.urandom(5).hex()}"
+    # Uniqueness, not secrecy (every read is scoped by org): the process's PRNG, seeded
+    # from the OS, saves a system call per memory on the batch path.
+    return f"mem_{time_ns & 0xFFFFFFFFFFFFFFFF:016x}{random.getrandbits(40):010x}"

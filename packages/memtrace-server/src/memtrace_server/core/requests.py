@@ -13,7 +13,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    PrivateAttr,
     Tag,
     model_validator,
 )
@@ -151,26 +150,17 @@ class CreateMemoryRequest(_Body):
         None,
         description="Lifetime from now instead of expires_at: 30m, 12h, 7d, 2w (at most 365 days).",
     )
-    _time_ns: int | None = PrivateAttr(None)
-    _expires_at_ns: int | None = PrivateAttr(None)
-    _ttl_ns: int | None = PrivateAttr(None)
 
+    # The times are checked once here and parsed again where used: the parse of an empty
+    # string is free, while private attributes make every model slower to build and read.
     @model_validator(mode="after")
-    def _parse_times(self) -> CreateMemoryRequest:
-        if self.time:
-            parsed = parse_timestamp(self.time)
-            if parsed is None:
-                raise _fail(f"invalid time '{self.time}': expected an RFC 3339 timestamp")
-            self._time_ns = parsed
+    def _check_times(self) -> CreateMemoryRequest:
+        if self.time and parse_timestamp(self.time) is None:
+            raise _fail(f"invalid time '{self.time}': expected an RFC 3339 timestamp")
         if self.expires_at and self.ttl:
             raise _fail("give expires_at or ttl, not both")
-        if self.expires_at:
-            parsed = parse_timestamp(self.expires_at)
-            if parsed is None:
-                raise _fail(
-                    f"invalid expires_at '{self.expires_at}': expected an RFC 3339 timestamp"
-                )
-            self._expires_at_ns = parsed
+        if self.expires_at and parse_timestamp(self.expires_at) is None:
+            raise _fail(f"invalid expires_at '{self.expires_at}': expected an RFC 3339 timestamp")
         if self.ttl:
             try:
                 span = parse_relative(self.ttl)
@@ -178,19 +168,19 @@ class CreateMemoryRequest(_Body):
                 raise _fail(f"invalid ttl: {exc.message}") from exc
             if span is None:
                 raise _fail(f"invalid ttl '{self.ttl}': use 30m, 12h, 7d or 2w")
-            self._ttl_ns = span
         return self
 
     @property
     def time_ns(self) -> int | None:
         """The client-supplied time in UTC nanoseconds, if any."""
-        return self._time_ns
+        return parse_timestamp(self.time) if self.time else None
 
     def expiry_ns(self, now_ns: int) -> int | None:
         """When the memory expires (from ``expires_at`` or ``ttl``), if it does."""
-        if self._expires_at_ns is not None:
-            return self._expires_at_ns
-        return now_ns + self._ttl_ns if self._ttl_ns is not None else None
+        if self.expires_at:
+            return parse_timestamp(self.expires_at)
+        span = parse_relative(self.ttl) if self.ttl else None
+        return now_ns + span if span is not None else None
 
 
 class CreateMemoriesRequest(_Body):

@@ -100,7 +100,8 @@ class Memories:
 
     def _record(self, org_id: str, req: CreateMemoryRequest, now: int) -> MemoryRecord:
         self._check_limits(req)
-        time_ns = req.time_ns if req.time_ns is not None else now
+        given = req.time_ns
+        time_ns = given if given is not None else now
         if time_ns > now + MAX_FUTURE_NS:
             raise BadRequest(f"invalid time '{req.time}': more than an hour in the future")
         expires = req.expiry_ns(now)

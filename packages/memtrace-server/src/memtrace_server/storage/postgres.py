@@ -770,19 +770,15 @@ class PostgresStore:
 async def _insert_memory(conn: Conn, org_id: str, m: MemoryRecord) -> None:
     context = ""
     if m.session_id:
-        # The neighbouring memory of the session lends its words to both (see the SQLite store).
+        # The previous memory of the session lends its words to this one (see the SQLite store).
         cur = await conn.execute(
-            "SELECT id, time, content FROM memories WHERE org_id = %s AND session_id = %s AND time <= %s"
+            "SELECT content FROM memories WHERE org_id = %s AND session_id = %s AND time <= %s"
             " ORDER BY time DESC, rid DESC LIMIT 1",
             (org_id, m.session_id, m.time_ns),
         )
         before = await cur.fetchone()
         if before is not None:
-            context = before[2]
-            await conn.execute(
-                "UPDATE memories SET context = context || ' ' || %s WHERE org_id = %s AND time = %s AND id = %s",
-                (m.content, org_id, before[1], before[0]),
-            )
+            context = before[0]
     await conn.execute(
         "INSERT INTO memories (id, org_id, agent_id, session_id, memory_type, event_type, content,"
         " metadata_json, tags, dedup_key, importance, parent_id, time, expires_at, context)"

@@ -906,19 +906,17 @@ def _insert_memory(c: sqlite3.Connection, org_id: str, m: MemoryRecord) -> None:
         )
     context = ""
     if m.session_id:
-        # The neighbouring memory of the session lends its words to both: a reply is
-        # found by the words of the question it answers, and the other way round.
+        # The previous memory of the session lends its words to this one, so a reply is
+        # found by the words of the question it answers. Only this direction: lending the
+        # new words back would rewrite the neighbour's full-text row on every write (a
+        # third of the write cost) for no measurable recall on LoCoMo (R@10 69.9 both ways).
         before = c.execute(
-            "SELECT rid, content FROM memories WHERE org_id = ? AND session_id = ? AND time <= ?"
+            "SELECT content FROM memories WHERE org_id = ? AND session_id = ? AND time <= ?"
             " AND rid <> ? ORDER BY time DESC, rid DESC LIMIT 1",
             (org_id, m.session_id, m.time_ns, cur.lastrowid),
         ).fetchone()
         if before is not None:
-            context = before[1]
-            c.execute(
-                "UPDATE memories_fts SET context = context || ' ' || ? WHERE rowid = ?",
-                (m.content, before[0]),
-            )
+            context = before[0]
     c.execute(
         "INSERT INTO memories_fts (rowid, scope, content, labels, context) VALUES (?, ?, ?, ?, ?)",
         (
