@@ -43,6 +43,9 @@ class Settings:
     auth_enabled: bool = True  # auth.enabled
     key_cache_seconds: float = 1.0  # auth.key_cache_seconds (how long a key lookup is reused)
     dedup_enabled: bool = True  # dedup.enabled
+    search_semantic: bool = (
+        False  # search.semantic (hybrid search; needs memtrace-server[semantic])
+    )
     dedup_window_hours: int = 24  # dedup.window_hours
     purge_interval_seconds: int = 300  # retention.purge_interval_seconds
     max_content_bytes: int = 65536  # limits.max_content_bytes
@@ -73,6 +76,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("log", "level"): "log_level",
     ("log", "format"): "log_format",
     ("auth", "enabled"): "auth_enabled",
+    ("search", "semantic"): "search_semantic",
     ("auth", "key_cache_seconds"): "key_cache_seconds",
     ("auth", "db_path"): "auth_db_path",
     ("server", "shutdown_timeout"): "shutdown_timeout",

@@ -21,10 +21,12 @@ from memtrace_server.api.metrics import Metrics
 from memtrace_server.api.middleware import RequestMiddleware
 from memtrace_server.api.routes import agents, export, health, memories, sessions
 from memtrace_server.config import Settings
+from memtrace_server.service import semantic
 from memtrace_server.service.agents import Agents
 from memtrace_server.service.auth import Authenticator
-from memtrace_server.service.memories import Memories
+from memtrace_server.service.memories import HYBRID_OFF, Memories
 from memtrace_server.service.ratelimit import RateLimiter
+from memtrace_server.service.semantic import Embedder, Indexer
 from memtrace_server.service.transfer import Transfer
 from memtrace_server.storage.base import Store, StoreError
 from memtrace_server.storage.registry import routed_store
@@ -61,6 +63,18 @@ def _no_telemetry() -> dict[str, Any]:
     return {"telemetry": {**off, "auto_configure": False}}
 
 
+def _semantic(settings: Settings, store: Store) -> tuple[Embedder | None, Indexer | None, str]:
+    """The embedder and its indexer when hybrid search is on and installed, else why not."""
+    if not settings.search_semantic:
+        return None, None, HYBRID_OFF
+    if not semantic.installed():
+        reason = "hybrid search is not installed on this server: install memtrace-server[semantic]"
+        log.warning("search.semantic is on but %s", reason.split(": ", 1)[1])
+        return None, None, reason
+    embedder = Embedder()
+    return embedder, Indexer(store, embedder), HYBRID_OFF
+
+
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """Build the app. The store is opened and closed by the app's lifespan.
 
@@ -77,6 +91,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         )
     )
     metrics = Metrics()
+    embedder, indexer, hybrid_unavailable = _semantic(settings, the_store)
+    if indexer is not None:
+        metrics.embedded.set_function(lambda: indexer.embedded)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,12 +102,17 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         purger = asyncio.get_running_loop().create_task(
             purge_forever(app.state.services.memories, settings.purge_interval_seconds)
         )
+        background = [purger]
+        if indexer is not None:
+            background.append(asyncio.get_running_loop().create_task(indexer.run_forever()))
         try:
             yield
         finally:
-            purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purger
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await the_store.close()
 
     app = FastAPI(
@@ -116,6 +138,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             max_content_bytes=settings.max_content_bytes,
             max_metadata_bytes=settings.max_metadata_bytes,
             max_tags=settings.max_tags,
+            embedder=embedder,
+            hybrid_unavailable=hybrid_unavailable,
+            on_write=indexer.notify if indexer is not None else None,
         ),
         agents=Agents(the_store),
         transfer=Transfer(the_store),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -26,6 +26,11 @@ class Metrics:
         self.memories_written = Counter(
             "memtrace_memories_written",
             "Memories stored (duplicates skipped are not counted).",
+            registry=self.registry,
+        )
+        self.embedded = Gauge(
+            "memtrace_memories_embedded",
+            "Memories embedded for hybrid search by this process since it started.",
             registry=self.registry,
         )
         self.duplicates = Counter(

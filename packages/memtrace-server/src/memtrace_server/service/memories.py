@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import orjson
@@ -31,6 +31,7 @@ from memtrace_server.core.timefmt import (
     parse_until,
 )
 from memtrace_server.core.validation import check_id, check_tags, check_type
+from memtrace_server.service.semantic import Embedder, dense_ranking, fuse
 from memtrace_server.storage.base import Store
 
 LIST_DEFAULT_LIMIT = 100
@@ -38,6 +39,13 @@ SEARCH_DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 MAX_FUTURE_NS = 3600 * NS_PER_SECOND
 DAY_NS = 86400 * NS_PER_SECOND
+# Hybrid search ranks by meaning at most this many of the newest memories that match the
+# filters (a brute-force scan; the lexical half has no such bound).
+DENSE_SCAN_LIMIT = 20_000
+HYBRID_OFF = (
+    "hybrid search is off on this server: install memtrace-server[semantic] and set"
+    " search.semantic = true"
+)
 
 
 def effective_limit(requested: int | None, default: int) -> int:
@@ -75,8 +83,14 @@ class Memories:
         max_content_bytes: int = 65536,
         max_metadata_bytes: int = 16384,
         max_tags: int = 32,
+        embedder: Embedder | None = None,
+        hybrid_unavailable: str = HYBRID_OFF,
+        on_write: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        self.embedder = embedder  # set when hybrid search is on and installed
+        self.hybrid_unavailable = hybrid_unavailable
+        self._on_write = on_write
         self.max_batch = max_batch
         self.max_content_bytes = max_content_bytes
         self.max_metadata_bytes = max_metadata_bytes
@@ -135,6 +149,8 @@ class Memories:
         (stored,) = await self.store.insert_memories(org_id, [record], self.dedup_window_ns)
         if not stored:
             raise Conflict("duplicate memory")
+        if self._on_write is not None:
+            self._on_write()
         return record
 
     async def create_many(
@@ -152,6 +168,8 @@ class Memories:
             except (BadRequest, PayloadTooLarge) as exc:
                 raise type(exc)(f"failed to create memory {index}: {exc.message}") from exc
         stored = await self.store.insert_memories(org_id, records, self.dedup_window_ns)
+        if self._on_write is not None:
+            self._on_write()
         return [r for r, ok in zip(records, stored, strict=True) if ok]
 
     async def get(self, org_id: str, ref: str) -> MemoryRecord:
@@ -225,10 +243,8 @@ class Memories:
         With ``query``: ranked by relevance after every other filter; optionally blended
         with recency (``recency_half_life``) and importance (``importance_weight``).
         """
-        if req.mode == "hybrid":
-            raise BadRequest(
-                "hybrid search is not available on this server: it needs memtrace-server[semantic]"
-            )
+        if req.mode == "hybrid" and self.embedder is None:
+            raise BadRequest(self.hybrid_unavailable)
         half_life = parse_relative(req.recency_half_life) if req.recency_half_life else None
         if req.recency_half_life and half_life is None:
             raise BadRequest(
@@ -237,16 +253,31 @@ class Memories:
         if req.importance_weight < 0:
             raise BadRequest("invalid importance_weight: must be 0 or more")
         flt = await self.visible(org_id, self.search_filter(req))
-        if not flt.query or not (half_life or req.importance_weight):
+        hybrid = req.mode == "hybrid" and bool(flt.query)
+        if not flt.query or not (half_life or req.importance_weight or hybrid):
             return await self.store.query_memories(org_id, flt)
-        pool = await self.store.query_memories(
-            org_id,
-            replace(flt, limit=min(MAX_LIMIT, max(4 * (flt.limit + flt.offset), 200)), offset=0),
-        )
+        wide = replace(flt, limit=min(MAX_LIMIT, max(4 * (flt.limit + flt.offset), 200)), offset=0)
+        pool = await self.store.query_memories(org_id, wide)
+        if hybrid:
+            pool = await self._fuse_dense(org_id, req.query, wide, pool)
+        if not (half_life or req.importance_weight):
+            return pool[flt.offset : flt.offset + flt.limit]
         now = now_ns()
         blended = [replace(m, score=blend(m, now, half_life, req.importance_weight)) for m in pool]
         blended.sort(key=lambda m: m.score or 0.0, reverse=True)
         return blended[flt.offset : flt.offset + flt.limit]
+
+    async def _fuse_dense(
+        self, org_id: str, query: str, flt: MemoryFilter, lexical: list[MemoryRecord]
+    ) -> list[MemoryRecord]:
+        """The lexical ranking fused with the nearest memories by meaning (same filters)."""
+        assert self.embedder is not None
+        (vector,) = await self.embedder.encode_async([query])
+        candidates = await self.store.embedded_memories(
+            org_id, replace(flt, limit=DENSE_SCAN_LIMIT)
+        )
+        dense = [m for m, _ in dense_ranking(vector, candidates, flt.limit)]
+        return fuse(lexical, dense)
 
     def search_filter(self, req: SearchRequest) -> MemoryFilter:
         """The filter a search (or erase) body describes."""

@@ -146,6 +146,21 @@ class Store(Protocol):
     async def query_memories(self, org_id: str, flt: MemoryFilter) -> list[MemoryRecord]:
         """Memories matching the filter, ordered by time, at most ``flt.limit``."""
 
+    # embeddings (hybrid search)
+    async def pending_embeddings(
+        self, org_id: str, after_rid: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """(rid, content) of memories after ``after_rid`` that have no embedding yet."""
+
+    async def put_embeddings(self, org_id: str, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Store embeddings by rid (memories erased meanwhile are skipped)."""
+
+    async def embedded_memories(
+        self, org_id: str, flt: MemoryFilter
+    ) -> list[tuple[MemoryRecord, bytes]]:
+        """Memories matching the filter (``query`` ignored) that have an embedding,
+        newest first, at most ``flt.limit``, with their embeddings."""
+
     # lifecycle
 
     async def set_org_retention(self, org_id: str, days: int | None) -> bool:

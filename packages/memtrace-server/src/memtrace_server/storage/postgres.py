@@ -575,6 +575,43 @@ class PostgresStore:
         )
         return [_memory(r) for r in rows]
 
+    # embeddings
+
+    async def pending_embeddings(
+        self, org_id: str, after_rid: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """(rid, content) of memories after ``after_rid`` without an embedding."""
+        rows = await self._rows(
+            "SELECT rid, content FROM memories WHERE rid > %s AND org_id = %s"
+            " AND embedding IS NULL ORDER BY rid LIMIT %s",
+            (after_rid, org_id, limit),
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    async def put_embeddings(self, org_id: str, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Store embeddings by rid."""
+
+        async def op(conn: Conn) -> None:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "UPDATE memories SET embedding = %s WHERE rid = %s AND org_id = %s",
+                    [(vector, rid, org_id) for rid, vector in rows],
+                )
+
+        await self._run(op, transaction=True)
+
+    async def embedded_memories(
+        self, org_id: str, flt: MemoryFilter
+    ) -> list[tuple[MemoryRecord, bytes]]:
+        """Memories matching the filter that have an embedding, newest first."""
+        where, params = memory_filter_sql(org_id, replace(flt, query=()), POSTGRES)
+        rows = await self._rows(
+            f"SELECT {MEMORY_COLUMNS}, m.embedding FROM memories m"
+            f" WHERE {where} AND m.embedding IS NOT NULL ORDER BY m.time DESC LIMIT %s",
+            (*params, flt.limit),
+        )
+        return [(_memory(r[:-1]), bytes(r[-1])) for r in rows]
+
     # lifecycle
 
     async def set_org_retention(self, org_id: str, days: int | None) -> bool:

@@ -238,6 +238,24 @@ class RoutedStore:
         """Memories matching a filter."""
         return await (await self._tenant(org_id)).query_memories(org_id, flt)
 
+    # embeddings
+
+    async def pending_embeddings(
+        self, org_id: str, after_rid: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """Memories of the org without an embedding."""
+        return await (await self._tenant(org_id)).pending_embeddings(org_id, after_rid, limit)
+
+    async def put_embeddings(self, org_id: str, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Store embeddings."""
+        await (await self._tenant(org_id)).put_embeddings(org_id, rows)
+
+    async def embedded_memories(
+        self, org_id: str, flt: MemoryFilter
+    ) -> list[tuple[MemoryRecord, bytes]]:
+        """Memories with embeddings."""
+        return await (await self._tenant(org_id)).embedded_memories(org_id, flt)
+
     # lifecycle
 
     async def set_org_retention(self, org_id: str, days: int | None) -> bool:

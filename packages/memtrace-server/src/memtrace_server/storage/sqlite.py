@@ -702,6 +702,40 @@ class SQLiteStore:
         rows = await self._read(lambda c: c.execute(sql, [*params, *tail_params]).fetchall())
         return [_memory(r) for r in rows]
 
+    # embeddings
+
+    async def pending_embeddings(
+        self, org_id: str, after_rid: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """(rid, content) of memories after ``after_rid`` without an embedding."""
+        sql = (
+            "SELECT rid, content FROM memories WHERE rid > ? AND org_id = ?"
+            " AND embedding IS NULL ORDER BY rid LIMIT ?"
+        )
+        rows = await self._read(lambda c: c.execute(sql, (after_rid, org_id, limit)).fetchall())
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    async def put_embeddings(self, org_id: str, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Store embeddings by rid."""
+        params = [(vector, rid, org_id) for rid, vector in rows]
+        await self._write(
+            lambda c: c.executemany(
+                "UPDATE memories SET embedding = ? WHERE rid = ? AND org_id = ?", params
+            )
+        )
+
+    async def embedded_memories(
+        self, org_id: str, flt: MemoryFilter
+    ) -> list[tuple[MemoryRecord, bytes]]:
+        """Memories matching the filter that have an embedding, newest first."""
+        where, params = memory_filter_sql(org_id, replace(flt, query=()), SQLITE)
+        sql = (
+            f"SELECT {MEMORY_COLUMNS}, m.embedding FROM memories m"
+            f" WHERE {where} AND m.embedding IS NOT NULL ORDER BY m.time DESC LIMIT ?"
+        )
+        rows = await self._read(lambda c: c.execute(sql, [*params, flt.limit]).fetchall())
+        return [(_memory(r[:-1]), bytes(r[-1])) for r in rows]
+
     # lifecycle
 
     async def set_org_retention(self, org_id: str, days: int | None) -> bool:
