@@ -11,7 +11,7 @@ SRC := packages/memtrace-server/src packages/memtrace-sdk/src packages/openai-ag
 $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e 'packages/memtrace-server[postgres]' -e 'packages/memtrace-sdk[mcp]' \
+	$(BIN)/python -m pip install --quiet -e 'packages/memtrace-server[postgres,semantic]' -e 'packages/memtrace-sdk[mcp]' \
 		-e packages/openai-agents-memtrace -r requirements-dev.txt
 	touch $(STAMP)
 

