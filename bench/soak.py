@@ -2,8 +2,9 @@
 
     python bench/soak.py [--seconds 600] [--concurrency 64]
 
-Starts ``memtrace serve`` on a temporary data directory (its own process) and reports
-requests, errors, latency percentiles and the server's RSS at start and end.
+Starts ``memtrace serve`` on a temporary data directory (its own process), stores
+``--prefill`` memories and warms up for a minute (so the page caches are full), then reports
+requests, errors, latency percentiles and the server's RSS at start, each minute and at end.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -94,16 +96,47 @@ async def worker(
             stats.setdefault(f"error {kind}", []).append(1.0)
 
 
-async def run(url: str, key: str, seconds: float, concurrency: int) -> dict[str, list[float]]:
-    """Drive ``concurrency`` clients for ``seconds``."""
+async def run(
+    url: str,
+    key: str,
+    seconds: float,
+    concurrency: int,
+    every_minute: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
+    """Drive ``concurrency`` clients for ``seconds``; call ``every_minute`` meanwhile."""
     stats: dict[str, list[float]] = {"latency": [], "errors": []}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(
         base_url=url, headers={"x-api-key": key}, timeout=60, limits=limits
     ) as client:
         deadline = time.monotonic() + seconds
-        await asyncio.gather(*(worker(client, deadline, n, stats) for n in range(concurrency)))
+
+        async def tick() -> None:
+            while every_minute is not None and time.monotonic() + 60 < deadline:
+                await asyncio.sleep(60)
+                every_minute()
+
+        await asyncio.gather(
+            tick(), *(worker(client, deadline, n, stats) for n in range(concurrency))
+        )
     return stats
+
+
+async def prefill(url: str, key: str, count: int) -> None:
+    """Store ``count`` memories in batches of 500 across the soak's agents."""
+    async with httpx.AsyncClient(base_url=url, headers={"x-api-key": key}, timeout=120) as client:
+        for start in range(0, count, 500):
+            body = [
+                {
+                    "agent_id": f"soak{n % 16}",
+                    "content": f"prefill {n}: "
+                    + " ".join(f"w{(n * 7 + k) % 997}" for k in range(30)),
+                    "tags": [f"t{n % 21}"],
+                }
+                for n in range(start, min(start + 500, count))
+            ]
+            r = await client.post("/api/v1/memories", json={"memories": body})
+            r.raise_for_status()
 
 
 def main() -> None:
@@ -111,6 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--prefill", type=int, default=100_000, help="memories stored first")
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="memtrace-soak-"))
     binary = Path(sys.executable).parent / "memtrace"
@@ -147,10 +181,17 @@ def main() -> None:
             text=True,
             check=True,
         ).stdout.split()[-1]
-        # Warm up until the store's page caches are full, so RSS growth measures leaks.
+        # Fill the store past what the page caches hold (5 connections x 16 MiB), then warm
+        # up, so RSS growth during the soak measures leaks rather than caches filling.
+        asyncio.run(prefill(url, key, args.prefill))
         asyncio.run(run(url, key, min(60.0, args.seconds), args.concurrency))
         start_rss = rss_mb(server.pid)
-        stats = asyncio.run(run(url, key, args.seconds, args.concurrency))
+        samples: list[float] = []
+        stats = asyncio.run(
+            run(
+                url, key, args.seconds, args.concurrency, lambda: samples.append(rss_mb(server.pid))
+            )
+        )
         end_rss = rss_mb(server.pid)
     finally:
         server.terminate()
@@ -170,6 +211,7 @@ def main() -> None:
     print(
         f"server RSS MB: start {start_rss:.1f}, end {end_rss:.1f}, growth {100 * (end_rss / start_rss - 1):.1f} %"
     )
+    print("server RSS MB each minute: " + ", ".join(f"{mb:.1f}" for mb in samples))
 
 
 if __name__ == "__main__":
