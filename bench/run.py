@@ -250,9 +250,14 @@ def ingest(bench: Bench, work: Path, conc: list[int], batch: int) -> dict[str, A
 def raw_executemany(db: Path, batch: int, rows: int) -> dict[str, float]:
     """Memories/s of plain ``executemany`` into the same schema, indexes and settings.
 
-    One transaction per ``batch`` rows, the memory row, its tags and its full-text row;
-    no dedup check, no validation, no HTTP: what SQLite itself allows.
+    The rows are those the server stores for the batch benchmark's bodies (same agents,
+    sessions, tags, dedup keys, scope tokens), one transaction per ``batch``: the memory
+    row, its tag rows and its full-text row. No dedup check, no neighbour lookup, no
+    validation, no HTTP: what SQLite itself allows.
     """
+    from memtrace_server.core.dedup import dedup_key
+    from memtrace_server.core.ids import new_memory_id
+    from memtrace_server.core.text import agent_scope, org_scope
     from memtrace_server.storage.sqlite import SQLiteStore
 
     async def migrate() -> None:
@@ -264,36 +269,49 @@ def raw_executemany(db: Path, batch: int, rows: int) -> dict[str, float]:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
-    now = time.time_ns()
+    org = "org_bench"
     started = time.perf_counter()
     for start in range(0, rows, batch):
-        items = [
-            (
-                start + i + 1,
-                f"mem_{now + start + i:016x}{i:010x}",
-                "org_bench",
-                f"agent_{i % 50}",
-                f"sess_{i % 400}",
-                f"raw row {start + i}: a batch-loaded observation about the customer account",
-                now + start + i,
+        now = time.time_ns()
+        items = []
+        for n in range(start + 1, start + batch + 1):
+            agent, content = (
+                f"agent_{n % 50}",
+                (
+                    f"run raw thread 1 memory {n}: a batch-loaded observation about the customer account"
+                ),
             )
-            for i in range(batch)
-        ]
+            tags = ["bench", f"t{n % 20}"]
+            items.append(
+                (
+                    n,
+                    new_memory_id(now + n),
+                    agent,
+                    f"sess_{n % 400}",
+                    content,
+                    json.dumps(tags),
+                    dedup_key(agent, "general", content),
+                    now + n,
+                    f"{org_scope(org)} {agent_scope(org, agent)}",
+                    " ".join([*tags, "general"]),
+                    tags,
+                )
+            )
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO memories (rid, id, org_id, agent_id, session_id, memory_type, event_type,"
             " content, metadata_json, tags, dedup_key, importance, parent_id, time)"
-            " VALUES (?, ?, ?, ?, ?, 'episodic', 'general', ?, NULL, '[\"bench\"]', '', 0, '', ?)",
-            items,
+            f" VALUES (?, ?, '{org}', ?, ?, 'episodic', 'general', ?, NULL, ?, ?, 0, '', ?)",
+            [it[:8] for it in items],
         )
         conn.executemany(
-            "INSERT INTO memory_tags (org_id, tag, time, rid) VALUES ('org_bench', 'bench', ?, ?)",
-            [(it[6], it[0]) for it in items],
+            f"INSERT INTO memory_tags (org_id, tag, time, rid) VALUES ('{org}', ?, ?, ?)",
+            [(tag, it[7], it[0]) for it in items for tag in it[10]],
         )
         conn.executemany(
             "INSERT INTO memories_fts (rowid, scope, content, labels, context)"
-            " VALUES (?, 'oscope ascope', ?, 'bench general', '')",
-            [(it[0], it[5]) for it in items],
+            " VALUES (?, ?, ?, ?, '')",
+            [(it[0], it[8], it[4], it[9]) for it in items],
         )
         conn.execute("COMMIT")
     took = time.perf_counter() - started

@@ -366,3 +366,28 @@ async def test_closed_store_raises_store_error(make_store: Callable[[], Store]) 
     s = make_store()
     with pytest.raises(StoreError):
         await s.ping()
+
+
+async def test_a_memory_is_found_by_the_words_of_the_one_before_it(store: Store) -> None:
+    def at(n: int, t: int, content: str, session: str = "s1") -> MemoryRecord:
+        return mem(n, session_id=session, content=content, time_ns=NOW + t)
+
+    async def found(word: str) -> set[str]:
+        flt = MemoryFilter(query=(word,), limit=50)
+        return {m.content for m in await store.query_memories("org_a", flt)}
+
+    q = at(1, 10, "where did I leave the passport")
+    a = at(2, 20, "top drawer of the desk")
+    other = at(3, 15, "water the garden", session="s2")
+    assert await store.insert_memories("org_a", [q, a, other], None) == [True] * 3
+    assert await found("passport") == {q.content, a.content}  # a answers q
+    r = at(4, 30, "thanks, found it")
+    await store.insert_memories("org_a", [r], None)
+    assert await found("drawer") == {a.content, r.content}
+    # backfills take the memory before them in time, not the last one written
+    first = at(5, 5, "booked flights to lisbon")
+    between = at(6, 25, "the blue one")
+    await store.insert_memories("org_a", [first, between], None)
+    assert await found("lisbon") == {first.content}
+    assert await found("drawer") == {a.content, r.content, between.content}
+    assert await found("garden") == {other.content}
