@@ -1,6 +1,7 @@
 """Fill a SQLite store with synthetic memories through the store's bulk import path.
 
     python bench/load_data.py --db bench.db --count 100000 [--orgs 10] [--targets t.json]
+    python bench/load_data.py --store-url postgresql://... --count 100000
 
 Running it again on the same file appends ``--count`` more memories (new ids) to the
 same orgs, agents and sessions, so a 100k store can be grown to 1M between two phases.
@@ -26,7 +27,8 @@ from memtrace_server.core.dedup import dedup_key
 from memtrace_server.core.ids import new_memory_id
 from memtrace_server.core.records import AgentRecord, MemoryRecord, SessionRecord
 from memtrace_server.service.admin import Admin
-from memtrace_server.storage.sqlite import SQLiteStore
+from memtrace_server.storage.base import Store
+from memtrace_server.storage.registry import store_from_url
 
 WORDS = [f"w{n}" for n in range(5000)]
 TAGS = [f"tag{n}" for n in range(200)]
@@ -39,21 +41,24 @@ BATCH = 5000
 def main() -> None:
     """Parse the arguments and load the store."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--db", type=Path, required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", type=Path, help="a SQLite file")
+    where.add_argument("--store-url", help="any store URL (sqlite:///... or postgresql://...)")
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--orgs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--targets", type=Path, help="write an API key and id samples here")
     args = parser.parse_args()
     started = time.perf_counter()
-    total = asyncio.run(load(args.db, args.count, args.orgs, args.seed, args.targets))
+    url = args.store_url or f"sqlite:///{args.db.resolve().as_posix()}"
+    total = asyncio.run(load(url, args.count, args.orgs, args.seed, args.targets))
     took = time.perf_counter() - started
     print(f"loaded {args.count} memories ({total} in the store) in {took:.1f} s")
 
 
-async def load(db: Path, count: int, n_orgs: int, seed: int, targets: Path | None) -> int:
+async def load(url: str, count: int, n_orgs: int, seed: int, targets: Path | None) -> int:
     """Load ``count`` memories; returns how many the store holds afterwards."""
-    store = SQLiteStore(db, synchronous="OFF")
+    store = store_from_url(url, synchronous="OFF")
     await store.open()
     try:
         return await _load(store, count, n_orgs, seed, targets)
@@ -61,9 +66,7 @@ async def load(db: Path, count: int, n_orgs: int, seed: int, targets: Path | Non
         await store.close()
 
 
-async def _load(
-    store: SQLiteStore, count: int, n_orgs: int, seed: int, targets: Path | None
-) -> int:
+async def _load(store: Store, count: int, n_orgs: int, seed: int, targets: Path | None) -> int:
     now = time.time_ns()
     rng = random.Random(seed)
     admin = Admin(store)
@@ -124,7 +127,7 @@ async def _load(
 
 
 async def _write_targets(
-    store: SQLiteStore,
+    store: Store,
     admin: Admin,
     org: str,
     agents: list[tuple[str, str]],

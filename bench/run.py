@@ -148,14 +148,13 @@ class Bench:
         return {k: statistics.median(r[k] for r in results) for k in results[0]}
 
 
-def create_key(db: Path, org: str) -> str:
+def create_key(url: str, org: str) -> str:
     """Create ``org`` (if missing) and a read/write key for it, straight in the store."""
-    sys.path.insert(0, str(HERE))
     from memtrace_server.service.admin import Admin
-    from memtrace_server.storage.sqlite import SQLiteStore
+    from memtrace_server.storage.registry import store_from_url
 
     async def run() -> str:
-        store = SQLiteStore(db)
+        store = store_from_url(url)
         await store.open()
         try:
             admin = Admin(store)
@@ -169,9 +168,17 @@ def create_key(db: Path, org: str) -> str:
     return asyncio.run(run())
 
 
-def serve_memtrace(data_dir: Path, work: Path, name: str) -> Server:
-    """``memtrace serve`` on ``data_dir`` with production settings."""
+def sqlite_url(data_dir: Path) -> str:
+    """The store URL ``memtrace serve --data-dir`` uses."""
+    return f"sqlite:///{(data_dir / 'memtrace.db').resolve().as_posix()}"
+
+
+def serve_memtrace(data_dir: Path, work: Path, name: str, store_url: str | None) -> Server:
+    """``memtrace serve`` on ``data_dir`` (or ``store_url``) with production settings."""
     port = free_port()
+    env = {"MEMTRACE_LOG_LEVEL": "info"}
+    if store_url:
+        env["MEMTRACE_STORE_URL"] = store_url
     return Server(
         [
             str(BIN / "memtrace"),
@@ -185,7 +192,7 @@ def serve_memtrace(data_dir: Path, work: Path, name: str) -> Server:
         ],
         port,
         work / f"{name}.log",
-        env={"MEMTRACE_LOG_LEVEL": "info"},
+        env=env,
     )
 
 
@@ -200,7 +207,7 @@ def floors(bench: Bench, work: Path, conc: list[int]) -> dict[str, Any]:
     """POST and GET figures of the raw and the framework floor."""
     data = work / "floor-data"
     data.mkdir()
-    key = create_key(data / "memtrace.db", "org_bench")
+    key = create_key(sqlite_url(data), "org_bench")
     env = {"BENCH_KEY": key, "BENCH_PATH": "/api/v1/bench/noop"}
     out: dict[str, Any] = {}
     for kind in ("raw", "framework"):
@@ -223,12 +230,14 @@ def floors(bench: Bench, work: Path, conc: list[int]) -> dict[str, Any]:
     return out
 
 
-def ingest(bench: Bench, work: Path, conc: list[int], batch: int) -> dict[str, Any]:
+def ingest(
+    bench: Bench, work: Path, conc: list[int], batch: int, store_url: str | None
+) -> dict[str, Any]:
     """Durable single-memory POSTs at each concurrency, then batches of ``batch``."""
     data = work / "ingest-data"
     data.mkdir()
-    key = create_key(data / "memtrace.db", "org_bench")
-    server = serve_memtrace(data, work, "ingest")
+    key = create_key(store_url or sqlite_url(data), "org_bench")
+    server = serve_memtrace(data, work, "ingest", store_url)
     out: dict[str, Any] = {}
     try:
         with server.sampling() as rss:
@@ -242,7 +251,10 @@ def ingest(bench: Bench, work: Path, conc: list[int], batch: int) -> dict[str, A
         out["peak_rss_kb"] = rss["peak_rss_kb"]
     finally:
         server.stop()
-    out["raw_executemany"] = raw_executemany(work / "raw.db", batch, rows=max(20_000, batch * 40))
+    if store_url is None:  # the raw baseline is SQLite's
+        out["raw_executemany"] = raw_executemany(
+            work / "raw.db", batch, rows=max(20_000, batch * 40)
+        )
     print(f"  ingest: {_brief(out)}", flush=True)
     return out
 
@@ -363,11 +375,11 @@ READS = {
 }
 
 
-def reads(bench: Bench, work: Path, sizes: list[int]) -> dict[str, Any]:
+def reads(bench: Bench, work: Path, sizes: list[int], store_url: str | None) -> dict[str, Any]:
     """Each read at c=1 (latency) and c=32 (throughput), after loading each size in turn."""
     data = work / "read-data"
     data.mkdir()
-    db = data / "memtrace.db"
+    url = store_url or sqlite_url(data)
     out: dict[str, Any] = {}
     loaded = 0
     for size in sizes:
@@ -377,8 +389,8 @@ def reads(bench: Bench, work: Path, sizes: list[int]) -> dict[str, Any]:
             [
                 sys.executable,
                 str(HERE / "load_data.py"),
-                "--db",
-                str(db),
+                "--store-url",
+                url,
                 "--count",
                 str(size - loaded),
                 "--targets",
@@ -390,7 +402,7 @@ def reads(bench: Bench, work: Path, sizes: list[int]) -> dict[str, Any]:
         loaded = size
         t = json.loads(targets.read_text())
         phase: dict[str, Any] = {"load_seconds": time.perf_counter() - started}
-        server = serve_memtrace(data, work, f"reads-{size}")
+        server = serve_memtrace(data, work, f"reads-{size}", store_url)
         try:
             with server.sampling() as rss:
                 for name, build in READS.items():
@@ -423,7 +435,7 @@ def report(res: dict[str, Any]) -> str:
     raw, fw = res["floors"]["raw"], res["floors"]["framework"]
     ing = res["ingest"]
     lines = [
-        f"Machine: {res['machine']['cpus']} CPUs, {res['machine']['python']}; "
+        f"Backend: {res['backend']}. Machine: {res['machine']['cpus']} CPUs, Python {res['machine']['python']}; "
         f"median of {res['runs']} runs of {res['seconds']} s each.",
         "",
         "| Writes | req/s | p50 ms | p99 ms | × raw floor | × framework floor |",
@@ -439,13 +451,17 @@ def report(res: dict[str, Any]) -> str:
             f"| {key} | {row['rps']:.0f} | {row['p50_us'] / 1000:.2f} | {row['p99_us'] / 1000:.2f}"
             f" | {row['rps'] / raw[f'post_c{c}']['rps']:.2f} | {row['rps'] / fw[f'post_c{c}']['rps']:.2f} |"
         )
-    b, x = ing["batch"], ing["raw_executemany"]
+    b, x = ing["batch"], ing.get("raw_executemany")
+    raw_part = (
+        f"raw executemany into the same schema: {x['memories_per_s']:.0f}/s "
+        f"(ratio {b['memories_per_s'] / x['memories_per_s']:.2f})"
+        if x
+        else "no raw baseline for this backend"
+    )
     lines += [
         "",
         f"Batch ingest ({res['batch']}/request): {b['memories_per_s']:.0f} memories/s; "
-        f"raw executemany into the same schema: {x['memories_per_s']:.0f}/s "
-        f"(ratio {b['memories_per_s'] / x['memories_per_s']:.2f}). "
-        f"Server peak RSS during ingest: {ing['peak_rss_kb'] / 1024:.0f} MB.",
+        f"{raw_part}. Server peak RSS during ingest: {ing['peak_rss_kb'] / 1024:.0f} MB.",
         "",
         f"Framework floor GET c=1 p50 {fw['get_c1']['p50_us'] / 1000:.2f} ms, "
         f"c=32 {fw['get_c32']['rps']:.0f} req/s; raw floor GET c=1 p50 {raw['get_c1']['p50_us'] / 1000:.2f} ms.",
@@ -504,6 +520,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--sizes", help="comma-separated store sizes for the reads")
     parser.add_argument("--only", choices=("floors", "ingest", "reads"), action="append")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="run ingest and reads on a throwaway PostgreSQL server (initdb must be installed)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
@@ -528,21 +549,34 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     only = set(args.only or ("floors", "ingest", "reads"))
+    cluster = None
+    store_url = None
+    if args.postgres:
+        sys.path.insert(0, str(HERE.parent / "tests"))
+        from pg import Cluster  # the tests' throwaway server: initdb, pg_ctl, a free port
+
+        cluster = Cluster().start()
+        store_url = cluster.new_database()
+        res["backend"] = "postgresql"
+    else:
+        res["backend"] = "sqlite"
     try:
         print("floors", flush=True)
         res["floors"] = floors(bench, work, conc)
         if "ingest" in only:
             print("ingest", flush=True)
-            res["ingest"] = ingest(bench, work, conc, 500)
+            res["ingest"] = ingest(bench, work, conc, 500, store_url)
         if "reads" in only:
             print("reads", flush=True)
-            res["reads"] = reads(bench, work, sizes)
+            res["reads"] = reads(bench, work, sizes, store_url)
     finally:
         out_dir = HERE / "results"
         out_dir.mkdir(exist_ok=True)
         out = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.write_text(json.dumps(res, indent=2))
         shutil.rmtree(work, ignore_errors=True)
+        if cluster is not None:
+            cluster.stop()
     if {"ingest", "reads"} <= only:
         print()
         print(report(res))
