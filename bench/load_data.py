@@ -136,7 +136,7 @@ async def _write_targets(
     rng: random.Random,
     path: Path,
 ) -> None:
-    key, _ = await admin.create_key(org, "bench", "read,write")
+    key, _ = await admin.create_key(org, f"bench-{time.time_ns()}", "read,write")
     mine = [i for i, (o, _) in enumerate(agents) if o == org]
     # Requests follow activity: busy agents are asked about more often.
     hot = rng.choices(mine, [weights[i] for i in mine], k=500)

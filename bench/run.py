@@ -160,7 +160,7 @@ def create_key(url: str, org: str) -> str:
             admin = Admin(store)
             if await store.get_org(org) is None:
                 await admin.create_org(org, org_id=org)
-            key, _ = await admin.create_key(org, "bench", "read,write")
+            key, _ = await admin.create_key(org, f"bench-{time.time_ns()}", "read,write")
             return key
         finally:
             await store.close()
