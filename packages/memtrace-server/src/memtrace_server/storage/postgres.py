@@ -45,6 +45,7 @@ from memtrace_server.storage.sql import (
     key_from_row,
     memory_filter_sql,
     memory_from_row,
+    memory_values,
     merge_metadata,
     order_limit_sql,
     org_from_row,
@@ -820,23 +821,7 @@ async def _insert_memory(conn: Conn, org_id: str, m: MemoryRecord) -> None:
         "INSERT INTO memories (id, org_id, agent_id, session_id, memory_type, event_type, content,"
         " metadata_json, tags, dedup_key, importance, parent_id, time, expires_at, context)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            m.id,
-            org_id,
-            m.agent_id,
-            m.session_id,
-            m.memory_type,
-            m.event_type,
-            m.content,
-            dump_json(m.metadata),
-            list(m.tags),
-            m.dedup_key,
-            m.importance,
-            m.parent_id,
-            m.time_ns,
-            m.expires_at_ns,
-            context,
-        ),
+        (*memory_values(org_id, m, list(m.tags)), context),
     )
 
 

@@ -39,6 +39,28 @@ def dump_json(value: dict[str, Any] | None) -> str | None:
     return orjson.dumps(value).decode() if value else None
 
 
+def memory_values(org_id: str, m: MemoryRecord, tags: Any) -> tuple[Any, ...]:
+    """A memory's values for ``(id, org_id, agent_id, session_id, memory_type, event_type,
+    content, metadata_json, tags, dedup_key, importance, parent_id, time, expires_at)``;
+    ``tags`` as the backend stores them."""
+    return (
+        m.id,
+        org_id,
+        m.agent_id,
+        m.session_id,
+        m.memory_type,
+        m.event_type,
+        m.content,
+        dump_json(m.metadata),
+        tags,
+        m.dedup_key,
+        m.importance,
+        m.parent_id,
+        m.time_ns,
+        m.expires_at_ns,
+    )
+
+
 def load_json(text: str | None) -> Any:
     """The object stored as JSON text (None for NULL or empty)."""
     return orjson.loads(text) if text else None

@@ -50,6 +50,7 @@ from memtrace_server.storage.sql import (
     load_json,
     memory_filter_sql,
     memory_from_row,
+    memory_values,
     merge_metadata,
     order_limit_sql,
     org_from_row,
@@ -927,25 +928,8 @@ def _insert_many(c: sqlite3.Connection, org_id: str, memories: Sequence[MemoryRe
         if m.session_id:
             context = _previous_content(c, org_id, m, stored_latest, in_batch)
             in_batch.setdefault(m.session_id, []).append((m.time_ns, m.content))
-        rows.append(
-            (
-                rid,
-                m.id,
-                org_id,
-                m.agent_id,
-                m.session_id,
-                m.memory_type,
-                m.event_type,
-                m.content,
-                dump_json(m.metadata),
-                orjson.dumps(list(m.tags)).decode() if m.tags else None,
-                m.dedup_key,
-                m.importance,
-                m.parent_id,
-                m.time_ns,
-                m.expires_at_ns,
-            )
-        )
+        tags = orjson.dumps(list(m.tags)).decode() if m.tags else None
+        rows.append((rid, *memory_values(org_id, m, tags)))
         tag_rows.extend((org_id, tag, m.time_ns, rid) for tag in m.tags)
         text_rows.append(
             (
