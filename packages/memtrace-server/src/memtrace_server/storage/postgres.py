@@ -50,6 +50,7 @@ from memtrace_server.storage.sql import (
     order_limit_sql,
     org_from_row,
     session_from_row,
+    session_values,
 )
 
 T = TypeVar("T")
@@ -419,17 +420,7 @@ class PostgresStore:
         try:
             await self._rows(
                 f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                (
-                    org_id,
-                    session.id,
-                    session.agent_id,
-                    session.status,
-                    dump_json(session.metadata) or "{}",
-                    session.created_at_ns,
-                    session.updated_at_ns,
-                    session.closed_at_ns,
-                    session.last_active_at_ns,
-                ),
+                session_values(org_id, session),
             )
         except psycopg.errors.ForeignKeyViolation as exc:
             raise LookupError(f"agent '{session.agent_id}' not found") from exc
@@ -790,17 +781,7 @@ class PostgresStore:
         rows = await self._rows(
             f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING RETURNING id",
-            (
-                org_id,
-                session.id,
-                session.agent_id,
-                session.status,
-                dump_json(session.metadata) or "{}",
-                session.created_at_ns,
-                session.updated_at_ns,
-                session.closed_at_ns,
-                session.last_active_at_ns,
-            ),
+            session_values(org_id, session),
         )
         return bool(rows)
 

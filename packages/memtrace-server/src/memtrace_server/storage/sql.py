@@ -39,6 +39,21 @@ def dump_json(value: dict[str, Any] | None) -> str | None:
     return orjson.dumps(value).decode() if value else None
 
 
+def session_values(org_id: str, session: SessionRecord) -> tuple[Any, ...]:
+    """A session's values in ``SESSION_COLUMNS`` order (both backends)."""
+    return (
+        org_id,
+        session.id,
+        session.agent_id,
+        session.status,
+        dump_json(session.metadata) or "{}",
+        session.created_at_ns,
+        session.updated_at_ns,
+        session.closed_at_ns,
+        session.last_active_at_ns,
+    )
+
+
 def memory_values(org_id: str, m: MemoryRecord, tags: Any) -> tuple[Any, ...]:
     """A memory's values for ``(id, org_id, agent_id, session_id, memory_type, event_type,
     content, metadata_json, tags, dedup_key, importance, parent_id, time, expires_at)``;

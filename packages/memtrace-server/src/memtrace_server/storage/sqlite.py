@@ -55,6 +55,7 @@ from memtrace_server.storage.sql import (
     order_limit_sql,
     org_from_row,
     session_from_row,
+    session_values,
 )
 
 T = TypeVar("T")
@@ -558,17 +559,7 @@ class SQLiteStore:
             try:
                 c.execute(
                     f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        org_id,
-                        session.id,
-                        session.agent_id,
-                        session.status,
-                        dump_json(session.metadata) or "{}",
-                        session.created_at_ns,
-                        session.updated_at_ns,
-                        session.closed_at_ns,
-                        session.last_active_at_ns,
-                    ),
+                    session_values(org_id, session),
                 )
             except sqlite3.IntegrityError as exc:
                 raise LookupError(f"agent '{session.agent_id}' not found") from exc
@@ -888,17 +879,7 @@ class SQLiteStore:
                 return False
             c.execute(
                 f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    org_id,
-                    session.id,
-                    session.agent_id,
-                    session.status,
-                    dump_json(session.metadata) or "{}",
-                    session.created_at_ns,
-                    session.updated_at_ns,
-                    session.closed_at_ns,
-                    session.last_active_at_ns,
-                ),
+                session_values(org_id, session),
             )
             return True
 
