@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -25,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from server import Server, create_key, serve_memtrace, sqlite_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "locomo" / "locomo-dev.json"
@@ -61,49 +59,14 @@ def turns(sample: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def start_server(
-    store_url: str | None, *, semantic: bool = False
-) -> tuple[subprocess.Popen[bytes], str, str]:
-    """``memtrace serve`` on a temporary data directory; its process, URL and a key."""
+def start_server(store_url: str | None, *, semantic: bool = False) -> tuple[Server, str]:
+    """``memtrace serve`` on a temporary data directory (or ``store_url``), and a key."""
     data = Path(tempfile.mkdtemp(prefix="memtrace-locomo-"))
-    port = 9200 + os.getpid() % 500
-    binary = Path(sys.executable).parent / "memtrace"
-    env = {**os.environ, "MEMTRACE_LOG_LEVEL": "warn", "MEMTRACE_STORE_SYNCHRONOUS": "NORMAL"}
-    if store_url:
-        env["MEMTRACE_STORE_URL"] = store_url
+    key = create_key(store_url or sqlite_url(data), "org_locomo")
+    env = {"MEMTRACE_LOG_LEVEL": "warn", "MEMTRACE_STORE_SYNCHRONOUS": "NORMAL"}
     if semantic:
         env["MEMTRACE_SEARCH_SEMANTIC"] = "true"
-    proc = subprocess.Popen(
-        [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    out = subprocess.run(
-        [
-            str(binary),
-            "key",
-            "create",
-            "--org",
-            "org_default",
-            "--name",
-            "locomo",
-            "--data-dir",
-            str(data),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    return proc, url, out.stdout.strip().splitlines()[-1]
+    return serve_memtrace(data, data / "server.log", store_url, env), key
 
 
 def wait_for_embeddings(client: httpx.Client, count: int, timeout: float = 900) -> float:
@@ -167,10 +130,11 @@ def main() -> None:
     args = parser.parse_args()
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
     samples = json.loads(args.data.read_text())
-    proc = None
+    server = None
     url, key = args.url, args.key
     if not url:
-        proc, url, key = start_server(args.store_url, semantic="hybrid" in modes)
+        server, key = start_server(args.store_url, semantic="hybrid" in modes)
+        url = server.url
     results = []
     try:
         with httpx.Client(base_url=url, headers={"x-api-key": key or ""}, timeout=60) as client:
@@ -185,9 +149,8 @@ def main() -> None:
             for mode in modes:
                 results.append({"memories": loaded, **evaluate(client, samples, mode)})
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
+        if server is not None:
+            server.stop()
     print("| mode | memories | questions | R@5 | R@10 | R@20 | search p50 ms | p95 ms |")
     print("|---|---|---|---|---|---|---|---|")
     for f in results:

@@ -18,93 +18,21 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from server import Server, create_key, free_port, serve_memtrace, sqlite_url
+
 HERE = Path(__file__).resolve().parent
 WRK_DIR = HERE / "wrk"
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A server process on loopback, with its peak RSS sampled while a phase runs."""
-
-    def __init__(self, argv: list[str], port: int, log: Path, env: dict[str, str] | None = None):
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log.open("ab")
-        self.proc = subprocess.Popen(
-            argv, stdout=self.log, stderr=self.log, env={**os.environ, **(env or {})}
-        )
-        self.peak_kb = 0
-        self._sampling = False
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited early; see {log}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit(f"server did not start; see {log}")
-
-    def rss_kb(self) -> int:
-        """The process's resident set now, in KiB."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
-
-    @contextmanager
-    def sampling(self) -> Iterator[dict[str, int]]:
-        """Sample RSS every 50 ms; the yielded dict gets ``peak_rss_kb`` on exit."""
-        out: dict[str, int] = {}
-        peak = [self.rss_kb()]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.wait(0.05):
-                peak[0] = max(peak[0], self.rss_kb())
-
-        thread = threading.Thread(target=sample, daemon=True)
-        thread.start()
-        try:
-            yield out
-        finally:
-            stop.set()
-            thread.join()
-            out["peak_rss_kb"] = peak[0]
-
-    def stop(self) -> None:
-        """SIGTERM, then wait."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 class Bench:
@@ -125,7 +53,7 @@ class Bench:
                 "wrk",
                 f"-t{min(2, connections)}",
                 f"-c{connections}",
-                f"-d{self.seconds}s",
+                f"-d{self.seconds:g}s",
                 "--timeout",
                 "10s",
                 "-s",
@@ -146,54 +74,6 @@ class Bench:
                 raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
             results.append(json.loads(line[len("BENCH_JSON ") :]))
         return {k: statistics.median(r[k] for r in results) for k in results[0]}
-
-
-def create_key(url: str, org: str) -> str:
-    """Create ``org`` (if missing) and a read/write key for it, straight in the store."""
-    from memtrace_server.service.admin import Admin
-    from memtrace_server.storage.registry import store_from_url
-
-    async def run() -> str:
-        store = store_from_url(url)
-        await store.open()
-        try:
-            admin = Admin(store)
-            if await store.get_org(org) is None:
-                await admin.create_org(org, org_id=org)
-            key, _ = await admin.create_key(org, f"bench-{time.time_ns()}", "read,write")
-            return key
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
-def sqlite_url(data_dir: Path) -> str:
-    """The store URL ``memtrace serve --data-dir`` uses."""
-    return f"sqlite:///{(data_dir / 'memtrace.db').resolve().as_posix()}"
-
-
-def serve_memtrace(data_dir: Path, work: Path, name: str, store_url: str | None) -> Server:
-    """``memtrace serve`` on ``data_dir`` (or ``store_url``) with production settings."""
-    port = free_port()
-    env = {"MEMTRACE_LOG_LEVEL": "info"}
-    if store_url:
-        env["MEMTRACE_STORE_URL"] = store_url
-    return Server(
-        [
-            str(BIN / "memtrace"),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        port,
-        work / f"{name}.log",
-        env=env,
-    )
 
 
 def serve_floor(kind: str, data_dir: Path, work: Path) -> Server:
@@ -237,7 +117,7 @@ def ingest(
     data = work / "ingest-data"
     data.mkdir()
     key = create_key(store_url or sqlite_url(data), "org_bench")
-    server = serve_memtrace(data, work, "ingest", store_url)
+    server = serve_memtrace(data, work / "ingest.log", store_url)
     out: dict[str, Any] = {}
     try:
         with server.sampling() as rss:
@@ -402,7 +282,7 @@ def reads(bench: Bench, work: Path, sizes: list[int], store_url: str | None) -> 
         loaded = size
         t = json.loads(targets.read_text())
         phase: dict[str, Any] = {"load_seconds": time.perf_counter() - started}
-        server = serve_memtrace(data, work, f"reads-{size}", store_url)
+        server = serve_memtrace(data, work / f"reads-{size}.log", store_url)
         try:
             with server.sampling() as rss:
                 for name, build in READS.items():

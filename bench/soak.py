@@ -11,25 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB (from /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+from server import create_key, serve_memtrace, sqlite_url
 
 
 async def worker(
@@ -147,55 +137,23 @@ def main() -> None:
     parser.add_argument("--prefill", type=int, default=100_000, help="memories stored first")
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="memtrace-soak-"))
-    binary = Path(sys.executable).parent / "memtrace"
-    port = 9700 + os.getpid() % 200
-    env = {**os.environ, "MEMTRACE_LOG_LEVEL": "warn"}
+    key = create_key(sqlite_url(data), "org_soak")
     log_path = data / "server.log"
-    server = subprocess.Popen(
-        [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)],
-        stdout=subprocess.DEVNULL,
-        stderr=log_path.open("w"),
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = serve_memtrace(data, log_path, env={"MEMTRACE_LOG_LEVEL": "warn"})
+    url = server.url
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        key = subprocess.run(
-            [
-                str(binary),
-                "key",
-                "create",
-                "--org",
-                "org_default",
-                "--name",
-                "soak",
-                "--data-dir",
-                str(data),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()[-1]
         # Fill the store past what the page caches hold (5 connections x 16 MiB), then warm
         # up, so RSS growth during the soak measures leaks rather than caches filling.
         asyncio.run(prefill(url, key, args.prefill))
         asyncio.run(run(url, key, min(60.0, args.seconds), args.concurrency))
-        start_rss = rss_mb(server.pid)
+        start_rss = server.rss_mb()
         samples: list[float] = []
         stats = asyncio.run(
-            run(
-                url, key, args.seconds, args.concurrency, lambda: samples.append(rss_mb(server.pid))
-            )
+            run(url, key, args.seconds, args.concurrency, lambda: samples.append(server.rss_mb()))
         )
-        end_rss = rss_mb(server.pid)
+        end_rss = server.rss_mb()
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        server.stop()
     lat = sorted(stats["latency"])
     print(f"server log (warnings and errors): {log_path}")
     print(
