@@ -122,6 +122,16 @@ MALFORMED: list[tuple[str, str, Any, str]] = [
     ),
     ("POST", "/search", {"offset": 10**30}, "offset"),
     ("GET", "/memories", {"offset": str(10**30)}, "offset"),
+    # strict list parameters: negative sizes and unknown orders are refused, on every list
+    ("GET", "/memories", {"limit": "-5"}, "invalid limit"),
+    ("GET", "/memories", {"offset": "-1"}, "invalid offset"),
+    ("GET", "/memories", {"order": "sideways"}, "invalid order"),
+    ("GET", "/agents/a1/memories", {"limit": "-1"}, "invalid limit"),
+    ("GET", "/agents/a1/memories", {"order": "up"}, "invalid order"),
+    ("GET", "/sessions/sess_x/memories", {"offset": "-3"}, "invalid offset"),
+    ("GET", "/sessions/sess_x/memories", {"order": "random"}, "invalid order"),
+    ("POST", "/search", {"limit": -5}, "limit"),
+    ("POST", "/search", {"offset": -1}, "offset"),
 ]
 
 

@@ -227,8 +227,8 @@ class SearchRequest(_Body):
     min_importance: Annotated[float, _null_is(0.0)] = Field(
         0.0, description="Minimum importance, applied when greater than 0."
     )
-    limit: Annotated[int, _null_is(0), Field(le=MAX_OFFSET)] = Field(
-        0, description="Maximum results: default 50, at most 1000."
+    limit: Annotated[int, _null_is(0), Field(ge=0, le=MAX_OFFSET)] = Field(
+        0, description="Maximum results: default 50 (also for 0), at most 1000."
     )
     offset: Annotated[int, _null_is(0), Field(ge=0, le=MAX_OFFSET)] = Field(
         0, description="Results to skip."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
 from starlette.responses import Response
@@ -69,10 +69,12 @@ async def page_query(
     tags: str | None = Query(None, description="Comma-separated tags, all required."),
     until: str | None = Query(None, description=TIME_HELP + " Upper bound; 'now' means none."),
     limit: int | None = Query(
-        None, le=MAX_OFFSET, description="Page size: default 100, at most 1000."
+        None, ge=0, le=MAX_OFFSET, description="Page size: default 100 (also for 0), at most 1000."
     ),
-    offset: int | None = Query(None, le=MAX_OFFSET, description="Memories to skip."),
-    order: str | None = Query(None, description="asc, or desc (default) by time."),
+    offset: int | None = Query(None, ge=0, le=MAX_OFFSET, description="Memories to skip."),
+    order: Literal["asc", "desc"] | None = Query(
+        None, description="asc, or desc (default) by time."
+    ),
 ) -> PageQuery:
     """The shared list parameters (async: FastAPI runs plain dependencies in a thread)."""
     return PageQuery(memory_type, event_type, tags, until, limit, offset, order)
