@@ -37,7 +37,11 @@ class App:
 
     @property
     def admin(self) -> Admin:
-        return Admin(self.client.app.state.services.store)  # type: ignore[attr-defined]
+        return Admin(self.services.stores)
+
+    @property
+    def services(self) -> Any:
+        return self.client.app.state.services  # type: ignore[attr-defined]
 
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         assert self.client.portal is not None

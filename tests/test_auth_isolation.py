@@ -47,9 +47,9 @@ def test_revoked_key_is_refused_within_the_cache_window(app: App, org_key: tuple
     key = app.new_key(org_key[0], name="short-lived")
     c = app.client
     assert c.get(V1 + "/agents", headers=app.as_key(key)).status_code == 200
-    store = app.client.app.state.services.store  # type: ignore[attr-defined]
-    (record,) = [k for k in app.call(store.list_keys, org_key[0]) if k.name == "short-lived"]
-    assert app.call(store.revoke_key, record.id, org_key[0])
+    admin = app.admin
+    (record,) = [k for k in app.call(admin.list_keys, org_key[0]) if k.name == "short-lived"]
+    app.call(admin.revoke_key, record.id, org_key[0])
     window = app.settings.key_cache_seconds
     assert window > 0
     refused_within(window + 2, lambda: c.get(V1 + "/agents", headers=app.as_key(key)).status_code)
@@ -64,9 +64,8 @@ def test_without_a_key_cache_revocation_is_immediate(tmp_path: Path) -> None:
         org = app.new_org()
         key = app.new_key(org, name="k")
         assert client.get(V1 + "/agents", headers=app.as_key(key)).status_code == 200
-        store = client.app.state.services.store  # type: ignore[attr-defined]
-        (record,) = app.call(store.list_keys, org)
-        assert app.call(store.revoke_key, record.id, org)
+        (record,) = app.call(app.admin.list_keys, org)
+        app.call(app.admin.revoke_key, record.id, org)
         assert client.get(V1 + "/agents", headers=app.as_key(key)).status_code == 401
 
 

@@ -16,8 +16,8 @@ from starlette.testclient import TestClient
 
 from memtrace_server.api.app import create_app
 from memtrace_server.core.records import MemoryFilter
-from memtrace_server.service.transfer import Transfer
-from memtrace_server.storage.registry import store_from_url
+from memtrace_server.service.admin import Admin, AdminError
+from memtrace_server.storage.registry import stores_from_url
 
 from conftest import App, make_settings, memtrace_cli
 
@@ -45,9 +45,13 @@ def two_orgs(lapp: App) -> tuple[dict[str, str], dict[str, str]]:
 
 def stored_count(app: App, org_headers: dict[str, str]) -> int:
     """Rows in the store for the org, expired or not: what erasure must really remove."""
-    store = app.client.app.state.services.store  # type: ignore[attr-defined]
     org_id = app.keys[org_headers["x-api-key"]]
-    return int(app.call(store.count_memories, org_id, MemoryFilter()))
+
+    async def count() -> int:
+        store = await app.services.stores.tenant(org_id)
+        return int(await store.count_memories(org_id, MemoryFilter()))
+
+    return int(app.call(count))
 
 
 def post(app: App, h: dict[str, str], **body: Any) -> dict[str, Any]:
@@ -210,8 +214,7 @@ def test_org_retention(lapp: App, two_orgs: tuple[dict[str, str], dict[str, str]
     for h in (a, b):
         post(lapp, h, agent_id="bot", content="ten days old", time=_iso(-timedelta(days=10)))
         post(lapp, h, agent_id="bot", content="fresh")
-    store = lapp.client.app.state.services.store  # type: ignore[attr-defined]
-    assert lapp.call(store.set_org_retention, lapp.keys[a["x-api-key"]], 7)
+    lapp.call(lapp.admin.set_retention, lapp.keys[a["x-api-key"]], 7)
     assert [m["content"] for m in c.get(V1 + "/memories", headers=a).json()["memories"]] == [
         "fresh"
     ]
@@ -296,25 +299,23 @@ def test_round_trip_sqlite_to_postgres_is_exact_and_idempotent(tmp_path: Path, p
         client.put(V1 + f"/sessions/{session['id']}", json={"status": "closed"}, headers=h)
 
     async def export(url: str) -> list[bytes]:
-        store = store_from_url(url)
-        await store.open()
+        stores = stores_from_url(url)
+        await stores.open()
         try:
-            return [line async for line in Transfer(store).export(org)]
+            return [line async for line in Admin(stores).export(org, None)]
         finally:
-            await store.close()
+            await stores.close()
 
     async def import_into(url: str, lines: list[bytes]) -> Any:
-        store = store_from_url(url)
-        await store.open()
+        stores = stores_from_url(url)
+        await stores.open()
         try:
-            from memtrace_server.core.records import OrgRecord
-            from memtrace_server.storage.base import DuplicateName
-
-            with contextlib.suppress(DuplicateName):
-                await store.create_org(OrgRecord(org, "Dst", 1))
-            return await Transfer(store).import_lines(org, lines)
+            admin = Admin(stores)
+            with contextlib.suppress(AdminError):
+                await admin.create_org("Dst", org)
+            return await admin.import_lines(org, lines)
         finally:
-            await store.close()
+            await stores.close()
 
     sqlite_url = f"sqlite:///{(source.data_dir / 'memtrace.db').as_posix()}"
     lines = asyncio.run(export(sqlite_url))

@@ -8,7 +8,8 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from memtrace_server.api.app import create_app
-from memtrace_server.service.ratelimit import RateLimited, RateLimiter
+from memtrace_server.core.errors import RateLimited
+from memtrace_server.service.ratelimit import RateLimiter
 
 from conftest import App, make_settings
 

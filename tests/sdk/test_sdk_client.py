@@ -216,8 +216,7 @@ class CountingTransport(httpx.BaseTransport):
 
 def test_503_is_typed_and_retried_only_when_safe(app: App, key: str) -> None:
     counting = CountingTransport(AppTransport(app.client))  # the app's own in-process transport
-    store = app.client.app.state.services.store  # type: ignore[attr-defined]
-    app.call(store.close)  # the store goes away: every data call is a real 503
+    app.call(app.services.stores.close)  # the store goes away: every data call is a real 503
     with Memtrace(
         "http://testserver", key, transport=counting, max_retries=2, retry_backoff=0
     ) as c:

@@ -1,8 +1,10 @@
-"""One contract every store backend must pass: SQLite and a real PostgreSQL."""
+"""One contract every store must pass: SQLite, a real PostgreSQL, and the routed store
+(org A kept in a store of its own), all through ``Stores`` as the services use them."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -11,44 +13,84 @@ from typing import Any
 import pytest
 
 from memtrace_server.core.records import (
+    AgentDeletion,
     AgentRecord,
     MemoryFilter,
     MemoryRecord,
     OrgRecord,
+    OrgStoreBinding,
     SessionRecord,
 )
-from memtrace_server.storage.base import DuplicateName, Store
-from memtrace_server.storage.postgres import PostgresStore
-from memtrace_server.storage.sqlite import SQLiteStore
+from memtrace_server.core.rules import stats_window_start
+from memtrace_server.storage.base import DuplicateName, StoreError
+from memtrace_server.storage.registry import store_from_url
+from memtrace_server.storage.routing import Stores
+from memtrace_server.storage.secrets import seal
 
 NOW = time.time_ns()
 MIN = 60 * 10**9
 WINDOW = 24 * 3600 * 10**9
+MASTER_KEY = os.urandom(32)
+CONTROL = {
+    "create_org", "list_orgs", "get_org", "set_org_retention", "create_key", "list_keys",
+    "revoke_key", "find_key", "set_org_store", "list_org_stores", "delete_org_store",
+}  # fmt: skip
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+class Contract:
+    """The store under test as the services see it: control calls go to the control
+    store, tenant calls (org first) to the org's tenant store, resolved per call."""
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+
+    async def delete_org(self, org_id: str) -> bool:
+        return await self.stores.delete_org(org_id)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in CONTROL or name in ("open", "close", "ping"):
+            target = self.stores if name in ("open", "close", "ping") else self.stores.control
+            return getattr(target, name)
+
+        async def tenant_call(org_id: str, *args: Any, **kwargs: Any) -> Any:
+            store = await self.stores.tenant(org_id)
+            return await getattr(store, name)(org_id, *args, **kwargs)
+
+        return tenant_call
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+@pytest.fixture(params=["sqlite", "postgres", "routed"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Contract]:
     """A factory of stores on one database, so a test can reopen it like a restart."""
-    if request.param == "sqlite":
-        path = tmp_path / "contract.db"
-        return lambda: SQLiteStore(path, synchronous="NORMAL")
-    url = request.getfixturevalue("pg_url")
-    return lambda: PostgresStore(url)
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+    else:
+        url = f"sqlite:///{(tmp_path / 'contract.db').as_posix()}"
+
+    def make() -> Contract:
+        def opener(other: str) -> Any:
+            return store_from_url(other, synchronous="NORMAL")
+
+        return Contract(Stores(opener(url), master_key=MASTER_KEY, opener=opener))
+
+    return make
 
 
 @pytest.fixture
-async def store(make_store: Callable[[], Store]) -> AsyncIterator[Store]:
+async def store(
+    make_store: Callable[[], Contract], request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Contract]:
     s = make_store()
     await s.open()
     await s.create_org(OrgRecord("org_a", "A", NOW))
     await s.create_org(OrgRecord("org_b", "B", NOW + 1))
+    if "routed" in request.node.callspec.id:
+        own = f"sqlite:///{(tmp_path / 'org_a.db').as_posix()}"
+        cipher, nonce = seal(MASTER_KEY, "org_a", own)
+        await s.set_org_store(OrgStoreBinding("org_a", cipher, nonce, NOW))
+        s.stores.forget_bindings()
     try:
         yield s
     finally:
@@ -65,21 +107,16 @@ def mem(n: int, org: str = "org_a", **kw: Any) -> MemoryRecord:
     return MemoryRecord(id=f"mem_{fields['time_ns']:016x}{n:010x}", org_id=org, **fields)
 
 
-async def test_orgs(store: Store) -> None:
+async def test_orgs(store: Contract) -> None:
     assert [o.id for o in await store.list_orgs()] == ["org_a", "org_b"]
     assert (await store.get_org("org_a")) == OrgRecord("org_a", "A", NOW)
     assert await store.get_org("org_x") is None
     with pytest.raises(DuplicateName):
         await store.create_org(OrgRecord("org_a", "again", NOW))
-    assert await store.org_usage("org_a") == {
-        "api_keys": 0,
-        "agents": 0,
-        "sessions": 0,
-        "memories": 0,
-    }
+    assert await store.usage("org_a") == {"agents": 0, "sessions": 0, "memories": 0}
 
 
-async def test_keys(store: Store) -> None:
+async def test_keys(store: Contract) -> None:
     key = await store.create_key("org_a", "ci", "d" * 64, "mtk_abcdefgh", "read,write", NOW)
     assert key.permissions == frozenset({"read", "write"}) and key.org_id == "org_a"
     assert await store.find_key("d" * 64) == key
@@ -97,7 +134,7 @@ async def test_keys(store: Store) -> None:
     assert not await store.revoke_key(other.id)
 
 
-async def test_agents_and_sessions(store: Store) -> None:
+async def test_agents_and_sessions(store: Contract) -> None:
     explicit = AgentRecord(
         id="agent_x",
         org_id="org_a",
@@ -169,14 +206,14 @@ async def test_agents_and_sessions(store: Store) -> None:
     assert [s.id for s in await store.list_sessions("org_a", "agent_x")] == ["sess_1"]
     assert await store.list_sessions("org_a", "helper") == []
     assert await store.list_sessions("org_b", None) == []
-    assert await store.delete_agent("org_a", "agent_x") == 1
-    assert await store.delete_agent("org_b", "helper") is False
-    assert await store.delete_agent("org_a", "helper") is True
-    usage = await store.org_usage("org_a")
+    assert await store.delete_agent("org_a", "agent_x") == AgentDeletion("has_sessions", 1)
+    assert await store.delete_agent("org_b", "helper") == AgentDeletion("absent")
+    assert await store.delete_agent("org_a", "helper") == AgentDeletion("deleted")
+    usage = await store.usage("org_a")
     assert usage["agents"] == 1 and usage["sessions"] == 1
 
 
-async def test_insert_dedup_and_get(store: Store) -> None:
+async def test_insert_dedup_and_get(store: Contract) -> None:
     a = mem(
         1,
         dedup_key="k1",
@@ -188,7 +225,7 @@ async def test_insert_dedup_and_get(store: Store) -> None:
         memory_type="decision",
         event_type="decision",
     )
-    assert await store.insert_memories("org_a", [a], WINDOW) == [True]
+    assert await store.insert_memories("org_a", [a], WINDOW, NOW) == [True]
     assert await store.get_memory("org_a", a.id) == a
     assert await store.get_memory("org_a", "k1") == a
     assert (
@@ -198,21 +235,18 @@ async def test_insert_dedup_and_get(store: Store) -> None:
     # same key in the window (also later in the same call) is skipped; another org is independent
     b, c = mem(2, dedup_key="k1"), mem(3, dedup_key="k2")
     d = mem(4, dedup_key="k2")
-    assert await store.insert_memories("org_a", [b, c, d], WINDOW) == [False, True, False]
-    assert await store.insert_memories("org_b", [mem(5, "org_b", dedup_key="k1")], WINDOW) == [True]
+    assert await store.insert_memories("org_a", [b, c, d], WINDOW, NOW) == [False, True, False]
+    assert await store.insert_memories("org_b", [mem(5, "org_b", dedup_key="k1")], WINDOW, NOW) == [
+        True
+    ]
     # outside the window, or without dedup, the same key is stored
     old = mem(6, dedup_key="k1", time_ns=NOW - 3 * WINDOW)
-    assert await store.insert_memories("org_a", [old], WINDOW) == [True]
-    assert await store.insert_memories("org_a", [mem(7, dedup_key="k1")], None) == [True]
-    assert await store.org_usage("org_a") == {
-        "api_keys": 0,
-        "agents": 0,
-        "sessions": 0,
-        "memories": 4,
-    }
+    assert await store.insert_memories("org_a", [old], WINDOW, NOW) == [True]
+    assert await store.insert_memories("org_a", [mem(7, dedup_key="k1")], None, NOW) == [True]
+    assert await store.usage("org_a") == {"agents": 0, "sessions": 0, "memories": 4}
 
 
-async def test_query_filters(store: Store) -> None:
+async def test_query_filters(store: Contract) -> None:
     rows = [
         mem(
             1, content="Deploy to staging", tags=("ops", "deploy"), session_id="s1", importance=0.2
@@ -230,8 +264,8 @@ async def test_query_filters(store: Store) -> None:
         mem(4, content="100%_literal", tags=("art", "ops"), session_id="s2"),
         mem(5, org="org_b", content="deploy elsewhere", tags=("ops",)),
     ]
-    await store.insert_memories("org_a", rows[:4], None)
-    await store.insert_memories("org_b", rows[4:], None)
+    await store.insert_memories("org_a", rows[:4], None, NOW)
+    await store.insert_memories("org_b", rows[4:], None, NOW)
 
     async def ids(**kw: Any) -> list[str]:
         return [m.content for m in await store.query_memories("org_a", MemoryFilter(**kw))]
@@ -264,7 +298,7 @@ async def test_query_filters(store: Store) -> None:
     ]
 
 
-async def test_stats(store: Store) -> None:
+async def test_stats(store: Contract) -> None:
     await store.register_agent(
         "org_a", AgentRecord(id="agent_1", org_id="org_a", name="one", created_at_ns=NOW)
     )
@@ -283,17 +317,18 @@ async def test_stats(store: Store) -> None:
             mem(4, org="org_b"),
         ][:3],
         None,
+        NOW,
     )
-    stats = await store.agent_stats("org_a", "agent_1", NOW)
+    stats = await store.agent_stats("org_a", "agent_1", stats_window_start(NOW))
     assert (stats.memory_count, stats.memories_24h, stats.errors_24h) == (3, 2, 1)
     assert (stats.session_count, stats.active_sessions) == (1, 1)
     assert stats.memory_types == {"episodic": 1, "session": 1, "decision": 1}
     assert stats.last_active_at_ns == mem(3).time_ns
-    empty = await store.agent_stats("org_b", "agent_1", NOW)
+    empty = await store.agent_stats("org_b", "agent_1", stats_window_start(NOW))
     assert empty.memory_count == 0 and empty.memory_types == {} and empty.last_active_at_ns is None
 
 
-async def test_delete_org_removes_everything(store: Store) -> None:
+async def test_delete_org_removes_everything(store: Contract) -> None:
     await store.create_key("org_a", "k", "a" * 64, "p", "read", NOW)
     await store.ensure_agent(
         "org_a", "bot", AgentRecord(id="bot", org_id="org_a", name="bot", created_at_ns=NOW)
@@ -302,22 +337,17 @@ async def test_delete_org_removes_everything(store: Store) -> None:
         "org_a",
         SessionRecord(id="s", org_id="org_a", agent_id="bot", created_at_ns=NOW, updated_at_ns=NOW),
     )
-    await store.insert_memories("org_a", [mem(1, tags=("t",))], None)
-    await store.insert_memories("org_b", [mem(2, org="org_b", tags=("t",))], None)
+    await store.insert_memories("org_a", [mem(1, tags=("t",))], None, NOW)
+    await store.insert_memories("org_b", [mem(2, org="org_b", tags=("t",))], None, NOW)
     assert await store.delete_org("org_a")
     assert not await store.delete_org("org_a")
-    assert await store.org_usage("org_a") == {
-        "api_keys": 0,
-        "agents": 0,
-        "sessions": 0,
-        "memories": 0,
-    }
+    assert await store.usage("org_a") == {"agents": 0, "sessions": 0, "memories": 0}
     assert await store.query_memories("org_a", MemoryFilter(tags=("t",))) == []
     assert len(await store.query_memories("org_b", MemoryFilter(tags=("t",)))) == 1
 
 
 async def test_concurrent_duplicates_store_exactly_one(
-    make_store: Callable[[], Store], store: Store
+    make_store: Callable[[], Contract], store: Contract
 ) -> None:
     second = make_store()  # another connection set, as another process would have
     await second.open()
@@ -327,7 +357,7 @@ async def test_concurrent_duplicates_store_exactly_one(
         ]
         results = await asyncio.gather(
             *(
-                (store if i % 2 else second).insert_memories("org_a", [m], WINDOW)
+                (store if i % 2 else second).insert_memories("org_a", [m], WINDOW, NOW)
                 for i, m in enumerate(same)
             )
         )
@@ -335,7 +365,7 @@ async def test_concurrent_duplicates_store_exactly_one(
         many = [mem(100 + i, dedup_key=f"k{i}", time_ns=NOW + 1000 + i) for i in range(40)]
         await asyncio.gather(
             *(
-                (store if i % 2 else second).insert_memories("org_a", [m], WINDOW)
+                (store if i % 2 else second).insert_memories("org_a", [m], WINDOW, NOW)
                 for i, m in enumerate(many)
             )
         )
@@ -344,8 +374,8 @@ async def test_concurrent_duplicates_store_exactly_one(
         await second.close()
 
 
-async def test_data_survives_a_restart(make_store: Callable[[], Store], store: Store) -> None:
-    await store.insert_memories("org_a", [mem(1, tags=("keep",))], WINDOW)
+async def test_data_survives_a_restart(make_store: Callable[[], Contract], store: Contract) -> None:
+    await store.insert_memories("org_a", [mem(1, tags=("keep",))], WINDOW, NOW)
     await store.create_key("org_a", "k", "b" * 64, "p", "read", NOW)
     await store.close()
     reopened = make_store()
@@ -360,15 +390,13 @@ async def test_data_survives_a_restart(make_store: Callable[[], Store], store: S
     await store.open()  # so the fixture can close it
 
 
-async def test_closed_store_raises_store_error(make_store: Callable[[], Store]) -> None:
-    from memtrace_server.storage.base import StoreError
-
+async def test_closed_store_raises_store_error(make_store: Callable[[], Contract]) -> None:
     s = make_store()
     with pytest.raises(StoreError):
         await s.ping()
 
 
-async def test_a_memory_is_found_by_the_words_of_the_one_before_it(store: Store) -> None:
+async def test_a_memory_is_found_by_the_words_of_the_one_before_it(store: Contract) -> None:
     def at(n: int, t: int, content: str, session: str = "s1") -> MemoryRecord:
         return mem(n, session_id=session, content=content, time_ns=NOW + t)
 
@@ -379,15 +407,15 @@ async def test_a_memory_is_found_by_the_words_of_the_one_before_it(store: Store)
     q = at(1, 10, "where did I leave the passport")
     a = at(2, 20, "top drawer of the desk")
     other = at(3, 15, "water the garden", session="s2")
-    assert await store.insert_memories("org_a", [q, a, other], None) == [True] * 3
+    assert await store.insert_memories("org_a", [q, a, other], None, NOW) == [True] * 3
     assert await found("passport") == {q.content, a.content}  # a answers q
     r = at(4, 30, "thanks, found it")
-    await store.insert_memories("org_a", [r], None)
+    await store.insert_memories("org_a", [r], None, NOW)
     assert await found("drawer") == {a.content, r.content}
     # backfills take the memory before them in time, not the last one written
     first = at(5, 5, "booked flights to lisbon")
     between = at(6, 25, "the blue one")
-    await store.insert_memories("org_a", [first, between], None)
+    await store.insert_memories("org_a", [first, between], None, NOW)
     assert await found("lisbon") == {first.content}
     assert await found("drawer") == {a.content, r.content, between.content}
     assert await found("garden") == {other.content}

@@ -19,9 +19,7 @@ from memtrace_server.config import ConfigError, Settings, load_settings
 from memtrace_server.core.errors import ApiError
 from memtrace_server.core.timefmt import format_rfc3339
 from memtrace_server.service.admin import Admin, AdminError
-from memtrace_server.service.transfer import Transfer
-from memtrace_server.storage.base import Store, StoreError
-from memtrace_server.storage.registry import routed_store, store_from_url
+from memtrace_server.storage.registry import store_from_url, stores_from_url
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,22 +58,30 @@ def _settings(
         raise AssertionError from exc  # unreachable
 
 
-def _with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
+def _with_admin(settings: Settings, action: Callable[[Admin], Awaitable[T]]) -> T:
+    """Open the configured stores, run ``action`` with an Admin over them, close them."""
+
     async def run() -> T:
-        store = routed_store(
+        stores = stores_from_url(
             settings.resolved_store_url,
             synchronous=settings.store_synchronous,
             master_key=settings.master_key,
         )
-        await store.open()
+        await stores.open()
         try:
-            return await action(store)
+            return await action(
+                Admin(
+                    stores,
+                    master_key=stores.master_key,
+                    key_cache_seconds=settings.key_cache_seconds,
+                )
+            )
         finally:
-            await store.close()
+            await stores.close()
 
     try:
         return asyncio.run(run())
-    except (AdminError, StoreError, ValueError) as exc:
+    except (AdminError, ApiError, ValueError) as exc:
         _fail(str(exc))
         raise AssertionError from exc  # unreachable
 
@@ -89,10 +95,7 @@ def admin_command(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
         config_path: Path | None, data_dir: Path | None, store_url: str | None, **kwargs: Any
     ) -> None:
         settings = _settings(config_path, data_dir, store_url)
-        _with_store(
-            settings,
-            lambda store: fn(Admin(store, key_cache_seconds=settings.key_cache_seconds), **kwargs),
-        )
+        _with_admin(settings, lambda admin: fn(admin, **kwargs))
 
     return command
 
@@ -123,7 +126,7 @@ def serve(
 
     settings = _settings(config_path, data_dir, store_url, host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
-    key = _with_store(settings, lambda store: Admin(store).bootstrap())
+    key = _with_admin(settings, lambda admin: admin.bootstrap())
     if key:
         bar = "=" * 58
         click.echo(
@@ -183,7 +186,7 @@ async def org_create(admin: Admin, name: str) -> None:
 async def org_list(admin: Admin) -> None:
     """List organisations, oldest first."""
     click.echo(f"{'ID':<32}{'NAME':<30}CREATED")
-    for record in await admin.store.list_orgs():
+    for record in await admin.list_orgs():
         click.echo(f"{record.id:<32}{record.name:<30}{format_rfc3339(record.created_at_ns)}")
 
 
@@ -226,8 +229,7 @@ async def org_show_store(admin: Admin, org_id: str) -> None:
 @admin_command
 async def org_remove_store(admin: Admin, org_id: str) -> None:
     """Send an org back to the default store (its data in the old store stays there)."""
-    if not await admin.store.delete_org_store(org_id):
-        raise AdminError(f"org '{org_id}' has no store of its own")
+    await admin.remove_org_store(org_id)
     click.echo(f"Store binding removed for {org_id}")
 
 
@@ -242,8 +244,7 @@ async def org_remove_store(admin: Admin, org_id: str) -> None:
 @admin_command
 async def org_set_retention(admin: Admin, org_id: str, days: int) -> None:
     """Hide at once, and purge soon after, memories older than N days."""
-    if not await admin.store.set_org_retention(org_id, days or None):
-        raise AdminError(f"org '{org_id}' not found")
+    await admin.set_retention(org_id, days)
     click.echo(f"Retention of {org_id}: " + (f"{days} days" if days else "forever"))
 
 
@@ -253,10 +254,8 @@ async def org_set_retention(admin: Admin, org_id: str, days: int) -> None:
 @admin_command
 async def export_command(admin: Admin, org_id: str, agent_id: str | None) -> None:
     """Write an org's agents, sessions and memories to stdout as JSON Lines."""
-    if await admin.store.get_org(org_id) is None:
-        raise AdminError(f"org '{org_id}' not found")
     out = sys.stdout.buffer
-    async for line in Transfer(admin.store).export(org_id, agent_id):
+    async for line in admin.export(org_id, agent_id):
         out.write(line)
     out.flush()
 
@@ -267,8 +266,6 @@ async def export_command(admin: Admin, org_id: str, agent_id: str | None) -> Non
 @admin_command
 async def import_command(admin: Admin, org_id: str, file: BinaryIO) -> None:
     """Import a JSON Lines export; anything whose id exists already is skipped."""
-    if await admin.store.get_org(org_id) is None:
-        raise AdminError(f"org '{org_id}' not found")
     try:
         size = os.fstat(file.fileno()).st_size
     except (OSError, ValueError):
@@ -283,10 +280,7 @@ async def import_command(admin: Admin, org_id: str, file: BinaryIO) -> None:
                     bar.update(len(line))
                 yield line
 
-        try:
-            report = await Transfer(admin.store).import_lines(org_id, lines())
-        except ApiError as exc:
-            raise AdminError(exc.message) from exc
+        report = await admin.import_lines(org_id, lines())
     click.echo(
         f"Imported {report.memories} memories, {report.agents} agents, {report.sessions} sessions;"
         f" {report.skipped} already present"
@@ -323,7 +317,7 @@ async def key_create(admin: Admin, org_id: str, name: str, permissions: str) -> 
 async def key_list(admin: Admin, org_id: str) -> None:
     """List an organisation's keys (never the keys themselves)."""
     click.echo(f"{'ID':<6}{'NAME':<24}{'PREFIX':<16}{'PERMS':<20}CREATED")
-    for record in await admin.store.list_keys(org_id):
+    for record in await admin.list_keys(org_id):
         perms = ",".join(sorted(record.permissions))
         created = format_rfc3339(record.created_at_ns)[:16].replace("T", " ")
         click.echo(
@@ -337,8 +331,7 @@ async def key_list(admin: Admin, org_id: str) -> None:
 @admin_command
 async def key_revoke(admin: Admin, key_id: int, org_id: str | None) -> None:
     """Revoke a key; every server using this store refuses it from the next request."""
-    if not await admin.store.revoke_key(key_id, org_id):
-        raise AdminError(f"key {key_id} not found")
+    await admin.revoke_key(key_id, org_id)
     click.echo(f"Key {key_id} revoked")
 
 

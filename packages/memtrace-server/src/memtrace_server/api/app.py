@@ -29,7 +29,8 @@ from memtrace_server.service.ratelimit import RateLimiter
 from memtrace_server.service.semantic import Embedder, Indexer
 from memtrace_server.service.transfer import Transfer
 from memtrace_server.storage.base import Store, StoreError
-from memtrace_server.storage.registry import routed_store
+from memtrace_server.storage.registry import stores_from_url
+from memtrace_server.storage.routing import Stores
 
 log = logging.getLogger("memtrace.server")
 
@@ -63,7 +64,7 @@ def _no_telemetry() -> dict[str, Any]:
     return {"telemetry": {**off, "auto_configure": False}}
 
 
-def _semantic(settings: Settings, store: Store) -> tuple[Embedder | None, Indexer | None, str]:
+def _semantic(settings: Settings, stores: Stores) -> tuple[Embedder | None, Indexer | None, str]:
     """The embedder and its indexer when hybrid search is on and installed, else why not."""
     if not settings.search_semantic:
         return None, None, HYBRID_OFF
@@ -72,19 +73,19 @@ def _semantic(settings: Settings, store: Store) -> tuple[Embedder | None, Indexe
         log.warning("search.semantic is on but %s", reason.split(": ", 1)[1])
         return None, None, reason
     embedder = Embedder()
-    return embedder, Indexer(store, embedder), HYBRID_OFF
+    return embedder, Indexer(stores, embedder), HYBRID_OFF
 
 
-def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
-    """Build the app. The store is opened and closed by the app's lifespan.
+def create_app(settings: Settings, store: Store | Stores | None = None) -> FastAPI:
+    """Build the app. The stores are opened and closed by the app's lifespan.
 
-    Passing ``store`` lets tests and embedders supply one; otherwise it comes from
-    ``settings.resolved_store_url``.
+    Passing ``store`` (one store, or ``Stores`` with routing) lets tests and embedders
+    supply it; otherwise it comes from ``settings.resolved_store_url``.
     """
     the_store = (
-        store
+        (store if isinstance(store, Stores) else Stores(store))
         if store is not None
-        else routed_store(
+        else stores_from_url(
             settings.resolved_store_url,
             synchronous=settings.store_synchronous,
             master_key=settings.master_key,
@@ -124,9 +125,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     )
     app.state.services = Services(
         settings=settings,
-        store=the_store,
+        stores=the_store,
         auth=Authenticator(
-            the_store,
+            the_store.control,
             enabled=settings.auth_enabled,
             cache_seconds=settings.key_cache_seconds,
         ),

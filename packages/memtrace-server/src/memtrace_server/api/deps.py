@@ -15,7 +15,7 @@ from memtrace_server.service.auth import Authenticator, Principal, key_from_head
 from memtrace_server.service.memories import Memories
 from memtrace_server.service.ratelimit import RateLimiter
 from memtrace_server.service.transfer import Transfer
-from memtrace_server.storage.base import Store
+from memtrace_server.storage.routing import Stores
 
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="API key (mtk_…).")
 bearer = HTTPBearer(auto_error=False, description="API key as a bearer token.")
@@ -26,7 +26,7 @@ class Services:
     """Everything a route needs, built once per app."""
 
     settings: Settings
-    store: Store
+    stores: Stores
     auth: Authenticator
     limiter: RateLimiter
     memories: Memories

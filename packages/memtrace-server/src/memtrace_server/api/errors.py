@@ -14,7 +14,7 @@ from starlette.responses import Response
 from memtrace_server.api.responses import json_response
 from memtrace_server.core.errors import ApiError
 from memtrace_server.core.requests import CUSTOM_ERROR
-from memtrace_server.storage.base import InvalidValue, StoreError, StoreFull
+from memtrace_server.storage.base import StoreError
 
 log = logging.getLogger("memtrace.api")
 
@@ -56,6 +56,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def api_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
+        if isinstance(exc, StoreError):
+            log.error("store failed (%d): %s", exc.status, exc)
         response = json_response(exc.body(), exc.status)
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
@@ -73,19 +75,6 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = "not found"
         return json_response({"error": detail.lower()}, exc.status_code)
 
-    async def store_error(_: Request, exc: Exception) -> Response:
-        if isinstance(exc, StoreFull):
-            log.error("store full: %s", exc)
-            return json_response({"error": "the store is full: nothing was written"}, 507)
-        log.error("store unavailable: %s", exc)
-        return json_response({"error": "store unavailable, try again shortly"}, 503)
-
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
-
-    async def invalid_value(_: Request, exc: Exception) -> Response:
-        return json_response({"error": f"invalid value: {exc}"}, 400)
-
-    app.add_exception_handler(StoreError, store_error)
-    app.add_exception_handler(InvalidValue, invalid_value)

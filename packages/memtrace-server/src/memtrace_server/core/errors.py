@@ -1,4 +1,5 @@
-"""Errors that carry their HTTP status, rendered as ``{"error": message, ...}``."""
+"""The root of the server's own errors: each carries its HTTP status and renders as
+``{"error": message, ...}``. Storage errors (``storage.base``) derive from it too."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any, ClassVar
 
 
 class ApiError(Exception):
-    """Base of every error the service reports to a client.
+    """Root of every error the server raises on purpose, whatever the layer.
 
     ``extra`` holds optional fields (``hint``, ``code``) added to the JSON body.
     """
@@ -59,7 +60,11 @@ class PayloadTooLarge(ApiError):
     status = 413
 
 
-class ServiceUnavailable(ApiError):
-    """The store cannot be reached or cannot take writes right now (503)."""
+class RateLimited(ApiError):
+    """Too many requests for this key (429); ``retry_after`` seconds until a token is back."""
 
-    status = 503
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -48,3 +48,16 @@ def new_memory_id(time_ns: int) -> str:
     # Uniqueness, not secrecy (every read is scoped by org): the process's PRNG, seeded
     # from the OS, saves a system call per memory on the batch path.
     return f"mem_{time_ns & 0xFFFFFFFFFFFFFFFF:016x}{random.getrandbits(40):010x}"
+
+
+_MEMORY_ID = re.compile(r"^mem_([0-9a-f]{16})[0-9a-f]{10}$")
+
+
+def memory_id_time(memory_id: str) -> int | None:
+    """The time in ns that a ``new_memory_id`` id carries, or None for another format.
+
+    A memory written with a client-supplied ``time`` keeps the time of its id, so this
+    is where to look first, not a promise.
+    """
+    match = _MEMORY_ID.match(memory_id)
+    return int(match.group(1), 16) if match else None

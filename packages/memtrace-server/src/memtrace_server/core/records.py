@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 MEMORY_TYPES = ("episodic", "session", "decision", "entity")
 PERMISSIONS = ("read", "write", "admin")
@@ -127,3 +127,11 @@ class AgentStatsRecord:
     active_sessions: int = 0
     last_active_at_ns: int | None = None
     memory_types: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDeletion:
+    """What deleting an agent without cascade did; ``sessions`` refer to it when it stayed."""
+
+    outcome: Literal["deleted", "absent", "has_sessions"]
+    sessions: int = 0

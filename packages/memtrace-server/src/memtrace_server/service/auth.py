@@ -10,7 +10,7 @@ from memtrace_server.core.errors import Forbidden, Unauthorized
 from memtrace_server.core.ids import key_digest
 from memtrace_server.core.records import ApiKeyRecord
 from memtrace_server.core.timefmt import now_ns
-from memtrace_server.storage.base import Store
+from memtrace_server.storage.base import ControlStore
 
 DEFAULT_ORG = "org_default"
 
@@ -39,7 +39,9 @@ class Authenticator:
 
     MAX_CACHED = 10_000
 
-    def __init__(self, store: Store, *, enabled: bool = True, cache_seconds: float = 1.0) -> None:
+    def __init__(
+        self, store: ControlStore, *, enabled: bool = True, cache_seconds: float = 1.0
+    ) -> None:
         self.store = store
         self.enabled = enabled
         self.cache_seconds = cache_seconds

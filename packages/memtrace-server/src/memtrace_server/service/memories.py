@@ -22,6 +22,7 @@ from memtrace_server.core.requests import (
     EraseRequest,
     SearchRequest,
 )
+from memtrace_server.core.rules import DAY_NS
 from memtrace_server.core.text import query_terms
 from memtrace_server.core.timefmt import (
     NS_PER_SECOND,
@@ -32,13 +33,12 @@ from memtrace_server.core.timefmt import (
 )
 from memtrace_server.core.validation import check_id, check_tags, check_type
 from memtrace_server.service.semantic import Embedder, fuse
-from memtrace_server.storage.base import Store
+from memtrace_server.storage.routing import Stores
 
 LIST_DEFAULT_LIMIT = 100
 SEARCH_DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 MAX_FUTURE_NS = 3600 * NS_PER_SECOND
-DAY_NS = 86400 * NS_PER_SECOND
 # Hybrid search ranks by meaning at most this many of the newest memories that match the
 # filters (a brute-force scan; the lexical half has no such bound).
 DENSE_SCAN_LIMIT = 20_000
@@ -76,7 +76,7 @@ class Memories:
 
     def __init__(
         self,
-        store: Store,
+        stores: Stores,
         *,
         dedup_window_hours: int | None = 24,
         max_batch: int = 1000,
@@ -87,7 +87,7 @@ class Memories:
         hybrid_unavailable: str = HYBRID_OFF,
         on_write: Callable[[], None] | None = None,
     ) -> None:
-        self.store = store
+        self.stores = stores
         self.embedder = embedder  # set when hybrid search is on and installed
         self.hybrid_unavailable = hybrid_unavailable
         self._on_write = on_write
@@ -145,8 +145,10 @@ class Memories:
 
     async def create(self, org_id: str, req: CreateMemoryRequest) -> MemoryRecord:
         """Store one memory; 409 if it duplicates one within the dedup window."""
-        record = self._record(org_id, req, now_ns())
-        (stored,) = await self.store.insert_memories(org_id, [record], self.dedup_window_ns)
+        now = now_ns()
+        record = self._record(org_id, req, now)
+        store = await self.stores.tenant(org_id)
+        (stored,) = await store.insert_memories(org_id, [record], self.dedup_window_ns, now)
         if not stored:
             raise Conflict("duplicate memory")
         if self._on_write is not None:
@@ -162,12 +164,14 @@ class Memories:
                 f"batch of {len(reqs)} memories exceeds the limit of {self.max_batch}"
             )
         records = []
+        now = now_ns()
         for index, req in enumerate(reqs):
             try:
-                records.append(self._record(org_id, req, now_ns()))
+                records.append(self._record(org_id, req, now))
             except (BadRequest, PayloadTooLarge) as exc:
                 raise type(exc)(f"failed to create memory {index}: {exc.message}") from exc
-        stored = await self.store.insert_memories(org_id, records, self.dedup_window_ns)
+        store = await self.stores.tenant(org_id)
+        stored = await store.insert_memories(org_id, records, self.dedup_window_ns, now)
         if self._on_write is not None:
             self._on_write()
         return [r for r, ok in zip(records, stored, strict=True) if ok]
@@ -176,7 +180,7 @@ class Memories:
         """A memory by id (or dedup key); 404 when this org has none (or it expired)."""
         if not ref or len(ref) > 256:
             raise BadRequest("invalid memory id")
-        found = await self.store.get_memory(org_id, ref)
+        found = await (await self.stores.tenant(org_id)).get_memory(org_id, ref)
         now = now_ns()
         if found is None or (found.expires_at_ns is not None and found.expires_at_ns <= now):
             raise NotFound("memory not found")
@@ -186,7 +190,7 @@ class Memories:
         return found
 
     async def _retention_floor(self, org_id: str, now: int) -> int | None:
-        org = await self.store.get_org(org_id)
+        org = await self.stores.control.get_org(org_id)
         if org is None or not org.retention_days:
             return None
         return now - org.retention_days * DAY_NS
@@ -203,14 +207,15 @@ class Memories:
     async def page(self, org_id: str, flt: MemoryFilter) -> Page:
         """Memories for a filter, probing one extra row so ``has_more`` is exact."""
         flt = await self.visible(org_id, flt)
-        rows = await self.store.query_memories(org_id, replace(flt, limit=flt.limit + 1))
+        store = await self.stores.tenant(org_id)
+        rows = await store.query_memories(org_id, replace(flt, limit=flt.limit + 1))
         return Page(rows[: flt.limit], len(rows) > flt.limit)
 
     async def delete(self, org_id: str, memory_id: str) -> None:
         """Erase one memory; 404 when this org has none with that id."""
         if not memory_id or len(memory_id) > 256:
             raise BadRequest("invalid memory id")
-        if not await self.store.delete_memory(org_id, memory_id):
+        if not await (await self.stores.tenant(org_id)).delete_memory(org_id, memory_id):
             raise NotFound("memory not found")
 
     async def erase(self, org_id: str, req: EraseRequest) -> int:
@@ -223,19 +228,23 @@ class Memories:
                 "give at least one filter (agent_id, session_id, memory_types, event_types, "
                 "tags, content_contains, since, until, min_importance) to erase by"
             )
+        store = await self.stores.tenant(org_id)
         if req.dry_run:
-            return await self.store.count_memories(org_id, flt)
-        return await self.store.delete_memories(org_id, flt)
+            return await store.count_memories(org_id, flt)
+        return await store.delete_memories(org_id, flt)
 
     async def purge(self) -> int:
         """Erase expired memories and those past their org's retention."""
         now = now_ns()
         floors = {
             org.id: now - org.retention_days * DAY_NS
-            for org in await self.store.list_orgs()
+            for org in await self.stores.control.list_orgs()
             if org.retention_days
         }
-        return await self.store.purge_expired(now, floors)
+        erased = 0
+        for store in self.stores.tenants():
+            erased += await store.purge_expired(now, floors)
+        return erased
 
     async def search(self, org_id: str, req: SearchRequest) -> list[MemoryRecord]:
         """Structured search, newest first by default, 50 results by default.
@@ -254,10 +263,11 @@ class Memories:
             raise BadRequest("invalid importance_weight: must be 0 or more")
         flt = await self.visible(org_id, self.search_filter(req))
         hybrid = req.mode == "hybrid" and bool(flt.query)
+        store = await self.stores.tenant(org_id)
         if not flt.query or not (half_life or req.importance_weight or hybrid):
-            return await self.store.query_memories(org_id, flt)
+            return await store.query_memories(org_id, flt)
         wide = replace(flt, limit=min(MAX_LIMIT, max(4 * (flt.limit + flt.offset), 200)), offset=0)
-        pool = await self.store.query_memories(org_id, wide)
+        pool = await store.query_memories(org_id, wide)
         if hybrid:
             pool = await self._fuse_dense(org_id, req.query, wide, pool)
         if not (half_life or req.importance_weight):
@@ -273,9 +283,8 @@ class Memories:
         """The lexical ranking fused with closeness in meaning (same filters)."""
         assert self.embedder is not None
         (vector,) = await self.embedder.encode_async([query])
-        candidates = await self.store.embedded_memories(
-            org_id, replace(flt, limit=DENSE_SCAN_LIMIT)
-        )
+        store = await self.stores.tenant(org_id)
+        candidates = await store.embedded_memories(org_id, replace(flt, limit=DENSE_SCAN_LIMIT))
         return fuse(vector, lexical, candidates)
 
     def search_filter(self, req: SearchRequest) -> MemoryFilter:
@@ -329,7 +338,8 @@ class Memories:
             session_id=session_id,
             agent_id=agent_id,
         )
-        return await self.store.query_memories(org_id, await self.visible(org_id, flt))
+        store = await self.stores.tenant(org_id)
+        return await store.query_memories(org_id, await self.visible(org_id, flt))
 
 
 def blend(

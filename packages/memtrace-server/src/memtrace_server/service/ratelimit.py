@@ -6,17 +6,7 @@ import math
 import time
 from collections.abc import Callable
 
-from memtrace_server.core.errors import ApiError
-
-
-class RateLimited(ApiError):
-    """Too many requests for this key (429); ``retry_after`` seconds until a token is back."""
-
-    status = 429
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+from memtrace_server.core.errors import RateLimited
 
 
 class RateLimiter:

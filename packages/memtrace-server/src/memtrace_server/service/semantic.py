@@ -19,7 +19,8 @@ from dataclasses import replace
 from typing import Any
 
 from memtrace_server.core.records import MemoryRecord
-from memtrace_server.storage.base import Store, StoreError
+from memtrace_server.storage.base import StoreError
+from memtrace_server.storage.routing import Stores
 
 log = logging.getLogger("memtrace.semantic")
 
@@ -78,8 +79,8 @@ class Indexer:
     another process sharing the store are embedded too.
     """
 
-    def __init__(self, store: Store, embedder: Embedder, *, batch: int = 64) -> None:
-        self.store = store
+    def __init__(self, stores: Stores, embedder: Embedder, *, batch: int = 64) -> None:
+        self.stores = stores
         self.embedder = embedder
         self.batch = batch
         self.embedded = 0
@@ -93,14 +94,13 @@ class Indexer:
     async def step(self) -> int:
         """Embed one batch per org that has pending memories; how many were embedded."""
         done = 0
-        for org in await self.store.list_orgs():
-            rows = await self.store.pending_embeddings(
-                org.id, self._after.get(org.id, 0), self.batch
-            )
+        for org in await self.stores.control.list_orgs():
+            store = await self.stores.tenant(org.id)
+            rows = await store.pending_embeddings(org.id, self._after.get(org.id, 0), self.batch)
             if not rows:
                 continue
             vectors = await self.embedder.encode_async([content for _, content in rows])
-            await self.store.put_embeddings(
+            await store.put_embeddings(
                 org.id, [(rid, v) for (rid, _), v in zip(rows, vectors, strict=True)]
             )
             self._after[org.id] = rows[-1][0]

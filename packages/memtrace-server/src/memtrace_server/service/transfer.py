@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from memtrace_server.core.export import export_line, parse_line
 from memtrace_server.core.records import AgentRecord, MemoryRecord, SessionRecord
 from memtrace_server.core.timefmt import now_ns
-from memtrace_server.storage.base import Store
+from memtrace_server.storage.routing import Stores
 
 PAGE = 1000
 
@@ -28,29 +28,28 @@ class ImportReport:
 class Transfer:
     """Streams an org's agents, sessions and memories out, and back in idempotently."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
 
     async def export(self, org_id: str, agent_id: str | None = None) -> AsyncIterator[bytes]:
         """JSON lines: agents, then sessions, then memories oldest first (expired ones left out).
 
         Memories are read a page at a time, so memory use does not grow with the org.
         """
-        agents = await self.store.list_agents(org_id)
+        store = await self.stores.tenant(org_id)
+        agents = await store.list_agents(org_id)
         if agent_id:
             agents = [a for a in agents if agent_id in (a.id, a.name)]
         for agent in reversed(agents):
             yield export_line(agent)
-        sessions = await self.store.list_sessions(
-            org_id, agents[0].id if agent_id and agents else None
-        )
+        sessions = await store.list_sessions(org_id, agents[0].id if agent_id and agents else None)
         if agent_id and not agents:
             sessions = []
         for session in reversed(sessions):
             yield export_line(session)
         after: tuple[int, int] | None = None
         while True:
-            page = await self.store.export_memories(org_id, agent_id, after, PAGE)
+            page = await store.export_memories(org_id, agent_id, after, PAGE)
             if not page:
                 return
             now = now_ns()
@@ -62,11 +61,12 @@ class Transfer:
     async def import_lines(self, org_id: str, lines: Iterable[bytes | str]) -> ImportReport:
         """Import export lines into ``org_id``; records whose ids exist are skipped."""
         report = ImportReport()
+        store = await self.stores.tenant(org_id)
         batch: list[MemoryRecord] = []
 
         async def flush() -> None:
             if batch:
-                added = await self.store.import_memories(org_id, batch)
+                added = await store.import_memories(org_id, batch)
                 report.memories += added
                 report.skipped += len(batch) - added
                 batch.clear()
@@ -79,16 +79,16 @@ class Transfer:
                 if len(batch) >= PAGE:
                     await flush()
             elif isinstance(record, AgentRecord):
-                if await self.store.import_agent(org_id, record):
+                if await store.import_agent(org_id, record):
                     report.agents += 1
                 else:
                     report.skipped += 1
             elif isinstance(record, SessionRecord):
-                if await self.store.get_agent(org_id, record.agent_id) is None:
+                if await store.get_agent(org_id, record.agent_id) is None:
                     report.errors.append(
                         f"line {report.lines}: session {record.id} names unknown agent"
                     )
-                elif await self.store.import_session(org_id, record):
+                elif await store.import_session(org_id, record):
                     report.sessions += 1
                 else:
                     report.skipped += 1

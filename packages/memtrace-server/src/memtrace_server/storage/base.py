@@ -1,16 +1,20 @@
-"""The store protocol every backend implements.
+"""What a store promises: two small protocols and the errors a store raises.
 
-Every method that touches tenant data takes ``org_id`` first; no method can reach
-another organisation's rows. ``find_key`` is the one exception: it is how a request
-learns its organisation.
+``ControlStore`` holds what a deployment knows about its tenants (orgs, keys, store
+bindings, retention); ``TenantStore`` holds a tenant's data (agents, sessions, memories,
+embeddings). ``Stores`` (``storage.routing``) resolves an org to its tenant store once.
+Every tenant method takes ``org_id`` first and reaches no other organisation's rows;
+``find_key`` is the one control method without an org: it is how a request learns it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+from memtrace_server.core.errors import ApiError
 from memtrace_server.core.records import (
+    AgentDeletion,
     AgentRecord,
     AgentStatsRecord,
     ApiKeyRecord,
@@ -22,24 +26,50 @@ from memtrace_server.core.records import (
 )
 
 
-class StoreError(Exception):
-    """The store failed for a reason other than the request (disk, lock, connection)."""
+class StoreError(ApiError):
+    """The store failed for a reason other than the request (disk, lock, connection).
+
+    The message is for logs; clients get a fixed one.
+    """
+
+    status: ClassVar[int] = 503
+    public_message: ClassVar[str] = "store unavailable, try again shortly"
+
+    def body(self) -> dict[str, Any]:
+        """The client's body, without the driver's details."""
+        return {"error": self.public_message}
 
 
 class StoreFull(StoreError):
     """The store has no space left for the write."""
 
+    status: ClassVar[int] = 507
+    public_message: ClassVar[str] = "the store is full: nothing was written"
 
-class InvalidValue(ValueError):
+
+class InvalidValue(ApiError):
     """A value the store cannot hold (for example a NUL character in PostgreSQL text)."""
 
+    status: ClassVar[int] = 400
 
-class DuplicateName(Exception):
-    """A unique name (agent, org, key) is already taken."""
+    def __init__(self, message: str) -> None:
+        super().__init__(f"invalid value: {message}")
 
 
-class Store(Protocol):
-    """Persistence for orgs, keys, agents, sessions and memories."""
+class DuplicateName(ApiError):
+    """A unique name or id (agent, org, key) is already taken."""
+
+    status: ClassVar[int] = 409
+
+
+class MissingReference(ApiError, LookupError):
+    """A row the write refers to (an org, an agent) does not exist."""
+
+    status: ClassVar[int] = 404
+
+
+class Lifecycle(Protocol):
+    """Opening, closing and probing a store."""
 
     async def open(self) -> None:
         """Connect, apply migrations, start background workers."""
@@ -50,7 +80,10 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise StoreError if the store cannot answer a query."""
 
-    # organisations and keys
+
+class ControlStore(Lifecycle, Protocol):
+    """Orgs, their API keys, their store bindings and their retention."""
+
     async def create_org(self, org: OrgRecord) -> None:
         """Insert an org; DuplicateName if the id exists."""
 
@@ -61,10 +94,10 @@ class Store(Protocol):
         """One org by id."""
 
     async def delete_org(self, org_id: str) -> bool:
-        """Delete an org and everything it owns; False if it did not exist."""
+        """Delete an org with its keys and binding (its data first: ``erase_org``)."""
 
-    async def org_usage(self, org_id: str) -> dict[str, int]:
-        """Counts of keys, agents, sessions and memories an org owns."""
+    async def set_org_retention(self, org_id: str, days: int | None) -> bool:
+        """Set (or clear, with None) how many days an org keeps memories; False if no org."""
 
     async def create_key(
         self, org_id: str, name: str, digest: str, prefix: str, permissions: str, now_ns: int
@@ -81,13 +114,26 @@ class Store(Protocol):
         """The key with this SHA-256 digest, if it exists."""
 
     async def set_org_store(self, binding: OrgStoreBinding) -> None:
-        """Bind an org to its own store (replacing any binding); LookupError if no such org."""
+        """Bind an org to its own store (replacing any binding); MissingReference if no org."""
 
     async def list_org_stores(self) -> list[OrgStoreBinding]:
         """Every org-to-store binding."""
 
     async def delete_org_store(self, org_id: str) -> bool:
         """Remove an org's binding; False if it had none."""
+
+
+class TenantStore(Lifecycle, Protocol):
+    """One store's share of tenant data; every method is scoped by ``org_id``."""
+
+    async def ensure_org(self, org: OrgRecord) -> None:
+        """Insert the org's row unless it exists (tenant rows refer to it)."""
+
+    async def erase_org(self, org_id: str) -> None:
+        """Delete every agent, session and memory of the org."""
+
+    async def usage(self, org_id: str) -> dict[str, int]:
+        """How many agents, sessions and memories the org has here."""
 
     # agents and sessions
     async def register_agent(self, org_id: str, agent: AgentRecord) -> AgentRecord:
@@ -105,14 +151,26 @@ class Store(Protocol):
     async def list_agents(self, org_id: str) -> list[AgentRecord]:
         """Agents of one org, newest first."""
 
-    async def delete_agent(self, org_id: str, agent_id: str) -> bool | int:
-        """Delete an agent with no sessions: True; False if absent; else its session count."""
+    async def update_agent(
+        self,
+        org_id: str,
+        agent_id: str,
+        description: str | None,
+        config_patch: dict[str, Any] | None,
+    ) -> AgentRecord | None:
+        """Replace the description (when given) and merge the config; None if absent."""
 
-    async def agent_stats(self, org_id: str, agent_id: str, now_ns: int) -> AgentStatsRecord:
-        """Memory and session counts for one agent id."""
+    async def delete_agent(self, org_id: str, agent_id: str) -> AgentDeletion:
+        """Delete an agent that no session refers to."""
+
+    async def erase_agent(self, org_id: str, agent: AgentRecord) -> None:
+        """Delete an agent with its sessions and every memory under its id or name."""
+
+    async def agent_stats(self, org_id: str, agent_id: str, since_ns: int) -> AgentStatsRecord:
+        """Memory and session counts for one agent id; "recent" means after ``since_ns``."""
 
     async def create_session(self, org_id: str, session: SessionRecord) -> None:
-        """Insert a session for an existing agent."""
+        """Insert a session; MissingReference if its agent does not exist."""
 
     async def get_session(self, org_id: str, session_id: str) -> SessionRecord | None:
         """One session."""
@@ -130,21 +188,41 @@ class Store(Protocol):
     ) -> SessionRecord | None:
         """Apply a status change and a metadata merge atomically; None if absent."""
 
+    async def delete_session(self, org_id: str, session_id: str, cascade: bool) -> bool:
+        """Delete a session, and with ``cascade`` the memories carrying its id."""
+
     # memories
     async def insert_memories(
-        self, org_id: str, memories: Sequence[MemoryRecord], dedup_window_ns: int | None
+        self,
+        org_id: str,
+        memories: Sequence[MemoryRecord],
+        dedup_window_ns: int | None,
+        now_ns: int,
     ) -> list[bool]:
         """Insert memories in one transaction; report which were stored.
 
-        With a window, a memory whose dedup key matches one stored (or earlier in this
-        call) within ``dedup_window_ns`` of its time is skipped (False).
+        With a window, a memory whose dedup key matches one stored and unexpired at
+        ``now_ns`` (or earlier in this call) within ``dedup_window_ns`` of its time is
+        skipped (False).
         """
 
     async def get_memory(self, org_id: str, ref: str) -> MemoryRecord | None:
         """A memory by id, else the newest with that dedup key."""
 
     async def query_memories(self, org_id: str, flt: MemoryFilter) -> list[MemoryRecord]:
-        """Memories matching the filter, ordered by time, at most ``flt.limit``."""
+        """Memories matching the filter, ordered by time (or rank), at most ``flt.limit``."""
+
+    async def count_memories(self, org_id: str, flt: MemoryFilter) -> int:
+        """How many memories match the filter (limit/offset ignored)."""
+
+    async def delete_memory(self, org_id: str, memory_id: str) -> bool:
+        """Erase one memory from every index; False if this org has none with that id."""
+
+    async def delete_memories(self, org_id: str, flt: MemoryFilter) -> int:
+        """Erase every memory matching the filter (limit/offset ignored); how many."""
+
+    async def purge_expired(self, now_ns: int, retention_floors: dict[str, int]) -> int:
+        """Erase expired memories and, per org, those at or before its retention floor."""
 
     # embeddings (hybrid search)
     async def pending_embeddings(
@@ -161,38 +239,7 @@ class Store(Protocol):
         """Memories matching the filter (``query`` ignored) that have an embedding,
         newest first, at most ``flt.limit``, with their embeddings."""
 
-    # lifecycle
-
-    async def set_org_retention(self, org_id: str, days: int | None) -> bool:
-        """Set (or clear, with None) how many days an org keeps memories; False if no org."""
-
-    async def delete_memory(self, org_id: str, memory_id: str) -> bool:
-        """Erase one memory from every index; False if this org has none with that id."""
-
-    async def delete_memories(self, org_id: str, flt: MemoryFilter) -> int:
-        """Erase every memory matching the filter (limit/offset ignored); how many."""
-
-    async def count_memories(self, org_id: str, flt: MemoryFilter) -> int:
-        """How many memories match the filter (limit/offset ignored)."""
-
-    async def delete_session(self, org_id: str, session_id: str, cascade: bool) -> bool:
-        """Delete a session, and with ``cascade`` the memories carrying its id."""
-
-    async def erase_agent(self, org_id: str, agent: AgentRecord) -> None:
-        """Delete an agent with its sessions and every memory under its id or name."""
-
-    async def update_agent(
-        self,
-        org_id: str,
-        agent_id: str,
-        description: str | None,
-        config_patch: dict[str, Any] | None,
-    ) -> AgentRecord | None:
-        """Replace the description (when given) and merge the config; None if absent."""
-
-    async def purge_expired(self, now_ns: int, retention_floors: dict[str, int]) -> int:
-        """Erase expired memories and, per org, those at or before its retention floor."""
-
+    # export and import
     async def export_memories(
         self, org_id: str, agent_id: str | None, after: tuple[int, int] | None, limit: int
     ) -> list[tuple[tuple[int, int], MemoryRecord]]:
@@ -206,3 +253,7 @@ class Store(Protocol):
 
     async def import_session(self, org_id: str, session: SessionRecord) -> bool:
         """Insert a session unless its id exists (its agent must exist)."""
+
+
+class Store(ControlStore, TenantStore, Protocol):
+    """One database holding both: what each backend is."""

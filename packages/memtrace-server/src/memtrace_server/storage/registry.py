@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from memtrace_server.storage.base import Store
+from memtrace_server.storage.routing import Stores
 
 
 def store_from_url(url: str, *, synchronous: str = "FULL") -> Store:
@@ -33,17 +34,16 @@ def store_from_url(url: str, *, synchronous: str = "FULL") -> Store:
     raise ValueError(f"unsupported store url '{url}': use sqlite:///path/memtrace.db")
 
 
-def routed_store(url: str, *, synchronous: str = "FULL", master_key: str = "") -> Store:
-    """The default store at ``url`` behind per-org routing (see ``storage.routing``).
+def stores_from_url(url: str, *, synchronous: str = "FULL", master_key: str = "") -> Stores:
+    """The default store at ``url`` with per-org routing (see ``storage.routing``).
 
     ``master_key`` is ``MEMTRACE_MASTER_KEY``; it is needed only once an org is bound to a
     store of its own. A malformed key raises ValueError.
     """
-    from memtrace_server.storage.routing import RoutedStore
     from memtrace_server.storage.secrets import parse_master_key
 
     key = parse_master_key(master_key) if master_key else None
-    return RoutedStore(
+    return Stores(
         store_from_url(url, synchronous=synchronous),
         master_key=key,
         opener=lambda other: store_from_url(other, synchronous=synchronous),

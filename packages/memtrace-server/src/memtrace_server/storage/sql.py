@@ -1,37 +1,150 @@
-"""SQL shapes shared by the SQL backends: columns, row mapping, the memory filter.
+"""The SQL of both backends, written once.
 
-Both backends keep the same tables and column order; they differ in placeholders and
-in how tags are stored (a side table in SQLite, an array in PostgreSQL).
+A store operation is an *op*: a generator that yields statements (``Stmt``, written with
+``?`` placeholders) and receives each one's ``Result``. It does no I/O, so the SQLite
+writer thread runs it synchronously and PostgreSQL runs it with ``await``, inside one
+transaction for writes. A statement that fails on a unique or foreign key constraint is
+thrown back into the op as ``DuplicateName`` or ``MissingReference``; an op that handles
+such a failure has its writes rolled back, and its return value is still the answer.
+
+``SqlStore`` implements both store protocols on ops. A backend supplies how to run them
+(``_read``, ``_write``) and the few hooks where the dialects really differ: tags (a side
+table in SQLite, an array in PostgreSQL), the full-text index (FTS5, tsvector), how
+memories are written and erased from every index, and locks (SQLite has one writer;
+PostgreSQL takes advisory locks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, replace
+from importlib import resources
+from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
 
+from memtrace_server.core.ids import memory_id_time
 from memtrace_server.core.records import (
+    AgentDeletion,
     AgentRecord,
+    AgentStatsRecord,
     ApiKeyRecord,
     MemoryFilter,
     MemoryRecord,
     OrgRecord,
+    OrgStoreBinding,
     SessionRecord,
 )
+from memtrace_server.core.rules import (
+    adopted_agent,
+    fresh_memories,
+    latest_activity,
+    updated_agent,
+    updated_session,
+)
+from memtrace_server.storage.base import DuplicateName, MissingReference
+
+T = TypeVar("T")
 
 MEMORY_COLUMNS = (
     "m.id, m.org_id, m.agent_id, m.session_id, m.memory_type, m.event_type, m.content, "
     "m.metadata_json, m.tags, m.dedup_key, m.importance, m.parent_id, m.time, m.expires_at"
 )
+MEMORY_INSERT_COLUMNS = MEMORY_COLUMNS.replace("m.", "")
 ORG_COLUMNS = "id, name, created_at, retention_days"
 AGENT_COLUMNS = "org_id, id, name, description, config_json, implicit, created_at, last_active_at"
 SESSION_COLUMNS = (
     "org_id, id, agent_id, status, metadata_json, created_at, updated_at, closed_at, last_active_at"
 )
 KEY_COLUMNS = "id, org_id, name, key_digest, key_prefix, permissions, created_at, expires_at"
-ORG_TABLES = ("api_keys", "agents", "sessions", "memories")
+BINDING_COLUMNS = "org_id, url_cipher, url_nonce, updated_at"
+
+# Lock spaces: the same key in two spaces never collides.
+AGENT_LOCK, DEDUP_LOCK, IMPORT_LOCK, SCHEMA_LOCK = 1, 0, 2, 3
+DEDUP_KEYS_PER_QUERY = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Stmt:
+    """One statement with ``?`` placeholders; with ``many``, ``params`` is a list of rows."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    many: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a statement returned: its rows (none for most writes) and rows affected."""
+
+    rows: list[tuple[Any, ...]]
+    rowcount: int
+
+    def one(self) -> tuple[Any, ...] | None:
+        """The first row, if any."""
+        return self.rows[0] if self.rows else None
+
+
+Op = Generator[Stmt, Result, T]
+CONFLICTS = (DuplicateName, MissingReference)
+
+
+class Steps(Generic[T]):
+    """Steps an op through its statements (sans I/O: the backend runs each statement).
+
+    Set ``result`` (or ``error``) after running the statement ``next()`` gave; ``next()``
+    returns None once the op has finished, with its return value in ``value``.
+    """
+
+    def __init__(self, op: Op[T]) -> None:
+        self._op = op
+        self._started = False
+        self.result: Result | None = None
+        self.error: Exception | None = None
+        self.handled = False  # a failed statement was caught by the op: undo its writes
+        self.value: T
+
+    def next(self) -> Stmt | None:
+        """The next statement to run, or None when the op returned."""
+        try:
+            if not self._started:
+                self._started = True
+                return next(self._op)
+            if self.error is not None:
+                error, self.error = self.error, None
+                statement = self._op.throw(error)
+                self.handled = True
+                return statement
+            assert self.result is not None
+            return self._op.send(self.result)
+        except StopIteration as stop:
+            self.value = stop.value
+            return None
+
+
+def run(stmt: Stmt) -> Op[Result]:
+    """An op of one statement."""
+    return (yield stmt)
+
+
+def guarded(stmt: Stmt, *, duplicate: str | None = None, missing: str | None = None) -> Op[Result]:
+    """Run ``stmt``, restating a constraint failure with a message for the caller."""
+    try:
+        return (yield stmt)
+    except DuplicateName as exc:
+        if duplicate is None:
+            raise
+        raise DuplicateName(duplicate) from exc
+    except MissingReference as exc:
+        if missing is None:
+            raise
+        raise MissingReference(missing) from exc
+
+
+def marks(n: int) -> str:
+    """``?, ?, …`` for ``n`` values."""
+    return ", ".join("?" * n)
 
 
 def dump_json(value: dict[str, Any] | None) -> str | None:
@@ -39,25 +152,44 @@ def dump_json(value: dict[str, Any] | None) -> str | None:
     return orjson.dumps(value).decode() if value else None
 
 
-def session_values(org_id: str, session: SessionRecord) -> tuple[Any, ...]:
-    """A session's values in ``SESSION_COLUMNS`` order (both backends)."""
+def load_json(text: str | None) -> Any:
+    """The object stored as JSON text (None for NULL or empty)."""
+    return orjson.loads(text) if text else None
+
+
+def agent_values(a: AgentRecord) -> tuple[Any, ...]:
+    """An agent's values in ``AGENT_COLUMNS`` order."""
+    config = dump_json(a.config) or "{}"
+    return (
+        a.org_id,
+        a.id,
+        a.name,
+        a.description,
+        config,
+        a.implicit,
+        a.created_at_ns,
+        a.last_active_at_ns,
+    )
+
+
+def session_values(org_id: str, s: SessionRecord) -> tuple[Any, ...]:
+    """A session's values in ``SESSION_COLUMNS`` order."""
+    metadata = dump_json(s.metadata) or "{}"
     return (
         org_id,
-        session.id,
-        session.agent_id,
-        session.status,
-        dump_json(session.metadata) or "{}",
-        session.created_at_ns,
-        session.updated_at_ns,
-        session.closed_at_ns,
-        session.last_active_at_ns,
+        s.id,
+        s.agent_id,
+        s.status,
+        metadata,
+        s.created_at_ns,
+        s.updated_at_ns,
+        s.closed_at_ns,
+        s.last_active_at_ns,
     )
 
 
 def memory_values(org_id: str, m: MemoryRecord, tags: Any) -> tuple[Any, ...]:
-    """A memory's values for ``(id, org_id, agent_id, session_id, memory_type, event_type,
-    content, metadata_json, tags, dedup_key, importance, parent_id, time, expires_at)``;
-    ``tags`` as the backend stores them."""
+    """A memory's values in ``MEMORY_INSERT_COLUMNS`` order; ``tags`` as the backend keeps them."""
     return (
         m.id,
         org_id,
@@ -74,11 +206,6 @@ def memory_values(org_id: str, m: MemoryRecord, tags: Any) -> tuple[Any, ...]:
         m.time_ns,
         m.expires_at_ns,
     )
-
-
-def load_json(text: str | None) -> Any:
-    """The object stored as JSON text (None for NULL or empty)."""
-    return orjson.loads(text) if text else None
 
 
 def memory_from_row(row: Sequence[Any], tags: Callable[[Any], tuple[str, ...]]) -> MemoryRecord:
@@ -149,67 +276,755 @@ def key_from_row(row: Sequence[Any]) -> ApiKeyRecord:
     )
 
 
-def merge_metadata(current: dict[str, Any] | None, patch: dict[str, Any] | None) -> dict[str, Any]:
-    """``current`` with ``patch`` applied: keys set, or removed where the value is None."""
-    merged = dict(current or {})
-    for key, value in (patch or {}).items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
+def migration_scripts(backend: str) -> list[tuple[int, list[str]]]:
+    """(version, statements) of a backend's migration files, oldest first.
+
+    Statements end with a semicolon at a line end; the files hold no procedural code.
+    """
+    folder = resources.files("memtrace_server.storage.migrations") / backend
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            lines = entry.read_text(encoding="utf-8").splitlines()
+            text = "\n".join(line for line in lines if not line.strip().startswith("--"))
+            statements = [s.strip().rstrip(";") for s in (text + "\n").split(";\n")]
+            found.append((int(entry.name.split("_", 1)[0]), [s for s in statements if s]))
+    return sorted(found)
 
 
-@dataclass(frozen=True)
-class Dialect:
-    """What differs between backends when filtering memories."""
+class SqlStore(ABC):
+    """Both store protocols over SQL, for any backend that runs ops and fills the hooks."""
 
-    placeholder: str
-    substring_function: str  # position of the needle in the haystack, 0 when absent
-    tags_clause: Callable[[str, MemoryFilter], tuple[list[str], list[Any]]]
+    backend: ClassVar[str]  # the folder of its migrations
+    substring_function: ClassVar[str]  # position of a needle in a haystack, 0 when absent
+    for_update: ClassVar[str] = ""  # row lock for read-modify-write, where there are locks
+    probe_id_time: ClassVar[bool] = False  # look a memory up by its id's time first
+    score_sign: ClassVar[float] = 1.0  # the ranked statement's last column times this
 
+    # running ops
 
-def memory_filter_sql(org_id: str, flt: MemoryFilter, dialect: Dialect) -> tuple[str, list[Any]]:
-    """WHERE clause (without the keyword) and parameters for a memory filter."""
-    p = dialect.placeholder
-    where = [f"m.org_id = {p}"]
-    params: list[Any] = [org_id]
-    if flt.agent_id is not None:
-        where.append(f"m.agent_id = {p}")
-        params.append(flt.agent_id)
-    if flt.session_id is not None:
-        where.append(f"m.session_id = {p}")
-        params.append(flt.session_id)
-    for column, values in (("memory_type", flt.memory_types), ("event_type", flt.event_types)):
-        if values:
-            where.append(f"m.{column} IN ({','.join([p] * len(values))})")
-            params.extend(values)
-    if flt.since_ns is not None:
-        where.append(f"m.time > {p}")
-        params.append(flt.since_ns)
-    if flt.until_ns is not None:
-        where.append(f"m.time < {p}")
-        params.append(flt.until_ns)
-    if flt.tags:
-        clauses, tag_params = dialect.tags_clause(org_id, flt)
-        where.extend(clauses)
-        params.extend(tag_params)
-    if flt.content_contains:
-        where.append(f"{dialect.substring_function}(m.content, {p}) > 0")
-        params.append(flt.content_contains)
-    if flt.min_importance is not None:
-        where.append(f"m.importance >= {p}")
-        params.append(flt.min_importance)
-    if flt.visible_at_ns is not None:
-        where.append(f"(m.expires_at IS NULL OR m.expires_at > {p})")
-        params.append(flt.visible_at_ns)
-    return " AND ".join(where), params
+    @abstractmethod
+    async def _read(self, op: Op[T]) -> T:
+        """Run a read-only op."""
 
+    @abstractmethod
+    async def _write(self, op: Op[T]) -> T:
+        """Run an op in one transaction; it is committed when this returns."""
 
-def order_limit_sql(flt: MemoryFilter, placeholder: str) -> tuple[str, list[Any]]:
-    """ORDER BY time (ties by insertion) with LIMIT/OFFSET."""
-    direction = "ASC" if flt.ascending else "DESC"
-    return (
-        f" ORDER BY m.time {direction}, m.rid {direction} LIMIT {placeholder} OFFSET {placeholder}",
-        [flt.limit, flt.offset],
-    )
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return (await self._read(run(Stmt(sql, params)))).rows
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        return (await self._read(run(Stmt(sql, params)))).one()
+
+    async def _changed(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return (await self._write(run(Stmt(sql, params)))).rowcount
+
+    # dialect hooks
+
+    def lock(self, key: str, space: int) -> Op[None]:
+        """Serialise writers of ``key`` until the transaction ends (no-op: one writer)."""
+        yield from ()
+
+    @abstractmethod
+    def tag_value(self, tags: tuple[str, ...]) -> Any:
+        """Tags as the memories table keeps them."""
+
+    @abstractmethod
+    def tags_of(self, value: Any) -> tuple[str, ...]:
+        """Tags from the memories table's value."""
+
+    @abstractmethod
+    def tags_clause(self, org_id: str, flt: MemoryFilter) -> tuple[list[str], list[Any]]:
+        """Conditions (on alias ``m``) that every tag of the filter is present."""
+
+    @abstractmethod
+    def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Stmt:
+        """Memories matching ``where`` and any term of ``flt.query``, best first, with
+        ``MEMORY_COLUMNS`` and a score column last."""
+
+    @abstractmethod
+    def write_memories(
+        self, org_id: str, memories: Sequence[MemoryRecord], contexts: Sequence[str]
+    ) -> Op[None]:
+        """Insert memories into every index; ``contexts`` are the words each borrows."""
+
+    @abstractmethod
+    def erase_where(self, condition: str, params: Sequence[Any]) -> Op[int]:
+        """Erase the memories (alias ``m``) matching ``condition`` from every index."""
+
+    def _memory(self, row: Sequence[Any]) -> MemoryRecord:
+        return memory_from_row(row, self.tags_of)
+
+    # schema
+
+    def _migrate(self, now_s: int) -> Op[None]:
+        yield Stmt(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+        )
+        yield from self.lock("schema", SCHEMA_LOCK)
+        done = {row[0] for row in (yield Stmt("SELECT version FROM schema_migrations")).rows}
+        for version, statements in migration_scripts(self.backend):
+            if version not in done:
+                for statement in statements:
+                    yield Stmt(statement)
+                yield Stmt(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (version, now_s),
+                )
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+        await self._rows("SELECT 1")
+
+    # control: organisations, keys, bindings
+
+    async def create_org(self, org: OrgRecord) -> None:
+        """Insert an org."""
+        sql = "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)"
+        params = (org.id, org.name, org.created_at_ns)
+        await self._write(guarded(Stmt(sql, params), duplicate=f"org '{org.id}' already exists"))
+
+    async def list_orgs(self) -> list[OrgRecord]:
+        """All orgs, oldest first."""
+        rows = await self._rows(f"SELECT {ORG_COLUMNS} FROM orgs ORDER BY created_at, id")
+        return [org_from_row(row) for row in rows]
+
+    async def get_org(self, org_id: str) -> OrgRecord | None:
+        """One org."""
+        row = await self._one(f"SELECT {ORG_COLUMNS} FROM orgs WHERE id = ?", (org_id,))
+        return org_from_row(row) if row else None
+
+    async def delete_org(self, org_id: str) -> bool:
+        """Delete an org's keys, binding and row."""
+
+        def op() -> Op[bool]:
+            for table in ("api_keys", "org_stores"):
+                yield Stmt(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))
+            return (yield Stmt("DELETE FROM orgs WHERE id = ?", (org_id,))).rowcount > 0
+
+        return await self._write(op())
+
+    async def set_org_retention(self, org_id: str, days: int | None) -> bool:
+        """Set or clear an org's retention in days."""
+        return (
+            await self._changed("UPDATE orgs SET retention_days = ? WHERE id = ?", (days, org_id))
+            > 0
+        )
+
+    async def create_key(
+        self, org_id: str, name: str, digest: str, prefix: str, permissions: str, now_ns: int
+    ) -> ApiKeyRecord:
+        """Store a key digest."""
+        stmt = Stmt(
+            "INSERT INTO api_keys (org_id, name, key_digest, key_prefix, permissions, created_at)"
+            f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {KEY_COLUMNS}",
+            (org_id, name, digest, prefix, permissions, now_ns),
+        )
+        result = await self._write(
+            guarded(
+                stmt,
+                duplicate=f"key with name '{name}' already exists",
+                missing=f"org '{org_id}' not found",
+            )
+        )
+        return key_from_row(result.rows[0])
+
+    async def list_keys(self, org_id: str) -> list[ApiKeyRecord]:
+        """Keys of one org, oldest first."""
+        rows = await self._rows(
+            f"SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = ? ORDER BY id", (org_id,)
+        )
+        return [key_from_row(r) for r in rows]
+
+    async def revoke_key(self, key_id: int, org_id: str | None = None) -> bool:
+        """Delete a key (within ``org_id`` when given)."""
+        if org_id is None:
+            return await self._changed("DELETE FROM api_keys WHERE id = ?", (key_id,)) > 0
+        sql = "DELETE FROM api_keys WHERE id = ? AND org_id = ?"
+        return await self._changed(sql, (key_id, org_id)) > 0
+
+    async def find_key(self, digest: str) -> ApiKeyRecord | None:
+        """The key stored under this digest."""
+        row = await self._one(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_digest = ?", (digest,))
+        return key_from_row(row) if row else None
+
+    async def set_org_store(self, binding: OrgStoreBinding) -> None:
+        """Bind an org to its own store, replacing any binding."""
+        stmt = Stmt(
+            f"INSERT INTO org_stores ({BINDING_COLUMNS}) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (org_id) DO UPDATE SET url_cipher = excluded.url_cipher,"
+            " url_nonce = excluded.url_nonce, updated_at = excluded.updated_at",
+            (binding.org_id, binding.url_cipher, binding.url_nonce, binding.updated_at_ns),
+        )
+        await self._write(guarded(stmt, missing=f"org '{binding.org_id}' not found"))
+
+    async def list_org_stores(self) -> list[OrgStoreBinding]:
+        """Every binding."""
+        rows = await self._rows(f"SELECT {BINDING_COLUMNS} FROM org_stores")
+        return [OrgStoreBinding(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in rows]
+
+    async def delete_org_store(self, org_id: str) -> bool:
+        """Remove a binding."""
+        return await self._changed("DELETE FROM org_stores WHERE org_id = ?", (org_id,)) > 0
+
+    # tenant: the org's anchor row and its data as a whole
+
+    async def ensure_org(self, org: OrgRecord) -> None:
+        """Insert the org's row unless it exists."""
+        await self._changed(
+            f"INSERT INTO orgs ({ORG_COLUMNS}) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (org.id, org.name, org.created_at_ns, org.retention_days),
+        )
+
+    async def erase_org(self, org_id: str) -> None:
+        """Delete every agent, session and memory of the org."""
+
+        def op() -> Op[None]:
+            yield from self.erase_where("m.org_id = ?", (org_id,))
+            for table in ("sessions", "agents"):
+                yield Stmt(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))
+
+        await self._write(op())
+
+    async def usage(self, org_id: str) -> dict[str, int]:
+        """How many agents, sessions and memories the org has here."""
+
+        def op() -> Op[dict[str, int]]:
+            counts = {}
+            for table in ("agents", "sessions", "memories"):
+                sql = f"SELECT count(*) FROM {table} WHERE org_id = ?"
+                counts[table] = int((yield Stmt(sql, (org_id,))).rows[0][0])
+            return counts
+
+        return await self._read(op())
+
+    # agents
+
+    def _find_agent(self, org_id: str, ref: str) -> Op[AgentRecord | None]:
+        row = (
+            yield Stmt(
+                f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ? AND (id = ? OR name = ?)"
+                " ORDER BY (id = ?) DESC LIMIT 1",
+                (org_id, ref, ref, ref),
+            )
+        ).one()
+        return agent_from_row(row) if row else None
+
+    def _insert_agent(self, agent: AgentRecord) -> Stmt:
+        return Stmt(
+            f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES ({marks(8)})", agent_values(agent)
+        )
+
+    async def register_agent(self, org_id: str, agent: AgentRecord) -> AgentRecord:
+        """Insert an agent or adopt the implicit one of the same name."""
+
+        def op() -> Op[AgentRecord]:
+            yield from self.lock(f"{org_id}|{agent.name}", AGENT_LOCK)
+            row = (
+                yield Stmt(
+                    f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ? AND name = ?",
+                    (org_id, agent.name),
+                )
+            ).one()
+            if row is None:
+                yield from guarded(self._insert_agent(agent), duplicate=agent.name)
+                return agent
+            adopted = adopted_agent(agent_from_row(row), agent)
+            if adopted is None:
+                raise DuplicateName(agent.name)
+            yield Stmt(
+                "UPDATE agents SET description = ?, config_json = ?, implicit = ?"
+                " WHERE org_id = ? AND id = ?",
+                (adopted.description, dump_json(adopted.config) or "{}", False, org_id, adopted.id),
+            )
+            return adopted
+
+        return await self._write(op())
+
+    async def ensure_agent(self, org_id: str, ref: str, implicit: AgentRecord) -> AgentRecord:
+        """Resolve an agent by id or name, registering ``implicit`` when absent."""
+        found = await self.get_agent(org_id, ref)
+        if found is not None:
+            return found
+
+        def op() -> Op[AgentRecord]:
+            yield from self.lock(f"{org_id}|{ref}", AGENT_LOCK)
+            found = yield from self._find_agent(org_id, ref)
+            if found is not None:
+                return found
+            yield self._insert_agent(implicit)
+            return implicit
+
+        return await self._write(op())
+
+    async def get_agent(self, org_id: str, ref: str) -> AgentRecord | None:
+        """The agent with this id, else this name."""
+        return await self._read(self._find_agent(org_id, ref))
+
+    async def list_agents(self, org_id: str) -> list[AgentRecord]:
+        """Agents of an org, newest first."""
+        rows = await self._rows(
+            f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ? ORDER BY created_at DESC, id",
+            (org_id,),
+        )
+        return [agent_from_row(r) for r in rows]
+
+    async def update_agent(
+        self,
+        org_id: str,
+        agent_id: str,
+        description: str | None,
+        config_patch: dict[str, Any] | None,
+    ) -> AgentRecord | None:
+        """Change an agent's description and merge its config."""
+
+        def op() -> Op[AgentRecord | None]:
+            row = (
+                yield Stmt(
+                    f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ? AND id = ?{self.for_update}",
+                    (org_id, agent_id),
+                )
+            ).one()
+            if row is None:
+                return None
+            agent = updated_agent(agent_from_row(row), description, config_patch)
+            yield Stmt(
+                "UPDATE agents SET description = ?, config_json = ? WHERE org_id = ? AND id = ?",
+                (agent.description, dump_json(agent.config) or "{}", org_id, agent_id),
+            )
+            return agent
+
+        return await self._write(op())
+
+    async def delete_agent(self, org_id: str, agent_id: str) -> AgentDeletion:
+        """Delete an agent that no session refers to."""
+
+        def op() -> Op[AgentDeletion]:
+            sessions = (
+                yield Stmt(
+                    "SELECT count(*) FROM sessions WHERE org_id = ? AND agent_id = ?",
+                    (org_id, agent_id),
+                )
+            ).rows[0][0]
+            if sessions:
+                return AgentDeletion("has_sessions", int(sessions))
+            try:
+                deleted = yield Stmt(
+                    "DELETE FROM agents WHERE org_id = ? AND id = ?", (org_id, agent_id)
+                )
+            except MissingReference:
+                return AgentDeletion("has_sessions", 1)  # a session appeared meanwhile
+            return AgentDeletion("deleted" if deleted.rowcount else "absent")
+
+        return await self._write(op())
+
+    async def erase_agent(self, org_id: str, agent: AgentRecord) -> None:
+        """Delete an agent, its sessions and its memories (under its id or its name)."""
+
+        def op() -> Op[None]:
+            condition = "m.org_id = ? AND m.agent_id IN (?, ?)"
+            yield from self.erase_where(condition, (org_id, agent.id, agent.name))
+            for table in ("sessions", "agents"):
+                column = "agent_id" if table == "sessions" else "id"
+                yield Stmt(
+                    f"DELETE FROM {table} WHERE org_id = ? AND {column} = ?", (org_id, agent.id)
+                )
+
+        await self._write(op())
+
+    async def agent_stats(self, org_id: str, agent_id: str, since_ns: int) -> AgentStatsRecord:
+        """Counts for one agent id."""
+        scope = "WHERE org_id = ? AND agent_id = ?"
+
+        def op() -> Op[AgentStatsRecord]:
+            types = {
+                str(t): int(n)
+                for t, n in (
+                    yield Stmt(
+                        f"SELECT memory_type, count(*) FROM memories {scope} GROUP BY memory_type",
+                        (org_id, agent_id),
+                    )
+                ).rows
+            }
+            recent, errors, last = (
+                yield Stmt(
+                    "SELECT count(*) FILTER (WHERE time > ?),"
+                    " count(*) FILTER (WHERE time > ? AND event_type = 'error'), max(time)"
+                    f" FROM memories {scope}",
+                    (since_ns, since_ns, org_id, agent_id),
+                )
+            ).rows[0]
+            sessions, active = (
+                yield Stmt(
+                    f"SELECT count(*), count(*) FILTER (WHERE status = 'active') FROM sessions {scope}",
+                    (org_id, agent_id),
+                )
+            ).rows[0]
+            return AgentStatsRecord(
+                memory_count=sum(types.values()),
+                memories_24h=int(recent),
+                errors_24h=int(errors),
+                session_count=int(sessions),
+                active_sessions=int(active),
+                last_active_at_ns=last,
+                memory_types=types,
+            )
+
+        return await self._read(op())
+
+    # sessions
+
+    def _find_session(
+        self, org_id: str, session_id: str, lock: str = ""
+    ) -> Op[SessionRecord | None]:
+        row = (
+            yield Stmt(
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE org_id = ? AND id = ?{lock}",
+                (org_id, session_id),
+            )
+        ).one()
+        return session_from_row(row) if row else None
+
+    async def create_session(self, org_id: str, session: SessionRecord) -> None:
+        """Insert a session for an existing agent."""
+        stmt = Stmt(
+            f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({marks(9)})",
+            session_values(org_id, session),
+        )
+        await self._write(guarded(stmt, missing=f"agent '{session.agent_id}' not found"))
+
+    async def get_session(self, org_id: str, session_id: str) -> SessionRecord | None:
+        """One session."""
+        return await self._read(self._find_session(org_id, session_id))
+
+    async def list_sessions(self, org_id: str, agent_id: str | None) -> list[SessionRecord]:
+        """Sessions, newest first."""
+        sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE org_id = ?"
+        params: tuple[str, ...] = (org_id,)
+        if agent_id:
+            sql, params = sql + " AND agent_id = ?", (org_id, agent_id)
+        rows = await self._rows(sql + " ORDER BY created_at DESC, id", params)
+        return [session_from_row(r) for r in rows]
+
+    async def update_session(
+        self,
+        org_id: str,
+        session_id: str,
+        status: str | None,
+        metadata_patch: dict[str, Any] | None,
+        now_ns: int,
+    ) -> SessionRecord | None:
+        """Change status and merge metadata in one transaction."""
+
+        def op() -> Op[SessionRecord | None]:
+            current = yield from self._find_session(org_id, session_id, self.for_update)
+            if current is None:
+                return None
+            new = updated_session(current, status, metadata_patch, now_ns)
+            yield Stmt(
+                "UPDATE sessions SET status = ?, metadata_json = ?, updated_at = ?, closed_at = ?"
+                " WHERE org_id = ? AND id = ?",
+                (
+                    new.status,
+                    dump_json(new.metadata) or "{}",
+                    now_ns,
+                    new.closed_at_ns,
+                    org_id,
+                    session_id,
+                ),
+            )
+            return new
+
+        return await self._write(op())
+
+    async def delete_session(self, org_id: str, session_id: str, cascade: bool) -> bool:
+        """Delete a session (and, with ``cascade``, the memories that carry its id)."""
+
+        def op() -> Op[bool]:
+            sql = "DELETE FROM sessions WHERE org_id = ? AND id = ?"
+            if (yield Stmt(sql, (org_id, session_id))).rowcount == 0:
+                return False
+            if cascade:
+                yield from self.erase_where(
+                    "m.org_id = ? AND m.session_id = ?", (org_id, session_id)
+                )
+            return True
+
+        return await self._write(op())
+
+    # memories
+
+    def memory_filter(self, org_id: str, flt: MemoryFilter) -> tuple[str, list[Any]]:
+        """WHERE clause (without the keyword, on alias ``m``) and parameters for a filter."""
+        where = ["m.org_id = ?"]
+        params: list[Any] = [org_id]
+        for condition, value in (
+            ("m.agent_id = ?", flt.agent_id),
+            ("m.session_id = ?", flt.session_id),
+            ("m.time > ?", flt.since_ns),
+            ("m.time < ?", flt.until_ns),
+            ("m.importance >= ?", flt.min_importance),
+            ("(m.expires_at IS NULL OR m.expires_at > ?)", flt.visible_at_ns),
+        ):
+            if value is not None:
+                where.append(condition)
+                params.append(value)
+        for column, values in (("memory_type", flt.memory_types), ("event_type", flt.event_types)):
+            if values:
+                where.append(f"m.{column} IN ({marks(len(values))})")
+                params.extend(values)
+        if flt.tags:
+            clauses, tag_params = self.tags_clause(org_id, flt)
+            where.extend(clauses)
+            params.extend(tag_params)
+        if flt.content_contains:
+            where.append(f"{self.substring_function}(m.content, ?) > 0")
+            params.append(flt.content_contains)
+        return " AND ".join(where), params
+
+    def _stored_dedup_times(
+        self, org_id: str, memories: Sequence[MemoryRecord], window_ns: int, now_ns: int
+    ) -> Op[dict[str, list[int]]]:
+        """Times of stored, unexpired memories sharing a dedup key with the batch, near it."""
+        keys = sorted({m.dedup_key for m in memories if m.dedup_key})
+        found: dict[str, list[int]] = {}
+        if not keys:
+            return found
+        low = min(m.time_ns for m in memories) - window_ns
+        high = max(m.time_ns for m in memories) + window_ns
+        for start in range(0, len(keys), DEDUP_KEYS_PER_QUERY):
+            chunk = keys[start : start + DEDUP_KEYS_PER_QUERY]
+            result = yield Stmt(
+                f"SELECT dedup_key, time FROM memories WHERE org_id = ? AND dedup_key IN ({marks(len(chunk))})"
+                " AND time > ? AND time < ? AND (expires_at IS NULL OR expires_at > ?)",
+                (org_id, *chunk, low, high, now_ns),
+            )
+            for key, when in result.rows:
+                found.setdefault(key, []).append(when)
+        return found
+
+    def _contexts(self, org_id: str, memories: Sequence[MemoryRecord]) -> Op[list[str]]:
+        """For each memory, the content of the one before it in its session (by time, then
+        insertion): stored, or earlier in the batch. A reply is found by the words of the
+        question it answers. Only that direction: lending the new words back would rewrite
+        the neighbour's full-text entry on every write, for no measurable recall on LoCoMo.
+        """
+        newest: dict[str, tuple[Any, ...] | None] = {}
+        in_batch: dict[str, list[tuple[int, str]]] = {}
+        contexts = []
+        latest_sql = (
+            "SELECT time, content FROM memories WHERE org_id = ? AND session_id = ?"
+            " ORDER BY time DESC, rid DESC LIMIT 1"
+        )
+        for m in memories:
+            session = m.session_id
+            if not session:
+                contexts.append("")
+                continue
+            if session not in newest:
+                newest[session] = (yield Stmt(latest_sql, (org_id, session))).one()
+            best: tuple[Any, ...] | None = newest[session]
+            if best is not None and best[0] > m.time_ns:  # a backfill: look it up exactly
+                best = (
+                    yield Stmt(
+                        latest_sql.replace("ORDER", "AND time <= ? ORDER"),
+                        (org_id, session, m.time_ns),
+                    )
+                ).one()
+            for when, content in in_batch.get(session, ()):  # later in the batch = inserted later
+                if when <= m.time_ns and (best is None or when >= best[0]):
+                    best = (when, content)
+            contexts.append(best[1] if best is not None else "")
+            in_batch.setdefault(session, []).append((m.time_ns, m.content))
+        return contexts
+
+    def _insert(self, org_id: str, memories: Sequence[MemoryRecord]) -> Op[None]:
+        if memories:
+            contexts = yield from self._contexts(org_id, memories)
+            yield from self.write_memories(org_id, memories, contexts)
+            for (kind, ref), when in sorted(latest_activity(memories).items()):
+                yield Stmt(
+                    f"UPDATE {kind} SET last_active_at = ? WHERE org_id = ? AND id = ?"
+                    " AND (last_active_at IS NULL OR last_active_at < ?)",
+                    (when, org_id, ref, when),
+                )
+
+    async def insert_memories(
+        self,
+        org_id: str,
+        memories: Sequence[MemoryRecord],
+        dedup_window_ns: int | None,
+        now_ns: int,
+    ) -> list[bool]:
+        """Insert memories atomically, skipping duplicates within the window."""
+
+        def op() -> Op[list[bool]]:
+            stored: dict[str, list[int]] = {}
+            if dedup_window_ns is not None:
+                # Sorted, so concurrent batches take the locks in one order and never deadlock.
+                for key in sorted({m.dedup_key for m in memories if m.dedup_key}):
+                    yield from self.lock(f"{org_id}|{key}", DEDUP_LOCK)
+                stored = yield from self._stored_dedup_times(
+                    org_id, memories, dedup_window_ns, now_ns
+                )
+            fresh = fresh_memories(memories, stored, dedup_window_ns)
+            yield from self._insert(
+                org_id, [m for m, ok in zip(memories, fresh, strict=True) if ok]
+            )
+            return fresh
+
+        return await self._write(op())
+
+    async def get_memory(self, org_id: str, ref: str) -> MemoryRecord | None:
+        """A memory by id, else the newest one with that dedup key."""
+        select = f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.org_id = ?"
+        when = memory_id_time(ref) if self.probe_id_time else None
+
+        def op() -> Op[MemoryRecord | None]:
+            row = None
+            if when is not None:  # one partition, one index probe
+                row = (
+                    yield Stmt(f"{select} AND m.time = ? AND m.id = ?", (org_id, when, ref))
+                ).one()
+            row = (
+                row
+                or (yield Stmt(f"{select} AND m.id = ?", (org_id, ref))).one()
+                or (
+                    yield Stmt(
+                        f"{select} AND m.dedup_key = ? ORDER BY m.time DESC LIMIT 1", (org_id, ref)
+                    )
+                ).one()
+            )
+            return self._memory(row) if row else None
+
+        return await self._read(op())
+
+    async def query_memories(self, org_id: str, flt: MemoryFilter) -> list[MemoryRecord]:
+        """Memories matching a filter, by time; with ``query``, ranked by relevance."""
+        where, params = self.memory_filter(org_id, flt)
+        if flt.query:
+            rows = await self._read(run(self.ranked(org_id, flt, where, params)))
+            sign = self.score_sign
+            return [replace(self._memory(r[:-1]), score=sign * float(r[-1])) for r in rows.rows]
+        direction = "ASC" if flt.ascending else "DESC"
+        rows = await self._read(
+            run(
+                Stmt(
+                    f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE {where}"
+                    f" ORDER BY m.time {direction}, m.rid {direction} LIMIT ? OFFSET ?",
+                    [*params, flt.limit, flt.offset],
+                )
+            )
+        )
+        return [self._memory(r) for r in rows.rows]
+
+    async def count_memories(self, org_id: str, flt: MemoryFilter) -> int:
+        """How many memories match the filter."""
+        where, params = self.memory_filter(org_id, flt)
+        row = await self._one(f"SELECT count(*) FROM memories m WHERE {where}", params)
+        return int(row[0]) if row else 0
+
+    async def delete_memory(self, org_id: str, memory_id: str) -> bool:
+        """Erase one memory from every index."""
+        return (
+            await self._write(self.erase_where("m.org_id = ? AND m.id = ?", (org_id, memory_id)))
+            > 0
+        )
+
+    async def delete_memories(self, org_id: str, flt: MemoryFilter) -> int:
+        """Erase every memory matching the filter (limit and offset ignored)."""
+        return await self._write(self.erase_where(*self.memory_filter(org_id, flt)))
+
+    async def purge_expired(self, now_ns: int, retention_floors: dict[str, int]) -> int:
+        """Erase memories past their expiry, and those older than their org's retention."""
+
+        def op() -> Op[int]:
+            condition = "m.expires_at IS NOT NULL AND m.expires_at <= ?"
+            erased = yield from self.erase_where(condition, (now_ns,))
+            for org_id, floor in retention_floors.items():
+                erased += yield from self.erase_where(
+                    "m.org_id = ? AND m.time <= ?", (org_id, floor)
+                )
+            return erased
+
+        return await self._write(op())
+
+    # embeddings
+
+    async def pending_embeddings(
+        self, org_id: str, after_rid: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """(rid, content) of memories after ``after_rid`` without an embedding."""
+        rows = await self._rows(
+            "SELECT rid, content FROM memories WHERE rid > ? AND org_id = ?"
+            " AND embedding IS NULL ORDER BY rid LIMIT ?",
+            (after_rid, org_id, limit),
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    async def put_embeddings(self, org_id: str, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Store embeddings by rid."""
+        params = [(vector, rid, org_id) for rid, vector in rows]
+        sql = "UPDATE memories SET embedding = ? WHERE rid = ? AND org_id = ?"
+        await self._write(run(Stmt(sql, params, many=True)))
+
+    async def embedded_memories(
+        self, org_id: str, flt: MemoryFilter
+    ) -> list[tuple[MemoryRecord, bytes]]:
+        """Memories matching the filter that have an embedding, newest first."""
+        where, params = self.memory_filter(org_id, replace(flt, query=()))
+        rows = await self._rows(
+            f"SELECT {MEMORY_COLUMNS}, m.embedding FROM memories m"
+            f" WHERE {where} AND m.embedding IS NOT NULL ORDER BY m.time DESC LIMIT ?",
+            [*params, flt.limit],
+        )
+        return [(self._memory(r[:-1]), bytes(r[-1])) for r in rows]
+
+    # export and import
+
+    async def export_memories(
+        self, org_id: str, agent_id: str | None, after: tuple[int, int] | None, limit: int
+    ) -> list[tuple[tuple[int, int], MemoryRecord]]:
+        """A page of memories in (time, insertion) order after the ``after`` cursor."""
+        where: list[str] = ["m.org_id = ?"]
+        params: list[Any] = [org_id]
+        if agent_id:
+            where.append("m.agent_id = ?")
+            params.append(agent_id)
+        if after is not None:
+            where.append("(m.time, m.rid) > (?, ?)")  # a row value: an index range, not a scan
+            params.extend(after)
+        rows = await self._rows(
+            f"SELECT {MEMORY_COLUMNS}, m.rid FROM memories m WHERE {' AND '.join(where)}"
+            " ORDER BY m.time, m.rid LIMIT ?",
+            [*params, limit],
+        )
+        return [((r[12], r[-1]), self._memory(r[:-1])) for r in rows]
+
+    async def import_memories(self, org_id: str, memories: Sequence[MemoryRecord]) -> int:
+        """Insert memories whose ids are not stored yet; how many were new."""
+
+        def op() -> Op[int]:
+            new: dict[str, MemoryRecord] = {}
+            for m in memories:
+                yield from self.lock(m.id, IMPORT_LOCK)
+                sql = "SELECT 1 FROM memories WHERE org_id = ? AND id = ?"
+                if m.id not in new and not (yield Stmt(sql, (org_id, m.id))).rows:
+                    new[m.id] = m
+            yield from self._insert(org_id, list(new.values()))
+            return len(new)
+
+        return await self._write(op())
+
+    async def import_agent(self, org_id: str, agent: AgentRecord) -> bool:
+        """Insert an agent unless its id (or name) exists."""
+        values = agent_values(replace(agent, org_id=org_id))
+        sql = f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES ({marks(8)}) ON CONFLICT DO NOTHING"
+        return await self._changed(sql, values) > 0
+
+    async def import_session(self, org_id: str, session: SessionRecord) -> bool:
+        """Insert a session unless its id exists."""
+        sql = f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({marks(9)}) ON CONFLICT DO NOTHING"
+        return await self._changed(sql, session_values(org_id, session)) > 0

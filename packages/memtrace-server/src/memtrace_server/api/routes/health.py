@@ -51,7 +51,7 @@ async def health(request: Request) -> Response:
 async def ready(svc: Services = Depends(services)) -> Response:
     """200 when the store answers a query, else 503."""
     try:
-        await svc.store.ping()
+        await svc.stores.ping()
     except StoreError:
         return json_response({"status": "not ready", "store": "unreachable"}, 503)
     return json_response({"status": "ready", "store": "ok"})
