@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from memtrace.async_client import AsyncMemtrace
 from memtrace.client import Memtrace
@@ -78,16 +78,19 @@ def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
 
 
-class _ToolboxBase:
+ClientT = TypeVar("ClientT", Memtrace, AsyncMemtrace)
+
+
+class _ToolboxBase(Generic[ClientT]):
     def __init__(
         self,
-        client: Any,
+        client: ClientT,
         agent_id: str,
         session_id: str | None = None,
         *,
         include_forget: bool = False,
     ) -> None:
-        self.client = client
+        self.client: ClientT = client
         self.agent_id = agent_id
         self.session_id = session_id
         self.binding = Binding(agent_id=agent_id, session_id=session_id)
@@ -113,7 +116,7 @@ class _ToolboxBase:
         return _Plan(call_id, tool, steps)
 
 
-class MemtraceToolbox(_ToolboxBase):
+class MemtraceToolbox(_ToolboxBase[Memtrace]):
     """Answers Chat Completions tool calls with a sync ``Memtrace`` client.
 
     Memories are written for ``agent_id`` (and into ``session_id`` when given); recall
@@ -123,16 +126,6 @@ class MemtraceToolbox(_ToolboxBase):
     (bad JSON, unknown tools, server errors) become an error text for the model, never an
     exception.
     """
-
-    def __init__(
-        self,
-        client: Memtrace,
-        agent_id: str,
-        session_id: str | None = None,
-        *,
-        include_forget: bool = False,
-    ) -> None:
-        super().__init__(client, agent_id, session_id, include_forget=include_forget)
 
     def handle_tool_calls(self, tool_calls: Iterable[Any] | None) -> list[dict[str, Any]]:
         """One tool message for each tool call, in order."""
@@ -147,18 +140,8 @@ class MemtraceToolbox(_ToolboxBase):
             return plan.failed(error)
 
 
-class AsyncMemtraceToolbox(_ToolboxBase):
+class AsyncMemtraceToolbox(_ToolboxBase[AsyncMemtrace]):
     """``MemtraceToolbox`` for an ``AsyncMemtrace`` client."""
-
-    def __init__(
-        self,
-        client: AsyncMemtrace,
-        agent_id: str,
-        session_id: str | None = None,
-        *,
-        include_forget: bool = False,
-    ) -> None:
-        super().__init__(client, agent_id, session_id, include_forget=include_forget)
 
     async def handle_tool_calls(self, tool_calls: Iterable[Any] | None) -> list[dict[str, Any]]:
         """One tool message for each tool call, in order."""

@@ -38,8 +38,7 @@ Steps = Generator[Call[Any], Any, Any]
 MemoryTypeArg = Literal["episodic", "session", "decision", "entity"]
 SearchMode = Literal["bm25", "hybrid"]
 
-RECALL_LIMIT = 50
-SEARCH_LIMIT = 50
+TOOL_LIMIT = 50  # the server's default for search, and the tools' for recall as well
 MAX_TOOL_LIMIT = 200  # a model reads every result: keep a reply within a context window
 
 
@@ -337,13 +336,31 @@ async def arun_steps(client: AsyncMemtrace, steps: Steps) -> Any:
 # -- the catalogue ------------------------------------------------------------------------
 
 _TIME_WINDOW = "Time window such as 30m, 2h, 24h, 7d or 2w, or an ISO 8601 timestamp."
+_LIMIT = Argument(
+    "limit",
+    int,
+    "At most this many memories.",
+    default=TOOL_LIMIT,
+    minimum=1,
+    maximum=MAX_TOOL_LIMIT,
+    example=7,
+)
 
 
-def _remember(args: dict[str, Any]) -> Steps:
+def _one_call(build: Callable[[dict[str, Any]], Call[Any]]) -> Callable[[dict[str, Any]], Steps]:
+    """The steps of a tool that makes one SDK call and answers its result."""
+
+    def steps(args: dict[str, Any]) -> Steps:
+        return (yield build(args))
+
+    return steps
+
+
+def _remember(args: dict[str, Any]) -> Call[Memory]:
     # Extension point (keyed memories): when the server stores memories under a key
     # (a later memory with the same key supersedes the earlier one), add an optional
     # Argument("key", str, ...) to REMEMBER and pass args["key"] on here.
-    memory: Memory = yield ops.remember(
+    return ops.remember(
         args["agent_id"],
         args["content"],
         session_id=args["session_id"],
@@ -352,7 +369,6 @@ def _remember(args: dict[str, Any]) -> Steps:
         memory_type=args["memory_type"],
         event_type=args["event_type"],
     )
-    return memory
 
 
 REMEMBER = Tool(
@@ -390,7 +406,7 @@ REMEMBER = Tool(
             example="observation",
         ),
     ),
-    steps=_remember,
+    steps=_one_call(_remember),
     reply=stored_text,
     result=Memory,
     agent="owner",
@@ -399,8 +415,8 @@ REMEMBER = Tool(
 )
 
 
-def _recall(args: dict[str, Any]) -> Steps:
-    memories: MemoryList = yield ops.list_memories(
+def _recall(args: dict[str, Any]) -> Call[MemoryList]:
+    return ops.list_memories(
         agent_id=args["agent_id"],
         session_id=args["session_id"],
         since=args["since"],
@@ -408,7 +424,6 @@ def _recall(args: dict[str, Any]) -> Steps:
         limit=args["limit"],
         order="desc",
     )
-    return memories
 
 
 RECALL = Tool(
@@ -416,18 +431,10 @@ RECALL = Tool(
     description="Recall recent memories, newest first, within a time window.",
     arguments=(
         Argument("since", str, _TIME_WINDOW, default="24h", example="2h"),
-        Argument(
-            "limit",
-            int,
-            "At most this many memories.",
-            default=RECALL_LIMIT,
-            minimum=1,
-            maximum=MAX_TOOL_LIMIT,
-            example=7,
-        ),
+        _LIMIT,
         Argument("memory_type", MemoryTypeArg, "Only memories of this type.", example="entity"),
     ),
-    steps=_recall,
+    steps=_one_call(_recall),
     reply=list_text,
     result=MemoryList,
     agent="owner",
@@ -435,12 +442,12 @@ RECALL = Tool(
 )
 
 
-def _search(args: dict[str, Any]) -> Steps:
+def _search(args: dict[str, Any]) -> Call[SearchResult]:
     # Extension point (explain): when POST /api/v1/search accepts "explain": true, add an
     # optional Argument("explain", bool, ...) to SEARCH, send it here, and word each
     # memory's explanation in the reply. The MCP server, whose results a person reads,
     # is where it pays; until then the field is not sent (the server would ignore it).
-    found: SearchResult = yield ops.search_memories(
+    return ops.search_memories(
         {
             "agent_id": args["agent_id"],
             "session_id": args["session_id"],
@@ -454,7 +461,6 @@ def _search(args: dict[str, Any]) -> Steps:
             "limit": args["limit"],
         }
     )
-    return found
 
 
 SEARCH = Tool(
@@ -497,17 +503,9 @@ SEARCH = Tool(
             example=0.25,
         ),
         Argument("since", str, _TIME_WINDOW, example="3d"),
-        Argument(
-            "limit",
-            int,
-            "At most this many memories.",
-            default=SEARCH_LIMIT,
-            minimum=1,
-            maximum=MAX_TOOL_LIMIT,
-            example=9,
-        ),
+        _LIMIT,
     ),
-    steps=_search,
+    steps=_one_call(_search),
     reply=list_text,
     result=SearchResult,
     agent="filter",
@@ -515,11 +513,10 @@ SEARCH = Tool(
 )
 
 
-def _decide(args: dict[str, Any]) -> Steps:
-    memory: Memory = yield ops.decide(
+def _decide(args: dict[str, Any]) -> Call[Memory]:
+    return ops.decide(
         args["agent_id"], args["decision"], args["reasoning"], session_id=args["session_id"]
     )
-    return memory
 
 
 DECIDE = Tool(
@@ -541,7 +538,7 @@ DECIDE = Tool(
             example="The bank statement shows two identical charges",
         ),
     ),
-    steps=_decide,
+    steps=_one_call(_decide),
     reply=logged_text,
     result=Memory,
     agent="owner",
@@ -581,11 +578,8 @@ FORGET = Tool(
 )
 
 
-def _session_create(args: dict[str, Any]) -> Steps:
-    session: Session = yield ops.create_session(
-        {"agent_id": args["agent_id"], "metadata": args["metadata"]}
-    )
-    return session
+def _session_create(args: dict[str, Any]) -> Call[Session]:
+    return ops.create_session({"agent_id": args["agent_id"], "metadata": args["metadata"]})
 
 
 SESSION_CREATE = Tool(
@@ -601,7 +595,7 @@ SESSION_CREATE = Tool(
         ),
         Argument("metadata", dict[str, Any], "Any JSON describing the task.", example={"t": "x"}),
     ),
-    steps=_session_create,
+    steps=_one_call(_session_create),
     reply=model_text,
     result=Session,
 )
@@ -653,11 +647,8 @@ SESSION_CONTEXT = Tool(
 )
 
 
-def _agent_register(args: dict[str, Any]) -> Steps:
-    agent: Agent = yield ops.register_agent(
-        {"name": args["name"], "description": args["description"]}
-    )
-    return agent
+def _agent_register(args: dict[str, Any]) -> Call[Agent]:
+    return ops.register_agent({"name": args["name"], "description": args["description"]})
 
 
 AGENT_REGISTER = Tool(
@@ -673,7 +664,7 @@ AGENT_REGISTER = Tool(
         ),
         Argument("description", str, "What the agent does.", example="handles refunds"),
     ),
-    steps=_agent_register,
+    steps=_one_call(_agent_register),
     reply=model_text,
     result=Agent,
 )
