@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from memtrace.async_client import AsyncMemtrace
 from memtrace.client import Memtrace
-from memtrace.exceptions import ConflictError, MemtraceError
+from memtrace.exceptions import MemtraceError
 from memtrace.toolkit import (
     CORE_TOOLS,
     Binding,
@@ -23,7 +23,7 @@ from memtrace.toolkit import (
     Tool,
     ToolCallRefused,
     arun_steps,
-    error_text,
+    failure_text,
     run_steps,
     to_json,
     tool_set,
@@ -42,7 +42,8 @@ def chat_tool_definition(tool: Tool, binding: Binding) -> dict[str, Any]:
     }
 
 
-_DEFINITIONS_BINDING = Binding(agent_id="bound")  # a toolbox binds the agent: no agent_id
+# The definitions depend only on the agent being bound (no agent_id argument), not on which.
+_DEFINITIONS_BINDING = Binding(agent_id="bound")
 
 MEMTRACE_TOOLS: list[dict[str, Any]] = [
     chat_tool_definition(tool, _DEFINITIONS_BINDING) for tool in CORE_TOOLS
@@ -67,11 +68,7 @@ class _Plan:
         return self.message(self.tool.reply(result))
 
     def failed(self, error: MemtraceError | ToolCallRefused) -> dict[str, Any]:
-        if isinstance(error, ToolCallRefused):
-            return self.message(to_json({"error": error.message}))
-        if isinstance(error, ConflictError) and self.tool and self.tool.on_conflict:
-            return self.message(self.tool.on_conflict)
-        return self.message(error_text(error))
+        return self.message(failure_text(self.tool, error))
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -112,7 +109,7 @@ class _ToolboxBase(Generic[ClientT]):
         try:
             steps = self.binding.plan(tool, _field(function, "arguments") or "{}")
         except ToolCallRefused as error:
-            return _Plan(call_id, tool, reply=to_json({"error": error.message}))
+            return _Plan(call_id, tool, reply=failure_text(tool, error))
         return _Plan(call_id, tool, steps)
 
 

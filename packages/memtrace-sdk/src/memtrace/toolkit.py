@@ -29,7 +29,7 @@ from memtrace import _operations as ops
 from memtrace._base import Call
 from memtrace.async_client import AsyncMemtrace
 from memtrace.client import Memtrace
-from memtrace.exceptions import MemtraceError
+from memtrace.exceptions import ConflictError, MemtraceError
 from memtrace.models import Agent, Memory, MemoryList, SearchResult, Session
 
 Steps = Generator[Call[Any], Any, Any]
@@ -107,6 +107,15 @@ class ToolCallRefused(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def failure_text(tool: Tool | None, error: MemtraceError | ToolCallRefused) -> str:
+    """What the model reads when a call of ``tool`` failed."""
+    if isinstance(error, ToolCallRefused):
+        return to_json({"error": error.message})
+    if isinstance(error, ConflictError) and tool is not None and tool.on_conflict:
+        return tool.on_conflict
+    return error_text(error)
 
 
 # -- the catalogue's vocabulary -----------------------------------------------------------
@@ -697,6 +706,7 @@ __all__ = [
     "arun_steps",
     "compact_memory",
     "error_text",
+    "failure_text",
     "list_text",
     "logged_text",
     "run_steps",

@@ -14,8 +14,7 @@ from memtrace.toolkit import (
     Tool,
     ToolCallRefused,
     arun_steps,
-    error_text,
-    to_json,
+    failure_text,
     tool_set,
 )
 from openai_agents_memtrace.errors import crossing_runner
@@ -27,14 +26,8 @@ def _function_tool(client: AsyncMemtrace, tool: Tool, binding: Binding) -> Funct
     async def invoke(ctx: ToolContext[Any], arguments: str) -> str:
         try:
             return tool.reply(await arun_steps(client, binding.plan(tool, arguments)))
-        except ToolCallRefused as error:
-            return to_json({"error": error.message})
-        except ConflictError as error:
-            if tool.on_conflict:
-                return tool.on_conflict
-            return error_text(error)
-        except (ValidationError, NotFoundError) as error:
-            return error_text(error)  # the model's arguments were wrong: let it correct them
+        except (ToolCallRefused, ConflictError, ValidationError, NotFoundError) as error:
+            return failure_text(tool, error)  # the model's call was wrong: let it correct it
         except MemtraceError as error:
             raise crossing_runner(error) from error
 
