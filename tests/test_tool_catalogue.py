@@ -341,6 +341,25 @@ async def test_chat_search_ranks_by_the_query(client: AsyncMemtrace) -> None:
     assert "invoice 1042" in found[0]["content"] and found[0]["score"] > 0
 
 
+@pytest.mark.anyio
+async def test_hybrid_mode_without_semantic_search_is_text_for_the_model(
+    client: AsyncMemtrace,
+) -> None:
+    box = AsyncMemtraceToolbox(client, "support")
+    arguments = json.dumps({"query": "refund", "mode": "hybrid"})
+    (reply,) = await box.handle_tool_calls(
+        [
+            {
+                "id": "h",
+                "type": "function",
+                "function": {"name": "memtrace_search", "arguments": arguments},
+            }
+        ]
+    )
+    answer = json.loads(reply["content"])
+    assert answer["status"] == 400 and "hybrid" in answer["error"]
+
+
 # -- the README's table is the catalogue's -------------------------------------------------
 
 
