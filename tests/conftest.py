@@ -16,6 +16,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from memtrace import AsyncMemtrace, Memtrace
 from memtrace_server.api.app import create_app
 from memtrace_server.config import Settings, load_settings
 from memtrace_server.service.admin import Admin
@@ -58,6 +59,15 @@ class App:
     def as_key(self, key: str) -> dict[str, str]:
         return {"x-api-key": key}
 
+    def sdk(self, key: str, **options: Any) -> Memtrace:
+        """Our sync SDK client, talking to this app in-process."""
+        return Memtrace("http://testserver", key, transport=AppTransport(self.client), **options)
+
+    def async_sdk(self, key: str, **options: Any) -> AsyncMemtrace:
+        """Our async SDK client, talking to this app in-process."""
+        transport = httpx.ASGITransport(app=self.client.app)
+        return AsyncMemtrace("http://testserver", key, transport=transport, **options)
+
 
 class AppTransport(httpx.BaseTransport):
     """Carries the SDK's ``httpx`` requests into the in-process app through its TestClient.
@@ -88,6 +98,12 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return load_settings(
         env={}, data_dir=tmp_path / "data", store_synchronous="NORMAL", **overrides
     )
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio (the server's loop)."""
+    return "asyncio"
 
 
 @pytest.fixture(scope="session")

@@ -40,11 +40,6 @@ BOUND_AGENT = "bound_agent"
 BOUND_SESSION = "sess_bound"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 # -- the recorder: what reached the real app --------------------------------------------
 
 

@@ -36,11 +36,6 @@ def seed_block(heading: str) -> str:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def key(live_server: LiveServer) -> str:
     return new_cli_key(live_server.data_dir)[1]
 

@@ -32,15 +32,8 @@ TOOLS = {
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def memtrace(app: App, org_key: tuple[str, str]) -> AsyncIterator[AsyncMemtrace]:
-    async with AsyncMemtrace(
-        "http://testserver", org_key[1], transport=httpx.ASGITransport(app=app.client.app)
-    ) as c:
+    async with app.async_sdk(org_key[1]) as c:
         yield c
 
 
@@ -169,11 +162,7 @@ async def test_in_process_argument_validation_and_error_text(
         await client.call_tool("memtrace_remember", {"agent_id": "a", "content": "dup"})
         dup = await client.call_tool("memtrace_remember", {"agent_id": "a", "content": "dup"})
         assert dup.is_error and "memtrace api error (status 409): duplicate memory" in text(dup)
-    wrong = AsyncMemtrace(
-        "http://testserver",
-        "mtk_" + "E" * 43 + "=",
-        transport=httpx.ASGITransport(app=app.client.app),
-    )
+    wrong = app.async_sdk("mtk_" + "E" * 43 + "=")
     async with Client(build_server(wrong)) as client:
         denied = await client.call_tool("memtrace_recall", {"agent_id": "a"})
         assert denied.is_error and "memtrace api error (status 401): invalid API key" in text(

@@ -9,11 +9,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from memtrace import AsyncMemtrace, Memtrace
+from memtrace import Memtrace
 from memtrace.openai import (
     MEMTRACE_TOOLS,
     AsyncMemtraceToolbox,
@@ -22,20 +21,15 @@ from memtrace.openai import (
     run_with_memory,
 )
 
-from conftest import ROOT, App, AppTransport
+from conftest import ROOT, App
 
 sys.path.insert(0, str(ROOT / "examples" / "openai"))
 from scripted_openai import ScriptedChatServer
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def memtrace(app: App, org_key: tuple[str, str]) -> Iterator[Memtrace]:
-    with Memtrace("http://testserver", org_key[1], transport=AppTransport(app.client)) as c:
+    with app.sdk(org_key[1]) as c:
         yield c
 
 
@@ -128,9 +122,7 @@ def test_toolbox_answers_every_call_and_stores_as_intended(memtrace: Memtrace) -
 
 
 def test_toolbox_turns_server_failures_into_text(app: App) -> None:
-    with Memtrace(
-        "http://testserver", "mtk_" + "C" * 43 + "=", transport=AppTransport(app.client)
-    ) as bad:
+    with app.sdk("mtk_" + "C" * 43 + "=") as bad:
         (reply,) = MemtraceToolbox(bad, "a").handle_tool_calls([call("x", "memtrace_recall", {})])
     assert json.loads(reply["content"]) == {"error": "invalid API key", "status": 401}
 
@@ -184,9 +176,8 @@ async def test_async_toolbox_and_loop(app: App, org_key: tuple[str, str]) -> Non
     chat = ScriptedChatServer(
         [[("memtrace_remember", {"content": "async fact", "tags": ["a"]})], "ok"]
     ).start()
-    transport = httpx.ASGITransport(app=app.client.app)
     try:
-        async with AsyncMemtrace("http://testserver", org_key[1], transport=transport) as mt:
+        async with app.async_sdk(org_key[1]) as mt:
             client = AsyncOpenAI(api_key="test", base_url=chat.base_url, max_retries=0)
             final = await arun_with_memory(
                 client, [{"role": "user", "content": "x"}], AsyncMemtraceToolbox(mt, "async-agent")

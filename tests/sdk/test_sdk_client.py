@@ -31,27 +31,19 @@ from conftest import App, AppTransport, LiveServer, free_port, new_cli_key
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def key(app: App, org_key: tuple[str, str]) -> str:
     return org_key[1]
 
 
 @pytest.fixture
 def client(app: App, key: str) -> Iterator[Memtrace]:
-    with Memtrace(
-        "http://testserver", key, transport=AppTransport(app.client), retry_backoff=0
-    ) as c:
+    with app.sdk(key, retry_backoff=0) as c:
         yield c
 
 
 @pytest.fixture
 async def aclient(app: App, key: str) -> AsyncIterator[AsyncMemtrace]:
-    transport = httpx.ASGITransport(app=app.client.app)
-    async with AsyncMemtrace("http://testserver", key, transport=transport, retry_backoff=0) as c:
+    async with app.async_sdk(key, retry_backoff=0) as c:
         yield c
 
 
@@ -187,15 +179,13 @@ def test_error_mapping(app: App, client: Memtrace, org_key: tuple[str, str]) -> 
         client.register_agent({"name": "twice"})
     reader = app.new_key(org_key[0], "read", name="reader")
     with (
-        Memtrace("http://testserver", reader, transport=AppTransport(app.client)) as ro,
+        app.sdk(reader) as ro,
         pytest.raises(PermissionDeniedError) as denied,
     ):
         ro.remember("a", "x")
     assert denied.value.status_code == 403
     with (
-        Memtrace(
-            "http://testserver", "mtk_" + "B" * 43 + "=", transport=AppTransport(app.client)
-        ) as wrong,
+        app.sdk("mtk_" + "B" * 43 + "=") as wrong,
         pytest.raises(AuthenticationError) as unauth,
     ):
         wrong.list_agents()
@@ -311,10 +301,7 @@ async def test_async_error_mapping(app: App, aclient: AsyncMemtrace) -> None:
     await aclient.remember("a", "once")
     with pytest.raises(ConflictError):
         await aclient.remember("a", "once")
-    transport = httpx.ASGITransport(app=app.client.app)
-    async with AsyncMemtrace(
-        "http://testserver", "mtk_" + "D" * 43 + "=", transport=transport
-    ) as wrong:
+    async with app.async_sdk("mtk_" + "D" * 43 + "=") as wrong:
         with pytest.raises(AuthenticationError):
             await wrong.list_sessions()
     async with AsyncMemtrace(f"http://127.0.0.1:{free_port()}", "k", max_retries=0) as nowhere:
