@@ -67,6 +67,32 @@ def test_two_processes_share_one_store(two_servers: tuple[LiveServer, LiveServer
         refused_within(3, lambda url=url: httpx.get(url, headers=h).status_code)  # type: ignore[misc]
 
 
+def test_writers_of_one_key_in_two_processes_leave_one_current_version(
+    two_servers: tuple[LiveServer, LiveServer],
+) -> None:
+    a, b = two_servers
+    _, key = new_cli_key(a.data_dir, "read,write", store_url=a.store_url)
+    h = {"x-api-key": key}
+
+    def post(i: int) -> str:
+        server = a if i % 2 else b
+        body = {"agent_id": "x", "content": f"version {i}", "key": "status"}
+        r = httpx.post(server.url + "/api/v1/memories", json=body, headers=h, timeout=30)
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        ids = list(pool.map(post, range(32)))
+    current = httpx.get(a.url + "/api/v1/memories", params={"key": "status"}, headers=h).json()
+    assert current["count"] == 1
+    versions = httpx.get(b.url + f"/api/v1/memories/{ids[0]}/versions", headers=h).json()
+    assert sorted(m["id"] for m in versions["memories"]) == sorted(ids)
+    times = [m["id"][4:20] for m in versions["memories"]]  # ids carry their time in hex
+    assert versions["memories"][0]["id"] == current["memories"][0]["id"]  # the newest is current
+    assert times == sorted(times, reverse=True)
+    assert [m for m in versions["memories"] if "superseded_by" not in m] == versions["memories"][:1]
+
+
 def _org_of(server: LiveServer, key: str) -> str:
     memory = httpx.get(
         server.url + "/api/v1/memories", params={"limit": 1}, headers={"x-api-key": key}

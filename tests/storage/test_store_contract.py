@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -419,3 +420,169 @@ async def test_a_memory_is_found_by_the_words_of_the_one_before_it(store: Contra
     assert await found("lisbon") == {first.content}
     assert await found("drawer") == {a.content, r.content, between.content}
     assert await found("garden") == {other.content}
+
+
+# keyed memories: facts that change
+
+
+def fact(n: int, key: str, content: str, t: int, org: str = "org_a", **kw: Any) -> MemoryRecord:
+    kw.setdefault("time_ns", NOW + t * MIN)
+    return mem(n, org=org, key=key, content=content, **kw)
+
+
+async def current_and_history(
+    store: Contract, org: str = "org_a", **kw: Any
+) -> tuple[list[str], list[str]]:
+    now = await store.query_memories(org, MemoryFilter(**kw))
+    every = await store.query_memories(org, MemoryFilter(include_superseded=True, **kw))
+    return [m.content for m in now], [m.content for m in every]
+
+
+async def test_a_keyed_memory_supersedes_the_current_version(store: Contract) -> None:
+    pro = fact(1, "plan", "customer is on Pro", 1, tags=("billing",))
+    await store.insert_memories("org_a", [pro], WINDOW, NOW)
+    enterprise = fact(2, "plan", "customer moved to Enterprise", 2, tags=("billing",))
+    await store.insert_memories("org_a", [enterprise], WINDOW, NOW + 7)
+    assert await current_and_history(store) == (
+        ["customer moved to Enterprise"],
+        ["customer moved to Enterprise", "customer is on Pro"],
+    )
+    old = await store.get_memory("org_a", pro.id)  # by id, history stays readable
+    assert (
+        old is not None and old.superseded_by == enterprise.id and old.superseded_at_ns == NOW + 7
+    )
+    new = await store.get_memory("org_a", enterprise.id)
+    assert new is not None and new.key == "plan" and not new.superseded_by
+    # hidden everywhere a filter reads: tags, key, ranked search, counts, stats
+    assert [m.id for m in await store.query_memories("org_a", MemoryFilter(tags=("billing",)))] == [
+        enterprise.id
+    ]
+    assert [m.id for m in await store.query_memories("org_a", MemoryFilter(key="plan"))] == [
+        enterprise.id
+    ]
+    ranked = await store.query_memories("org_a", MemoryFilter(query=("customer",)))
+    assert [m.id for m in ranked] == [enterprise.id]
+    assert await store.count_memories("org_a", MemoryFilter()) == 1
+    stats = await store.agent_stats("org_a", "agent_1", stats_window_start(NOW))
+    assert stats.memory_count == 1
+    # a key is per agent: another agent's "plan" is its own fact
+    other = fact(3, "plan", "other agent's plan", 3, agent_id="agent_2")
+    await store.insert_memories("org_a", [other], WINDOW, NOW)
+    assert (await store.get_memory("org_a", enterprise.id)).superseded_by == ""  # type: ignore[union-attr]
+
+
+async def test_versions_in_a_batch_apply_in_order_and_backfills_become_history(
+    store: Contract,
+) -> None:
+    batch = [fact(i, "status", f"status {i}", i) for i in (1, 2, 3)]
+    assert await store.insert_memories("org_a", batch, WINDOW, NOW) == [True] * 3
+    got = {
+        m.content: m
+        for m in await store.query_memories("org_a", MemoryFilter(include_superseded=True))
+    }
+    assert got["status 1"].superseded_by == batch[1].id
+    assert got["status 2"].superseded_by == batch[2].id
+    assert not got["status 3"].superseded_by
+    # an older version written later (a backfill) is history at once: the newest stays current
+    backfill = fact(9, "status", "status 0", 0)
+    await store.insert_memories("org_a", [backfill], WINDOW, NOW)
+    assert (await current_and_history(store))[0] == ["status 3"]
+    assert (await store.get_memory("org_a", backfill.id)).superseded_by == batch[2].id  # type: ignore[union-attr]
+    # the same content under the same key inside the window is a duplicate: no new version
+    again = fact(10, "status", "status 3", 4)
+    again = replace(again, dedup_key="d3")
+    first = replace(fact(11, "status", "status 4", 5), dedup_key="d3")
+    assert await store.insert_memories("org_a", [first], WINDOW, NOW) == [True]
+    assert await store.insert_memories("org_a", [again], WINDOW, NOW) == [False]
+    assert len((await current_and_history(store))[1]) == 5
+
+
+async def test_erasing_the_current_version_brings_back_the_previous(store: Contract) -> None:
+    versions = [fact(i, "city", f"lives in city {i}", i) for i in (1, 2, 3)]
+    for v in versions:
+        await store.insert_memories("org_a", [v], WINDOW, NOW)
+    assert await store.delete_memory("org_a", versions[2].id)
+    assert (await current_and_history(store))[0] == ["lives in city 2"]
+    # erase by filter without include_superseded takes the current version only
+    assert await store.delete_memories("org_a", MemoryFilter(key="city")) == 1
+    assert await current_and_history(store) == (["lives in city 1"], ["lives in city 1"])
+    await store.insert_memories("org_a", [fact(4, "city", "lives in city 4", 4)], WINDOW, NOW)
+    erased = await store.delete_memories("org_a", MemoryFilter(key="city", include_superseded=True))
+    assert erased == 2 and await current_and_history(store) == ([], [])
+
+
+async def test_keys_and_versions_never_cross_orgs(store: Contract) -> None:
+    await store.insert_memories("org_a", [fact(1, "plan", "A's plan", 1)], WINDOW, NOW)
+    await store.insert_memories("org_b", [fact(2, "plan", "B's plan", 2, org="org_b")], WINDOW, NOW)
+    assert await current_and_history(store, "org_a") == (["A's plan"], ["A's plan"])
+    assert await current_and_history(store, "org_b") == (["B's plan"], ["B's plan"])
+    assert (
+        await store.delete_memories("org_b", MemoryFilter(key="plan", include_superseded=True)) == 1
+    )
+    assert await current_and_history(store, "org_a") == (["A's plan"], ["A's plan"])
+
+
+async def test_metadata_filters_match_exact_json_values(store: Contract) -> None:
+    rows = [
+        mem(1, content="s", metadata={"plan": "pro", "n": 1, "ok": True, "gone": None}),
+        mem(2, content="f", metadata={"plan": "Pro", "n": 1.0, "ok": False, "nested": {"a": 1}}),
+        mem(3, content="i", metadata={"plan": "pro", "n": 2, "ok": 1}),
+        mem(4, content="none"),
+        mem(5, org="org_b", content="b", metadata={"plan": "pro"}),
+    ]
+    await store.insert_memories("org_a", rows[:4], None, NOW)
+    await store.insert_memories("org_b", rows[4:], None, NOW)
+
+    async def contents(**fields: Any) -> list[str]:
+        flt = MemoryFilter(metadata=tuple(fields.items()), ascending=True)
+        return [m.content for m in await store.query_memories("org_a", flt)]
+
+    assert await contents(plan="pro") == ["s", "i"]  # exact, case-sensitive, this org only
+    assert await contents(n=1) == ["s", "f"]  # 1 and 1.0 are the same JSON number
+    assert await contents(ok=True) == ["s"]  # true is not 1
+    assert await contents(ok=1) == ["i"]
+    assert await contents(ok=False) == ["f"]
+    assert await contents(gone=None) == ["s"]  # null matches null, not a missing field
+    assert await contents(plan="pro", n=2) == ["i"]  # every field is required
+    assert await contents(plan="enterprise") == []
+    assert await store.count_memories("org_a", MemoryFilter(metadata=(("plan", "pro"),))) == 2
+    assert await store.delete_memories("org_a", MemoryFilter(metadata=(("n", 2),))) == 1
+    assert await contents(plan="pro") == ["s"]
+
+
+async def test_concurrent_writers_on_one_key_leave_one_current_version(
+    make_store: Callable[[], Contract], store: Contract
+) -> None:
+    second = make_store()  # another connection set, as another process would have
+    await second.open()
+    try:
+        writes = [fact(i, "mood", f"mood {i}", 0, time_ns=NOW + i) for i in range(32)]
+        await asyncio.gather(
+            *(
+                (store if i % 2 else second).insert_memories("org_a", [m], WINDOW, NOW)
+                for i, m in enumerate(writes)
+            )
+        )
+        now, every = await current_and_history(store, key="mood")
+        assert now == ["mood 31"] and len(every) == 32  # the newest is current
+        history = await store.query_memories(
+            "org_a", MemoryFilter(key="mood", include_superseded=True)
+        )
+        assert [m.time_ns for m in history] == sorted((m.time_ns for m in history), reverse=True)
+        assert sum(1 for m in history if not m.superseded_by) == 1
+    finally:
+        await second.close()
+
+
+async def test_export_and_import_carry_keys_and_history(store: Contract) -> None:
+    await store.insert_memories(
+        "org_a", [fact(1, "tz", "UTC", 1), fact(2, "tz", "CET", 2)], WINDOW, NOW
+    )
+    page = await store.export_memories("org_a", None, None, 100)
+    exported = [m for _, m in page]
+    assert [(m.key, bool(m.superseded_by)) for m in exported] == [("tz", True), ("tz", False)]
+    everything = MemoryFilter(agent_id="agent_1", include_superseded=True)
+    assert await store.delete_memories("org_a", everything) == 2
+    assert await store.import_memories("org_a", exported) == 2  # as into a new store
+    assert await current_and_history(store) == (["CET"], ["CET", "UTC"])
+    assert [m for _, m in await store.export_memories("org_a", None, None, 100)] == exported

@@ -31,11 +31,23 @@ class MemoryOut(BaseModel):
     importance: float | None = None
     parent_id: str | None = None
     expires_at: str | None = Field(None, description="When it expires, if it does.")
+    key: str | None = Field(None, description="Its key, when it records a fact that can change.")
+    superseded_by: str | None = Field(
+        None, description="The id of the version that replaced it (history only)."
+    )
+    superseded_at: str | None = Field(None, description="When it was replaced (history only).")
     score: float | None = Field(None, description="Relevance, in searches with a query.")
 
 
 class MemoryBatchOut(BaseModel):
     """Result of a batch create: the memories stored (duplicates skipped)."""
+
+    memories: list[MemoryOut]
+    count: int
+
+
+class MemoryVersionsOut(BaseModel):
+    """The versions of a keyed memory, newest first."""
 
     memories: list[MemoryOut]
     count: int

@@ -59,6 +59,9 @@ def parse_line(line: bytes | str, org_id: str) -> AgentRecord | SessionRecord | 
                 importance=float(data.get("importance", 0)),
                 parent_id=data.get("parent_id", ""),
                 expires_at_ns=_time(data.get("expires_at"), "expires_at", required=False),
+                key=str(data.get("key", "")),
+                superseded_by=str(data.get("superseded_by", "")),
+                superseded_at_ns=_time(data.get("superseded_at"), "superseded_at", required=False),
             )
         if kind == "session":
             return SessionRecord(

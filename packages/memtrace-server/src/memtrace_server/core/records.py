@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 MEMORY_TYPES = ("episodic", "session", "decision", "entity")
+MetadataScalar = str | int | float | bool | None
 PERMISSIONS = ("read", "write", "admin")
 
 
@@ -28,6 +29,9 @@ class MemoryRecord:
     parent_id: str = ""
     expires_at_ns: int | None = None
     score: float | None = None  # relevance, set only by ranked searches
+    key: str = ""  # a fact that changes: remembering under the same key supersedes
+    superseded_by: str = ""  # the version that replaced this one
+    superseded_at_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,9 @@ class MemoryFilter:
     ascending: bool = False
     visible_at_ns: int | None = None  # hide memories that expired by then
     query: tuple[str, ...] = ()  # ranked text search: any of these terms, best first
+    key: str | None = None  # exactly this memory key
+    include_superseded: bool = False  # older versions of keyed memories too
+    metadata: tuple[tuple[str, MetadataScalar], ...] = ()  # top-level fields, exact JSON equality
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,13 @@ from pydantic_core import PydanticCustomError
 from memtrace_server.core.errors import BadRequest
 from memtrace_server.core.records import MEMORY_TYPES
 from memtrace_server.core.timefmt import parse_relative, parse_timestamp
-from memtrace_server.core.validation import id_error, tag_error, type_error
+from memtrace_server.core.validation import (
+    id_error,
+    key_error,
+    metadata_filter_error,
+    tag_error,
+    type_error,
+)
 
 CUSTOM_ERROR = "memtrace"
 
@@ -106,6 +112,18 @@ def _storable_optional(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else _storable_json(value)
 
 
+MemoryKey = Annotated[str, _null_is(""), _matches("key", lambda _, v: key_error(v))]
+
+
+def _check_metadata_filter(value: dict[str, Any]) -> dict[str, Any]:
+    message = metadata_filter_error(value)
+    if message:
+        raise _fail(message)
+    return value
+
+
+MetadataFilter = Annotated[dict[str, Any], _null_is({}), AfterValidator(_check_metadata_filter)]
+
 MAX_OFFSET = 1_000_000_000
 Order = Annotated[Literal["asc", "desc"], _null_is("desc")]
 
@@ -139,6 +157,12 @@ class CreateMemoryRequest(_Body):
         "", description="Dedup key; derived from agent, event type and content when omitted."
     )
     parent_id: Annotated[str, _null_is("")] = Field("", description="Free-form parent reference.")
+    key: MemoryKey = Field(
+        "",
+        description="A fact that can change: remembering again under the same key (per agent) "
+        "makes the new memory current and keeps the previous ones as history. 1 to 200 "
+        "characters, no control characters.",
+    )
     time: str | None = Field(
         None,
         description="Optional RFC 3339 time for imports and backfills; server time when omitted.",
@@ -247,6 +271,15 @@ class SearchRequest(_Body):
     )
     importance_weight: Annotated[float, _null_is(0.0)] = Field(
         0.0, description="With query: multiply scores by 1 + weight x importance."
+    )
+    key: MemoryKey = Field("", description="Exactly this memory key.")
+    include_superseded: Annotated[bool, _null_is(False)] = Field(
+        False, description="Also older versions of keyed memories (hidden by default)."
+    )
+    metadata: MetadataFilter = Field(
+        default_factory=dict,
+        description="Top-level metadata fields that must equal these values exactly "
+        "(strings, numbers, booleans, null; at most 16 fields).",
     )
 
 

@@ -53,3 +53,39 @@ def check_tags(values: list[str]) -> tuple[str, ...]:
         if message:
             raise BadRequest(message)
     return tuple(values)
+
+
+MAX_KEY_CHARS = 200
+MAX_METADATA_FILTER_FIELDS = 16
+KEY_FORMAT = f"1 to {MAX_KEY_CHARS} characters, no control characters"
+
+
+def _has_control(value: str) -> bool:
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value)
+
+
+def key_error(value: str) -> str | None:
+    """Why ``value`` is not a valid memory key, else None."""
+    if len(value) > MAX_KEY_CHARS or _has_control(value):
+        return f"invalid key: {KEY_FORMAT}"
+    return None
+
+
+def metadata_filter_error(value: object) -> str | None:
+    """Why ``value`` is not a valid metadata filter (an object of at most 16 top-level
+    fields, each a string, number, boolean or null), else None."""
+    if not isinstance(value, dict):
+        return "invalid metadata filter: must be a JSON object of field: value"
+    if len(value) > MAX_METADATA_FILTER_FIELDS:
+        return f"invalid metadata filter: at most {MAX_METADATA_FILTER_FIELDS} fields"
+    for field, wanted in value.items():
+        if not field or len(field) > MAX_KEY_CHARS or _has_control(field):
+            return f"invalid metadata filter field {field!r}: {KEY_FORMAT}"
+        if not isinstance(wanted, str | int | float | bool | None):
+            return (
+                f"invalid metadata filter field {field!r}: the value must be a string, number,"
+                " boolean or null (top-level fields only)"
+            )
+        if isinstance(wanted, int) and not -(2**63) <= wanted < 2**63:
+            return f"invalid metadata filter field {field!r}: integer out of range"
+    return None

@@ -38,6 +38,12 @@ def memory_to_wire(m: MemoryRecord) -> dict[str, Any]:
         out["parent_id"] = m.parent_id
     if m.expires_at_ns is not None:
         out["expires_at"] = format_rfc3339(m.expires_at_ns)
+    if m.key:
+        out["key"] = m.key
+    if m.superseded_by:
+        out["superseded_by"] = m.superseded_by
+    if m.superseded_at_ns is not None:
+        out["superseded_at"] = format_rfc3339(m.superseded_at_ns)
     if m.score is not None:
         out["score"] = round(m.score, 6)
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 
@@ -31,7 +32,13 @@ from memtrace_server.core.timefmt import (
     parse_since,
     parse_until,
 )
-from memtrace_server.core.validation import check_id, check_tags, check_type
+from memtrace_server.core.validation import (
+    check_id,
+    check_tags,
+    check_type,
+    key_error,
+    metadata_filter_error,
+)
 from memtrace_server.service.semantic import Embedder, fuse
 from memtrace_server.storage.routing import Stores
 
@@ -141,6 +148,7 @@ class Memories:
             parent_id=req.parent_id,
             time_ns=time_ns,
             expires_at_ns=expires,
+            key=req.key,
         )
 
     async def create(self, org_id: str, req: CreateMemoryRequest) -> MemoryRecord:
@@ -211,6 +219,17 @@ class Memories:
         rows = await store.query_memories(org_id, replace(flt, limit=flt.limit + 1))
         return Page(rows[: flt.limit], len(rows) > flt.limit)
 
+    async def versions(self, org_id: str, memory_id: str) -> list[MemoryRecord]:
+        """Every version of a memory's key, newest first (a memory without a key: itself)."""
+        memory = await self.get(org_id, memory_id)
+        if not memory.key:
+            return [memory]
+        flt = MemoryFilter(
+            agent_id=memory.agent_id, key=memory.key, include_superseded=True, limit=MAX_LIMIT
+        )
+        store = await self.stores.tenant(org_id)
+        return await store.query_memories(org_id, await self.visible(org_id, flt))
+
     async def delete(self, org_id: str, memory_id: str) -> None:
         """Erase one memory; 404 when this org has none with that id."""
         if not memory_id or len(memory_id) > 256:
@@ -223,10 +242,12 @@ class Memories:
         if req.query or req.recency_half_life or req.importance_weight:
             raise BadRequest("erase takes structured filters only, not query or ranking options")
         flt = replace(self.search_filter(req), limit=0, offset=0)
-        if flt == MemoryFilter(limit=0, offset=0, ascending=flt.ascending):
+        if replace(flt, include_superseded=False) == MemoryFilter(
+            limit=0, offset=0, ascending=flt.ascending
+        ):
             raise BadRequest(
                 "give at least one filter (agent_id, session_id, memory_types, event_types, "
-                "tags, content_contains, since, until, min_importance) to erase by"
+                "tags, content_contains, since, until, min_importance, key, metadata) to erase by"
             )
         store = await self.stores.tenant(org_id)
         if req.dry_run:
@@ -304,6 +325,9 @@ class Memories:
             limit=effective_limit(req.limit, SEARCH_DEFAULT_LIMIT),
             offset=max(req.offset, 0),
             ascending=req.order == "asc",
+            key=req.key or None,
+            include_superseded=req.include_superseded,
+            metadata=tuple(req.metadata.items()),
         )
 
     async def session_context(self, org_id: str, session_id: str, req: ContextRequest) -> Context:
@@ -365,9 +389,25 @@ def list_filter(
     limit: int | None = None,
     offset: int | None = None,
     order: str | None = None,
+    key: str | None = None,
+    include_superseded: bool | None = None,
+    metadata: str | None = None,
 ) -> MemoryFilter:
     """Validate the list endpoints' query parameters into a filter (400 on bad input)."""
     tag_list = [t.strip() for t in (tags or "").split(",") if t.strip()]
+    if key and key_error(key):
+        raise BadRequest(key_error(key) or "")
+    fields: dict[str, Any] = {}
+    if metadata:
+        try:
+            fields = orjson.loads(metadata)
+        except orjson.JSONDecodeError:
+            raise BadRequest(
+                'invalid metadata filter: must be JSON, e.g. {"plan": "pro"}'
+            ) from None
+        message = metadata_filter_error(fields)
+        if message:
+            raise BadRequest(message)
     return MemoryFilter(
         agent_id=check_id("agent_id", agent_id) if agent_id else None,
         session_id=check_id("session_id", session_id) if session_id else None,
@@ -379,4 +419,7 @@ def list_filter(
         limit=effective_limit(limit, LIST_DEFAULT_LIMIT),
         offset=max(offset or 0, 0),
         ascending=order == "asc",
+        key=key or None,
+        include_superseded=bool(include_superseded),
+        metadata=tuple(fields.items()),
     )

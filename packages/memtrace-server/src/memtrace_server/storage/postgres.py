@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -194,6 +195,12 @@ class PostgresStore(SqlStore):
         """Array containment (GIN index)."""
         return ["m.tags @> ?"], [list(flt.tags)]
 
+    def metadata_clause(
+        self, org_id: str, fields: Sequence[tuple[str, Any]]
+    ) -> tuple[list[str], list[Any]]:
+        """jsonb containment of the fields (GIN expression index)."""
+        return ["m.metadata_json::jsonb @> ?::jsonb"], [orjson.dumps(dict(fields)).decode()]
+
     def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Stmt:
         """ts_rank over the weighted tsvector."""
         # Terms are letters and digits only (core.text), so they are safe tsquery lexemes.
@@ -213,7 +220,7 @@ class PostgresStore(SqlStore):
             for m, context in zip(memories, contexts, strict=True)
         ]
         yield Stmt(
-            f"INSERT INTO memories ({sql.MEMORY_INSERT_COLUMNS}, context) VALUES ({sql.marks(15)})",
+            f"INSERT INTO memories ({sql.MEMORY_INSERT_COLUMNS}, context) VALUES ({sql.marks(sql.MEMORY_FIELDS + 1)})",
             rows,
             True,
         )

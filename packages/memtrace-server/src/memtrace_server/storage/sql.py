@@ -49,9 +49,11 @@ T = TypeVar("T")
 
 MEMORY_COLUMNS = (
     "m.id, m.org_id, m.agent_id, m.session_id, m.memory_type, m.event_type, m.content, "
-    "m.metadata_json, m.tags, m.dedup_key, m.importance, m.parent_id, m.time, m.expires_at"
+    "m.metadata_json, m.tags, m.dedup_key, m.importance, m.parent_id, m.time, m.expires_at, "
+    "m.memory_key, m.superseded_by, m.superseded_at"
 )
 MEMORY_INSERT_COLUMNS = MEMORY_COLUMNS.replace("m.", "")
+MEMORY_FIELDS = MEMORY_COLUMNS.count(",") + 1
 ORG_COLUMNS = "id, name, created_at, retention_days"
 AGENT_COLUMNS = "org_id, id, name, description, config_json, implicit, created_at, last_active_at"
 SESSION_COLUMNS = (
@@ -61,7 +63,7 @@ KEY_COLUMNS = "id, org_id, name, key_digest, key_prefix, permissions, created_at
 BINDING_COLUMNS = "org_id, url_cipher, url_nonce, updated_at"
 
 # Lock spaces: the same key in two spaces never collides.
-AGENT_LOCK, DEDUP_LOCK, IMPORT_LOCK, SCHEMA_LOCK = 1, 0, 2, 3
+AGENT_LOCK, DEDUP_LOCK, IMPORT_LOCK, SCHEMA_LOCK, KEY_LOCK = 1, 0, 2, 3, 5
 DEDUP_KEYS_PER_QUERY = 500
 
 
@@ -205,6 +207,9 @@ def memory_values(org_id: str, m: MemoryRecord, tags: Any) -> tuple[Any, ...]:
         m.parent_id,
         m.time_ns,
         m.expires_at_ns,
+        m.key or None,
+        m.superseded_by or None,
+        m.superseded_at_ns,
     )
 
 
@@ -225,6 +230,9 @@ def memory_from_row(row: Sequence[Any], tags: Callable[[Any], tuple[str, ...]]) 
         parent_id=row[11],
         time_ns=row[12],
         expires_at_ns=row[13],
+        key=row[14] or "",
+        superseded_by=row[15] or "",
+        superseded_at_ns=row[16],
     )
 
 
@@ -337,6 +345,12 @@ class SqlStore(ABC):
     @abstractmethod
     def tags_clause(self, org_id: str, flt: MemoryFilter) -> tuple[list[str], list[Any]]:
         """Conditions (on alias ``m``) that every tag of the filter is present."""
+
+    @abstractmethod
+    def metadata_clause(
+        self, org_id: str, fields: Sequence[tuple[str, Any]]
+    ) -> tuple[list[str], list[Any]]:
+        """Conditions (on alias ``m``) that each top-level metadata field equals its value."""
 
     @abstractmethod
     def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Stmt:
@@ -637,13 +651,14 @@ class SqlStore(ABC):
     async def agent_stats(self, org_id: str, agent_id: str, since_ns: int) -> AgentStatsRecord:
         """Counts for one agent id."""
         scope = "WHERE org_id = ? AND agent_id = ?"
+        current = f"{scope} AND superseded_by IS NULL"
 
         def op() -> Op[AgentStatsRecord]:
             types = {
                 str(t): int(n)
                 for t, n in (
                     yield Stmt(
-                        f"SELECT memory_type, count(*) FROM memories {scope} GROUP BY memory_type",
+                        f"SELECT memory_type, count(*) FROM memories {current} GROUP BY memory_type",
                         (org_id, agent_id),
                     )
                 ).rows
@@ -652,7 +667,7 @@ class SqlStore(ABC):
                 yield Stmt(
                     "SELECT count(*) FILTER (WHERE time > ?),"
                     " count(*) FILTER (WHERE time > ? AND event_type = 'error'), max(time)"
-                    f" FROM memories {scope}",
+                    f" FROM memories {current}",
                     (since_ns, since_ns, org_id, agent_id),
                 )
             ).rows[0]
@@ -747,9 +762,7 @@ class SqlStore(ABC):
             if (yield Stmt(sql, (org_id, session_id))).rowcount == 0:
                 return False
             if cascade:
-                yield from self.erase_where(
-                    "m.org_id = ? AND m.session_id = ?", (org_id, session_id)
-                )
+                yield from self._erase("m.org_id = ? AND m.session_id = ?", (org_id, session_id))
             return True
 
         return await self._write(op())
@@ -782,6 +795,15 @@ class SqlStore(ABC):
         if flt.content_contains:
             where.append(f"{self.substring_function}(m.content, ?) > 0")
             params.append(flt.content_contains)
+        if flt.key is not None:
+            where.append("m.memory_key = ?")
+            params.append(flt.key)
+        if not flt.include_superseded:
+            where.append("m.superseded_by IS NULL")
+        if flt.metadata:
+            clauses, meta_params = self.metadata_clause(org_id, flt.metadata)
+            where.extend(clauses)
+            params.extend(meta_params)
         return " AND ".join(where), params
 
     def _stored_dedup_times(
@@ -851,6 +873,69 @@ class SqlStore(ABC):
                     (when, org_id, ref, when),
                 )
 
+    def _supersede(
+        self, org_id: str, memories: Sequence[MemoryRecord], now_ns: int
+    ) -> Op[list[MemoryRecord]]:
+        """Apply keyed memories in order: each replaces the current version of its key unless
+        that one is newer (by time; a tie goes to the later write), and so becomes history.
+
+        Marks the stored version it replaces and returns the memories to insert, with
+        ``superseded_by`` set on those that are history already.
+        """
+        out = list(memories)
+        for agent_id, key in sorted({(m.agent_id, m.key) for m in memories if m.key}):
+            yield from self.lock(f"{org_id}|{agent_id}|{key}", KEY_LOCK)
+            of_key = "org_id = ? AND agent_id = ? AND memory_key = ?"
+            row = (
+                yield Stmt(
+                    f"SELECT id, time FROM memories WHERE {of_key} AND superseded_by IS NULL",
+                    (org_id, agent_id, key),
+                )
+            ).one()
+            # the current version: (id, time, its index in ``out`` or None when stored)
+            current: tuple[str, int, int | None] | None = (row[0], row[1], None) if row else None
+            for index, m in enumerate(out):
+                if m.key != key or m.agent_id != agent_id:
+                    continue
+                if current is not None and m.time_ns < current[1]:  # a backfill: history at once
+                    out[index] = replace(m, superseded_by=current[0], superseded_at_ns=now_ns)
+                    continue
+                if current is not None and current[2] is None:
+                    yield Stmt(
+                        f"UPDATE memories SET superseded_by = ?, superseded_at = ? WHERE {of_key}"
+                        " AND id = ?",
+                        (m.id, now_ns, org_id, agent_id, key, current[0]),
+                    )
+                elif current is not None and current[2] is not None:
+                    earlier = out[current[2]]
+                    out[current[2]] = replace(earlier, superseded_by=m.id, superseded_at_ns=now_ns)
+                current = (m.id, m.time_ns, index)
+        return out
+
+    def _erase(self, condition: str, params: Sequence[Any]) -> Op[int]:
+        """Erase memories from every index; where a key's current version goes, the newest
+        remaining version becomes current again."""
+        keys = (
+            yield Stmt(
+                "SELECT DISTINCT m.org_id, m.agent_id, m.memory_key FROM memories m"
+                f" WHERE {condition} AND m.memory_key IS NOT NULL AND m.superseded_by IS NULL",
+                params,
+            )
+        ).rows
+        keys.sort()
+        for org_id, agent_id, key in keys:
+            yield from self.lock(f"{org_id}|{agent_id}|{key}", KEY_LOCK)
+        erased = yield from self.erase_where(condition, params)
+        of_key = "org_id = ? AND agent_id = ? AND memory_key = ?"
+        for org_id, agent_id, key in keys:
+            yield Stmt(
+                f"UPDATE memories SET superseded_by = NULL, superseded_at = NULL WHERE {of_key}"
+                f" AND rid = (SELECT rid FROM memories WHERE {of_key} ORDER BY time DESC, rid DESC LIMIT 1)"
+                f" AND NOT EXISTS (SELECT 1 FROM memories WHERE {of_key} AND superseded_by IS NULL)",
+                (org_id, agent_id, key) * 3,
+            )
+        return erased
+
     async def insert_memories(
         self,
         org_id: str,
@@ -870,9 +955,9 @@ class SqlStore(ABC):
                     org_id, memories, dedup_window_ns, now_ns
                 )
             fresh = fresh_memories(memories, stored, dedup_window_ns)
-            yield from self._insert(
-                org_id, [m for m, ok in zip(memories, fresh, strict=True) if ok]
-            )
+            kept = [m for m, ok in zip(memories, fresh, strict=True) if ok]
+            versions = yield from self._supersede(org_id, kept, now_ns)
+            yield from self._insert(org_id, versions)
             return fresh
 
         return await self._write(op())
@@ -893,7 +978,9 @@ class SqlStore(ABC):
                 or (yield Stmt(f"{select} AND m.id = ?", (org_id, ref))).one()
                 or (
                     yield Stmt(
-                        f"{select} AND m.dedup_key = ? ORDER BY m.time DESC LIMIT 1", (org_id, ref)
+                        f"{select} AND m.dedup_key = ? AND m.superseded_by IS NULL"
+                        " ORDER BY m.time DESC LIMIT 1",
+                        (org_id, ref),
                     )
                 ).one()
             )
@@ -928,25 +1015,20 @@ class SqlStore(ABC):
 
     async def delete_memory(self, org_id: str, memory_id: str) -> bool:
         """Erase one memory from every index."""
-        return (
-            await self._write(self.erase_where("m.org_id = ? AND m.id = ?", (org_id, memory_id)))
-            > 0
-        )
+        return await self._write(self._erase("m.org_id = ? AND m.id = ?", (org_id, memory_id))) > 0
 
     async def delete_memories(self, org_id: str, flt: MemoryFilter) -> int:
         """Erase every memory matching the filter (limit and offset ignored)."""
-        return await self._write(self.erase_where(*self.memory_filter(org_id, flt)))
+        return await self._write(self._erase(*self.memory_filter(org_id, flt)))
 
     async def purge_expired(self, now_ns: int, retention_floors: dict[str, int]) -> int:
         """Erase memories past their expiry, and those older than their org's retention."""
 
         def op() -> Op[int]:
             condition = "m.expires_at IS NOT NULL AND m.expires_at <= ?"
-            erased = yield from self.erase_where(condition, (now_ns,))
+            erased = yield from self._erase(condition, (now_ns,))
             for org_id, floor in retention_floors.items():
-                erased += yield from self.erase_where(
-                    "m.org_id = ? AND m.time <= ?", (org_id, floor)
-                )
+                erased += yield from self._erase("m.org_id = ? AND m.time <= ?", (org_id, floor))
             return erased
 
         return await self._write(op())

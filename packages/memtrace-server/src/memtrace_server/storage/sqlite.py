@@ -35,6 +35,7 @@ from memtrace_server.storage.base import (
 from memtrace_server.storage.sql import (
     CONFLICTS,
     MEMORY_COLUMNS,
+    MEMORY_FIELDS,
     MEMORY_INSERT_COLUMNS,
     Op,
     Result,
@@ -96,6 +97,26 @@ def _drive(conn: sqlite3.Connection, op: Op[T]) -> tuple[T, bool]:
         except CONFLICTS as exc:
             steps.error = exc
     return steps.value, steps.handled
+
+
+def _typed(value: Any) -> tuple[str, Any]:
+    """A metadata scalar as (type, SQL value): JSON equality, so true is not 1."""
+    if value is None:
+        return "z", None
+    if isinstance(value, bool):
+        return "b", int(value)
+    if isinstance(value, int | float):
+        return "n", value
+    return "s", value
+
+
+def _meta_rows(org_id: str, metadata: dict[str, Any] | None, rid: int) -> list[tuple[Any, ...]]:
+    scalars = (str, int, float, bool, type(None))
+    return [
+        (org_id, field, *_typed(value), rid)
+        for field, value in (metadata or {}).items()
+        if isinstance(value, scalars)
+    ]
 
 
 def _tags_clause(org_id: str, flt: MemoryFilter) -> tuple[list[str], list[Any]]:
@@ -288,6 +309,24 @@ class SQLiteStore(SqlStore):
         """One ``memory_tags`` range per tag, within the filter's time bounds."""
         return _tags_clause(org_id, flt)
 
+    def metadata_clause(
+        self, org_id: str, fields: Sequence[tuple[str, Any]]
+    ) -> tuple[list[str], list[Any]]:
+        """One ``memory_meta`` probe per field (scalar fields are indexed on write)."""
+        clauses, params = [], []
+        for field, value in fields:
+            vtype, sql_value = _typed(value)
+            probe = (
+                "SELECT x.rid FROM memory_meta x WHERE x.org_id = ? AND x.field = ? AND x.vtype = ?"
+            )
+            if vtype == "z":
+                clauses.append(f"m.rid IN ({probe})")
+                params.extend([org_id, field, vtype])
+            else:
+                clauses.append(f"m.rid IN ({probe} AND x.value = ?)")
+                params.extend([org_id, field, vtype, sql_value])
+        return clauses, params
+
     def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Stmt:
         """BM25 over FTS5, the org (or agent) scope inside the match."""
         scope = agent_scope(org_id, flt.agent_id) if flt.agent_id is not None else org_scope(org_id)
@@ -308,16 +347,22 @@ class SQLiteStore(SqlStore):
         rows: list[tuple[Any, ...]] = []
         tag_rows: list[tuple[Any, ...]] = []
         text_rows: list[tuple[Any, ...]] = []
+        meta_rows: list[tuple[Any, ...]] = []
         for rid, (m, context) in enumerate(zip(memories, contexts, strict=True), start=base + 1):
             rows.append((rid, *memory_values(org_id, m, self.tag_value(m.tags))))
             tag_rows.extend((org_id, tag, m.time_ns, rid) for tag in m.tags)
+            meta_rows.extend(_meta_rows(org_id, m.metadata, rid))
             scope = f"{org_scope(org_id)} {agent_scope(org_id, m.agent_id)}"
             text_rows.append((rid, scope, m.content, " ".join((*m.tags, m.event_type)), context))
         yield Stmt(
-            f"INSERT INTO memories (rid, {MEMORY_INSERT_COLUMNS}) VALUES ({marks(15)})", rows, True
+            f"INSERT INTO memories (rid, {MEMORY_INSERT_COLUMNS}) VALUES ({marks(MEMORY_FIELDS + 1)})",
+            rows,
+            True,
         )
         sql = "INSERT OR IGNORE INTO memory_tags (org_id, tag, time, rid) VALUES (?, ?, ?, ?)"
         yield Stmt(sql, tag_rows, True)
+        sql = "INSERT INTO memory_meta (org_id, field, vtype, value, rid) VALUES (?, ?, ?, ?, ?)"
+        yield Stmt(sql, meta_rows, True)
         yield Stmt(
             "INSERT INTO memories_fts (rowid, scope, content, labels, context) VALUES (?, ?, ?, ?, ?)",
             text_rows,
@@ -331,6 +376,7 @@ class SQLiteStore(SqlStore):
         rids = [(row[0],) for row in found.rows]
         for table, column in (
             ("memory_tags", "rid"),
+            ("memory_meta", "rid"),
             ("memories_fts", "rowid"),
             ("memories", "rid"),
         ):

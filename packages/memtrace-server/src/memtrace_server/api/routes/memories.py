@@ -16,6 +16,7 @@ from memtrace_server.api.schemas import (
     MemoryBatchOut,
     MemoryListOut,
     MemoryOut,
+    MemoryVersionsOut,
     SearchOut,
     errors,
 )
@@ -49,6 +50,9 @@ class PageQuery:
     limit: int | None
     offset: int | None
     order: str | None
+    key: str | None
+    include_superseded: bool | None
+    metadata: str | None
 
     def filter(
         self, *, agent_id: str | None, session_id: str | None, since: str | None
@@ -75,9 +79,28 @@ async def page_query(
     order: Literal["asc", "desc"] | None = Query(
         None, description="asc, or desc (default) by time."
     ),
+    key: str | None = Query(None, description="Exactly this memory key."),
+    include_superseded: bool | None = Query(
+        None, description="Also older versions of keyed memories (hidden by default)."
+    ),
+    metadata: str | None = Query(
+        None,
+        description='JSON object of top-level metadata fields that must match exactly, e.g. {"plan": "pro"}.',
+    ),
 ) -> PageQuery:
     """The shared list parameters (async: FastAPI runs plain dependencies in a thread)."""
-    return PageQuery(memory_type, event_type, tags, until, limit, offset, order)
+    return PageQuery(
+        memory_type,
+        event_type,
+        tags,
+        until,
+        limit,
+        offset,
+        order,
+        key,
+        include_superseded,
+        metadata,
+    )
 
 
 def page_response(page: Page) -> Response:
@@ -153,6 +176,24 @@ async def get_memory(
 ) -> Response:
     """A memory by its ``mem_…`` id, or else the newest memory with that dedup key."""
     return json_response(memory_to_wire(await svc.memories.get(principal.org_id, memory_id)))
+
+
+@router.get(
+    "/memories/{memory_id}/versions",
+    summary="Every version of a keyed memory",
+    responses={200: {"model": MemoryVersionsOut}, **errors(400, 401, 403, 404, 503)},
+)
+async def memory_versions(
+    memory_id: str,
+    principal: Principal = Depends(reader),
+    svc: Services = Depends(services),
+) -> Response:
+    """Every version of this memory's key, newest first; a memory without a key is its only
+    version. The current version has no ``superseded_by``."""
+    versions = await svc.memories.versions(principal.org_id, memory_id)
+    return json_response(
+        {"memories": [memory_to_wire(m) for m in versions], "count": len(versions)}
+    )
 
 
 @router.delete(
