@@ -294,6 +294,7 @@ def test_round_trip_sqlite_to_postgres_is_exact_and_idempotent(tmp_path: Path, p
                     "event_type": "imported",
                     "ttl": "7d" if i % 2 else None,
                     "time": _iso(-timedelta(minutes=i)),
+                    "key": f"fact{i % 4}" if i < 12 else None,  # versions and their history
                 },
             )
         client.put(V1 + f"/sessions/{session['id']}", json={"status": "closed"}, headers=h)
@@ -320,6 +321,8 @@ def test_round_trip_sqlite_to_postgres_is_exact_and_idempotent(tmp_path: Path, p
     sqlite_url = f"sqlite:///{(source.data_dir / 'memtrace.db').as_posix()}"
     lines = asyncio.run(export(sqlite_url))
     assert len(lines) == 2 + 2 + 2500
+    history = [json.loads(line) for line in lines if b'"superseded_by"' in line]
+    assert len(history) == 8 and all(m["key"] and m["superseded_at"] for m in history)
     first = asyncio.run(import_into(pg_url, lines))
     assert (first.agents, first.sessions, first.memories, first.skipped) == (2, 2, 2500, 0)
     assert asyncio.run(export(pg_url)) == lines  # every field, id and timestamp

@@ -355,3 +355,36 @@ def test_ranked_search_and_query_context(client: Memtrace) -> None:
     assert ctx.memory_count < 3 and first_line.endswith("general: Lunch was pasta")
     agent_ctx = client.get_agent_context("ranker", {"query": "chocolate"})
     assert agent_ctx.context.startswith("## Agent Context (ranker)") and agent_ctx.memory_count >= 1
+
+
+def test_keyed_memories_and_metadata_filters_sync(client: Memtrace) -> None:
+    first = client.remember("support", "on the Pro plan", key="plan", metadata={"tier": 2})
+    second = client.remember("support", "moved to Enterprise", key="plan", metadata={"tier": 3})
+    assert first.key == second.key == "plan" and second.superseded_by is None
+    assert [m.content for m in client.list_memories(agent_id="support").memories] == [
+        "moved to Enterprise"
+    ]
+    every = client.list_memories(agent_id="support", include_superseded=True, key="plan")
+    assert [m.id for m in every.memories] == [second.id, first.id]
+    versions = client.memory_versions(first.id)
+    assert versions.count == 2 and versions.memories[1].superseded_by == second.id
+    assert versions.memories[1].superseded_at is not None
+    assert [m.content for m in client.list_memories(metadata={"tier": 3}).memories] == [
+        "moved to Enterprise"
+    ]
+    found = client.search_memories(metadata={"tier": 2}, include_superseded=True)
+    assert [m.id for m in found.results] == [first.id]
+
+
+@pytest.mark.anyio
+async def test_keyed_memories_and_metadata_filters_async(aclient: AsyncMemtrace) -> None:
+    first = await aclient.remember("support", "prefers email", key="channel")
+    second = await aclient.add_memory(
+        {"agent_id": "support", "content": "prefers phone", "key": "channel"}
+    )
+    versions = await aclient.memory_versions(second.id)
+    assert [m.id for m in versions.memories] == [second.id, first.id]
+    found = await aclient.search_memories(key="channel")
+    assert [m.content for m in found.results] == ["prefers phone"]
+    erased = await aclient.erase_memories(key="channel", include_superseded=True)
+    assert erased.deleted == 2

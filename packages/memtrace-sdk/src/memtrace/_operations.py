@@ -22,6 +22,7 @@ from memtrace.models import (
     ListOptions,
     Memory,
     MemoryList,
+    MemoryVersions,
     RegisterAgentRequest,
     SearchQuery,
     SearchResult,
@@ -64,8 +65,14 @@ def remember(
     metadata: dict[str, Any] | None = None,
     event_type: str | None = None,
     memory_type: str | None = None,
+    key: str | None = None,
 ) -> Call[Memory]:
-    """Store an episodic memory (or another type) for an agent."""
+    """Store an episodic memory (or another type) for an agent.
+
+    With ``key``, the memory records a fact that can change (a preference, a status, a
+    plan): remembering under the same key later makes the new one current, the old one
+    history.
+    """
     return add_memory(
         {
             "agent_id": agent_id,
@@ -76,6 +83,7 @@ def remember(
             "metadata": metadata,
             "event_type": event_type,
             "memory_type": memory_type,
+            "key": key,
         }
     )
 
@@ -117,6 +125,12 @@ def add_memories(memories: Sequence[AddMemoryLike]) -> Call[list[Memory]]:
 def get_memory(memory_id: str) -> Call[Memory]:
     """One memory by its id (or its dedup key)."""
     return Call("GET", f"{V1}/memories/{path_id(memory_id)}", Memory.model_validate)
+
+
+def memory_versions(memory_id: str) -> Call[MemoryVersions]:
+    """Every version of a memory's key, newest first (a memory without a key: itself)."""
+    path = f"{V1}/memories/{path_id(memory_id)}/versions"
+    return Call("GET", path, MemoryVersions.model_validate)
 
 
 def list_memories(

@@ -96,6 +96,7 @@ class AsyncMemtrace(ClientBase):
     add_memory = _async(ops.add_memory)
     add_memories = _async(ops.add_memories)
     get_memory = _async(ops.get_memory)
+    memory_versions = _async(ops.memory_versions)
     list_memories = _async(ops.list_memories)
     search_memories = _async(ops.search_memories)
     register_agent = _async(ops.register_agent)

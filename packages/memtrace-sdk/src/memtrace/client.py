@@ -94,6 +94,7 @@ class Memtrace(ClientBase):
     add_memory = _sync(ops.add_memory)
     add_memories = _sync(ops.add_memories)
     get_memory = _sync(ops.get_memory)
+    memory_versions = _sync(ops.memory_versions)
     list_memories = _sync(ops.list_memories)
     search_memories = _sync(ops.search_memories)
     register_agent = _sync(ops.register_agent)

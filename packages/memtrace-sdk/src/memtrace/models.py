@@ -6,6 +6,7 @@ omitted). Response models ignore fields they do not know, so newer servers stay 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -36,6 +37,9 @@ class Memory(BaseModel):
     parent_id: str | None = None
     expires_at: datetime | None = None
     score: float | None = Field(None, description="Relevance, in searches with a query.")
+    key: str | None = Field(None, description="Its key, when it records a fact that can change.")
+    superseded_by: str | None = Field(None, description="The version that replaced it.")
+    superseded_at: datetime | None = Field(None, description="When it was replaced.")
 
 
 class AddMemoryRequest(_Request):
@@ -54,6 +58,11 @@ class AddMemoryRequest(_Request):
     time: datetime | None = Field(None, description="Backfill time; server time when omitted.")
     expires_at: datetime | None = Field(None, description="When the memory expires.")
     ttl: str | None = Field(None, description="Lifetime instead of expires_at: 30m, 12h, 7d.")
+    key: str | None = Field(
+        None,
+        description="A fact that can change: remembering again under the same key makes the "
+        "new memory current and keeps the old one as history.",
+    )
 
     @field_serializer("time", "expires_at")
     def _rfc3339(self, value: datetime | None) -> str | None:
@@ -77,11 +86,28 @@ class ListOptions(_Request):
     limit: int | None = None
     offset: int | None = None
     order: Literal["asc", "desc"] | None = None
+    key: str | None = Field(None, description="Exactly this memory key.")
+    include_superseded: bool | None = Field(None, description="Older versions of keys too.")
+    metadata: dict[str, Any] | None = Field(
+        None, description="Top-level metadata fields that must equal these values exactly."
+    )
 
     @field_validator("tags", mode="before")
     @classmethod
     def _join_tags(cls, value: Any) -> Any:
         return ",".join(value) if isinstance(value, (list, tuple)) else value
+
+    @field_serializer("metadata")
+    def _metadata_json(self, value: dict[str, Any] | None) -> str | None:
+        return json.dumps(value, separators=(",", ":")) if value is not None else None
+
+
+class MemoryVersions(BaseModel):
+    """Every version of a keyed memory, newest first (the current one has no
+    ``superseded_by``)."""
+
+    memories: list[Memory]
+    count: int
 
 
 class MemoryList(BaseModel):
@@ -113,6 +139,11 @@ class SearchQuery(_Request):
         None, description="With query: halve scores per this age."
     )
     importance_weight: float | None = Field(None, description="With query: weight of importance.")
+    key: str | None = Field(None, description="Exactly this memory key.")
+    include_superseded: bool | None = Field(None, description="Older versions of keys too.")
+    metadata: dict[str, Any] | None = Field(
+        None, description="Top-level metadata fields that must equal these values exactly."
+    )
 
 
 class EraseQuery(SearchQuery):

@@ -366,9 +366,6 @@ def _one_call(build: Callable[[dict[str, Any]], Call[Any]]) -> Callable[[dict[st
 
 
 def _remember(args: dict[str, Any]) -> Call[Memory]:
-    # Extension point (keyed memories): when the server stores memories under a key
-    # (a later memory with the same key supersedes the earlier one), add an optional
-    # Argument("key", str, ...) to REMEMBER and pass args["key"] on here.
     return ops.remember(
         args["agent_id"],
         args["content"],
@@ -377,6 +374,7 @@ def _remember(args: dict[str, Any]) -> Call[Memory]:
         importance=args["importance"],
         memory_type=args["memory_type"],
         event_type=args["event_type"],
+        key=args["key"],
     )
 
 
@@ -413,6 +411,13 @@ REMEMBER = Tool(
             str,
             "Kind of event, such as observation or error (default general).",
             example="observation",
+        ),
+        Argument(
+            "key",
+            str,
+            "To record a fact that can change — a preference, a status, a plan — give it a "
+            "short stable key; remembering under the same key later replaces it.",
+            example="customer_plan",
         ),
     ),
     steps=_one_call(_remember),
