@@ -29,6 +29,7 @@ from memtrace_server.core.records import AgentRecord, MemoryRecord, SessionRecor
 from memtrace_server.service.admin import Admin
 from memtrace_server.storage.base import Store
 from memtrace_server.storage.registry import store_from_url
+from memtrace_server.storage.routing import Stores
 
 WORDS = [f"w{n}" for n in range(5000)]
 TAGS = [f"tag{n}" for n in range(200)]
@@ -36,6 +37,8 @@ AGENTS = 1000
 SESSIONS = 20_000
 SPAN_NS = 60 * 86400 * 10**9
 BATCH = 5000
+PLANS = ("free", "pro", "team", "enterprise")
+USERS = 20_000
 
 
 def main() -> None:
@@ -69,7 +72,7 @@ async def load(url: str, count: int, n_orgs: int, seed: int, targets: Path | Non
 async def _load(store: Store, count: int, n_orgs: int, seed: int, targets: Path | None) -> int:
     now = time.time_ns()
     rng = random.Random(seed)
-    admin = Admin(store)
+    admin = Admin(Stores(store))
     orgs = [f"org_bench{i:02d}" for i in range(n_orgs)]
     known = {o.id for o in await store.list_orgs()}
     for org in orgs:
@@ -109,7 +112,12 @@ async def _load(store: Store, count: int, n_orgs: int, seed: int, targets: Path 
                 memory_type=rng.choice(("episodic", "decision", "entity", "session")),
                 event_type=event,
                 session_id=session,
-                metadata={"n": n},
+                metadata={
+                    "n": n,
+                    "plan": rng.choice(PLANS),
+                    "user": f"user_{rng.randrange(USERS)}",
+                    "trial": rng.random() < 0.1,
+                },
                 tags=tuple(sorted(set(rng.choices(TAGS, k=3)))),
                 dedup_key=dedup_key(agent, event, content),
                 importance=round(rng.random(), 3),
@@ -122,7 +130,7 @@ async def _load(store: Store, count: int, n_orgs: int, seed: int, targets: Path 
 
     if targets is not None:
         await _write_targets(store, admin, orgs[0], agents, weights, sessions_of, rng, targets)
-    usage = [await store.org_usage(org) for org in orgs]
+    usage = [await store.usage(org) for org in orgs]
     return sum(u.get("memories", 0) for u in usage)
 
 
@@ -152,6 +160,7 @@ async def _write_targets(
                 "memory_ids": sample,
                 "tag_pairs": [sorted(rng.sample(TAGS, 2)) for _ in range(500)],
                 "words": rng.sample(WORDS, 500),
+                "users": [f"user_{rng.randrange(USERS)}" for _ in range(500)],
             }
         )
     )

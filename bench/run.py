@@ -242,6 +242,32 @@ READS = {
         "/api/v1/search",
         json.dumps({"query": " ".join(t["words"][i % 490 : i % 490 + 3]), "limit": 20}),
     ),
+    "search, no filter": lambda t, i: (
+        "POST",
+        "/api/v1/search",
+        json.dumps({"agent_id": t["agents"][i % len(t["agents"])]}),
+    ),
+    "search, metadata user": lambda t, i: (
+        "POST",
+        "/api/v1/search",
+        json.dumps({"metadata": {"user": t["users"][i % len(t["users"])]}}),
+    ),
+    "search, metadata plan+agent": lambda t, i: (
+        "POST",
+        "/api/v1/search",
+        json.dumps({"agent_id": t["agents"][i % len(t["agents"])], "metadata": {"plan": "pro"}}),
+    ),
+    "ranked query + metadata": lambda t, i: (
+        "POST",
+        "/api/v1/search",
+        json.dumps(
+            {
+                "query": " ".join(t["words"][i % 490 : i % 490 + 3]),
+                "limit": 20,
+                "metadata": {"plan": "pro"},
+            }
+        ),
+    ),
     "agent stats": lambda t, i: (
         "GET",
         f"/api/v1/agents/{t['agents'][i % len(t['agents'])]}/stats",
@@ -371,6 +397,21 @@ def report(res: dict[str, Any]) -> str:
             first, last = res["reads"][sizes[0]][name], res["reads"][sizes[-1]][name]
             row += f" | {last['c1']['p50_us'] / first['c1']['p50_us']:.2f}"
         lines.append(row + " |")
+    lines.append("")
+    for s in sizes:
+        phase = res["reads"][s]
+        base = phase["search, no filter"]["c1"]["p50_us"]
+        ratios = ", ".join(
+            f"{name} {phase[name]['c1']['p50_us'] / base:.2f}×"
+            for name in ("search, metadata user", "search, metadata plan+agent")
+        )
+        ranked = (
+            phase["ranked query + metadata"]["c1"]["p50_us"] / phase["ranked query"]["c1"]["p50_us"]
+        )
+        lines.append(
+            f"Metadata filters at {int(s) // 1000}k, p50 against the same search unfiltered: "
+            f"{ratios}; ranked query + metadata {ranked:.2f}× the ranked query."
+        )
     lines.append("")
     lines.append(
         "Server peak RSS during reads: "
