@@ -409,7 +409,7 @@ def report(res: dict[str, Any]) -> str:
             phase["ranked query + metadata"]["c1"]["p50_us"] / phase["ranked query"]["c1"]["p50_us"]
         )
         lines.append(
-            f"Metadata filters at {int(s) // 1000}k, p50 against the same search unfiltered: "
+            f"Metadata filters at {int(s) // 1000}k, p50 against an unfiltered search of one agent: "
             f"{ratios}; ranked query + metadata {ranked:.2f}× the ranked query."
         )
     lines.append("")
