@@ -14,9 +14,10 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -88,18 +89,32 @@ class Embedder:
 
 
 class Indexer:
-    """Embeds every org's new memories in the background, in insertion order.
+    """Embeds every org's memories that have no embedding, in the background.
 
     Woken by :meth:`notify` after writes; also polls, so memories written through
-    another process sharing the store are embedded too.
+    another process sharing the store are embedded too. It walks each org in rid order
+    from a cursor, and once caught up starts again from the lowest rid at most every
+    ``rescan_seconds``: SQLite gives a new memory the rid of an erased newest one, which
+    lies behind the cursor.
     """
 
-    def __init__(self, store: Store, embedder: Embedder, *, batch: int = 64) -> None:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        *,
+        batch: int = 64,
+        rescan_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.batch = batch
+        self.rescan_seconds = rescan_seconds
         self.embedded = 0
+        self._clock = clock
         self._after: dict[str, int] = {}
+        self._rescanned: dict[str, float] = {}
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -110,9 +125,7 @@ class Indexer:
         """Embed one batch per org that has pending memories; how many were embedded."""
         done = 0
         for org in await self.store.list_orgs():
-            rows = await self.store.pending_embeddings(
-                org.id, self._after.get(org.id, 0), self.batch
-            )
+            rows = await self._pending(org.id)
             if not rows:
                 continue
             vectors = await self.embedder.encode_async([content for _, content in rows])
@@ -123,6 +136,19 @@ class Indexer:
             done += len(rows)
         self.embedded += done
         return done
+
+    async def _pending(self, org_id: str) -> list[tuple[int, str]]:
+        after = self._after.get(org_id, 0)
+        rows = await self.store.pending_embeddings(org_id, after, self.batch)
+        if rows or after == 0:
+            return rows
+        now = self._clock()
+        if now - self._rescanned.get(org_id, -math.inf) < self.rescan_seconds:
+            return rows
+        # Caught up: look behind the cursor too, for rids that were reused.
+        self._rescanned[org_id] = now
+        self._after[org_id] = 0
+        return await self.store.pending_embeddings(org_id, 0, self.batch)
 
     async def run_forever(self, poll_seconds: float = 5.0) -> None:
         """Embed until cancelled; idle until notified or ``poll_seconds`` pass."""
