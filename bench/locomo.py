@@ -159,7 +159,12 @@ def main() -> None:
             f" {f['R@20']} | {f['p50_ms']} | {f['p95_ms']} |"
         )
     if embed_seconds is not None:
-        print(f"\nembedding {loaded} memories in the background took {embed_seconds:.1f} s")
+        print(
+            f"\nembedding {loaded} memories in the background took {embed_seconds:.1f} s"
+            f" ({loaded / embed_seconds:.0f} memories/s)"
+        )
+        for f in results:
+            f["embed_seconds"] = round(embed_seconds, 1)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

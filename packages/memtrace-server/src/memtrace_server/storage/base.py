@@ -225,13 +225,12 @@ class TenantStore(Lifecycle, Protocol):
         """Erase expired memories and, per org, those at or before its retention floor."""
 
     # embeddings (hybrid search)
-    async def pending_embeddings(
-        self, org_id: str, after_rid: int, limit: int
-    ) -> list[tuple[int, str]]:
-        """(rid, content) of memories after ``after_rid`` that have no embedding yet."""
+    async def pending_embeddings(self, org_id: str, limit: int) -> list[tuple[int, str, str]]:
+        """(rid, id, content) of at most ``limit`` memories that have no embedding yet."""
 
-    async def put_embeddings(self, org_id: str, rows: Sequence[tuple[int, bytes]]) -> None:
-        """Store embeddings by rid (memories erased meanwhile are skipped)."""
+    async def put_embeddings(self, org_id: str, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        """Store embeddings by (rid, id): a memory erased meanwhile is skipped, even when a
+        new memory took its rid."""
 
     async def embedded_memories(
         self, org_id: str, flt: MemoryFilter

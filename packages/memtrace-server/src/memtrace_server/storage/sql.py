@@ -1035,21 +1035,19 @@ class SqlStore(ABC):
 
     # embeddings
 
-    async def pending_embeddings(
-        self, org_id: str, after_rid: int, limit: int
-    ) -> list[tuple[int, str]]:
-        """(rid, content) of memories after ``after_rid`` without an embedding."""
+    async def pending_embeddings(self, org_id: str, limit: int) -> list[tuple[int, str, str]]:
+        """(rid, id, content) of memories without an embedding (a partial index)."""
         rows = await self._rows(
-            "SELECT rid, content FROM memories WHERE rid > ? AND org_id = ?"
-            " AND embedding IS NULL ORDER BY rid LIMIT ?",
-            (after_rid, org_id, limit),
+            "SELECT rid, id, content FROM memories WHERE org_id = ? AND embedding IS NULL"
+            " ORDER BY rid LIMIT ?",
+            (org_id, limit),
         )
-        return [(int(r[0]), str(r[1])) for r in rows]
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
-    async def put_embeddings(self, org_id: str, rows: Sequence[tuple[int, bytes]]) -> None:
-        """Store embeddings by rid."""
-        params = [(vector, rid, org_id) for rid, vector in rows]
-        sql = "UPDATE memories SET embedding = ? WHERE rid = ? AND org_id = ?"
+    async def put_embeddings(self, org_id: str, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        """Store embeddings by rid and id."""
+        params = [(vector, rid, org_id, memory_id) for rid, memory_id, vector in rows]
+        sql = "UPDATE memories SET embedding = ? WHERE rid = ? AND org_id = ? AND id = ?"
         await self._write(run(Stmt(sql, params, many=True)))
 
     async def embedded_memories(
