@@ -92,10 +92,50 @@ def test_an_erased_memory_leaves_hybrid_results(hybrid: dict[str, Any]) -> None:
     assert top["id"] not in {r["id"] for r in remaining}
 
 
+def test_hybrid_is_the_default_with_a_query_and_reaches_context(hybrid: dict[str, Any]) -> None:
+    client, a = hybrid["client"], hybrid["a"]
+    default = _search(hybrid, agent_id="bot")
+    assert default["mode"] == "hybrid" and default["results"][0]["content"] == CORPUS[0]
+    assert _search(hybrid, mode="bm25")["mode"] == "bm25"
+    plain = client.post(V1 + "/search", headers=a, json={"agent_id": "bot"}).json()
+    assert "mode" not in plain  # nothing to rank by: the response is as before
+    # agent and session context rank by meaning too
+    ctx = client.post(
+        V1 + "/agents/bot/context", headers=a, json={"query": QUERY, "max_tokens": 40}
+    )
+    body = ctx.json()
+    assert ctx.status_code == 200 and body["mode"] == "hybrid"
+    assert CORPUS[0] in body["context"] and body["memory_count"] < len(CORPUS)
+    lexical = client.post(
+        V1 + "/agents/bot/context", headers=a, json={"query": QUERY, "mode": "bm25"}
+    ).json()
+    assert lexical["mode"] == "bm25" and CORPUS[0] not in lexical["context"]
+    session = client.post(V1 + "/sessions", headers=a, json={"agent_id": "bot"}).json()
+    for text in ("the puppy slept by the fire", "invoice 42 was paid"):
+        body = {"agent_id": "bot", "content": text, "session_id": session["id"]}
+        assert client.post(V1 + "/memories", headers=a, json=body).status_code == 201
+    deadline = time.monotonic() + 120
+    while _embedded(client) < len(CORPUS) + 1 + 3 + 2:
+        assert time.monotonic() < deadline, "memories were not embedded"
+        time.sleep(0.1)
+    ranked = client.post(
+        V1 + f"/sessions/{session['id']}/context", headers=a, json={"query": "dog asleep"}
+    ).json()
+    assert ranked["mode"] == "hybrid"
+    assert ranked["context"].index("puppy") < ranked["context"].index("invoice")
+    without = client.post(V1 + f"/sessions/{session['id']}/context", headers=a, json={}).json()
+    assert "mode" not in without
+
+
 def test_hybrid_is_a_clear_400_when_off(api: TestClient) -> None:
     r = api.post(V1 + "/search", json={"query": "x", "mode": "hybrid"})
     assert r.status_code == 400
     assert "search.semantic" in r.json()["error"]
+    context = api.post(V1 + "/agents/a/context", json={"query": "x", "mode": "hybrid"})
+    assert context.status_code == 400 and "search.semantic" in context.json()["error"]
+    # without semantic search a query ranks by words, and says so
+    assert api.post(V1 + "/search", json={"query": "x"}).json()["mode"] == "bm25"
+    assert api.post(V1 + "/agents/a/context", json={"query": "x"}).json()["mode"] == "bm25"
 
 
 def test_hybrid_is_a_clear_400_when_not_installed(

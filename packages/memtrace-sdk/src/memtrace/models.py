@@ -165,6 +165,9 @@ class SearchResult(BaseModel):
     results: list[Memory]
     count: int
     query_time_ms: int = 0
+    mode: Literal["bm25", "hybrid"] | None = Field(
+        None, description="How query ranked (when one was given)."
+    )
 
     @property
     def memories(self) -> list[Memory]:
@@ -263,6 +266,9 @@ class ContextOptions(_Request):
     query: str | None = Field(
         None, description="Free text: the most relevant memories fill the budget."
     )
+    mode: Literal["bm25", "hybrid"] | None = Field(
+        None, description="How query ranks; the server decides when omitted (hybrid if it can)."
+    )
 
 
 class SessionContext(BaseModel):
@@ -271,6 +277,9 @@ class SessionContext(BaseModel):
     session_id: str
     context: str
     memory_count: int
+    mode: Literal["bm25", "hybrid"] | None = Field(
+        None, description="How query ranked (when one was given)."
+    )
 
 
 class AgentContext(BaseModel):
@@ -279,3 +288,6 @@ class AgentContext(BaseModel):
     agent_id: str
     context: str
     memory_count: int
+    mode: Literal["bm25", "hybrid"] | None = Field(
+        None, description="How query ranked (when one was given)."
+    )

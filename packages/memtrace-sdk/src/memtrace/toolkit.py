@@ -491,8 +491,8 @@ SEARCH = Tool(
         Argument(
             "mode",
             SearchMode,
-            "How query ranks: bm25 (words; the default) or hybrid (words and meaning; only "
-            "when the server has semantic search, otherwise the call says so).",
+            "How query ranks: bm25 (words) or hybrid (words and meaning). Omit it and the "
+            "server picks hybrid when it has semantic search, else bm25.",
             example="bm25",
         ),
         Argument(
@@ -623,6 +623,7 @@ def _session_context(args: dict[str, Any]) -> Steps:
             "include_types": args["include_types"],
             "max_tokens": args["max_tokens"],
             "query": args["query"],
+            "mode": args["mode"],
         },
     )
     text: str = context.context
@@ -653,6 +654,13 @@ SESSION_CONTEXT = Tool(
         ),
         Argument(
             "query", str, "Keep the memories most relevant to this text.", example="cache race"
+        ),
+        Argument(
+            "mode",
+            SearchMode,
+            "How query ranks: bm25 (words) or hybrid (words and meaning); the server picks "
+            "hybrid when it can if omitted.",
+            example="bm25",
         ),
     ),
     steps=_session_context,

@@ -74,6 +74,9 @@ class SearchOut(BaseModel):
     results: list[MemoryOut]
     count: int
     query_time_ms: int
+    mode: Literal["bm25", "hybrid"] | None = Field(
+        None, description="How query ranked the results (only when the request had a query)."
+    )
 
 
 class AgentOut(BaseModel):
@@ -135,6 +138,9 @@ class ContextOut(BaseModel):
     session_id: str
     context: str
     memory_count: int
+    mode: Literal["bm25", "hybrid"] | None = Field(
+        None, description="How query ranked the results (only when the request had a query)."
+    )
 
 
 class AgentContextOut(BaseModel):
@@ -143,6 +149,9 @@ class AgentContextOut(BaseModel):
     agent_id: str
     context: str
     memory_count: int
+    mode: Literal["bm25", "hybrid"] | None = Field(
+        None, description="How query ranked the results (only when the request had a query)."
+    )
 
 
 class HealthOut(BaseModel):

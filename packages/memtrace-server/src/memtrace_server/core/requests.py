@@ -125,6 +125,12 @@ def _check_metadata_filter(value: dict[str, Any]) -> dict[str, Any]:
 MetadataFilter = Annotated[dict[str, Any], _null_is({}), AfterValidator(_check_metadata_filter)]
 
 MAX_OFFSET = 1_000_000_000
+SearchMode = Literal["bm25", "hybrid"] | None
+MODE_HELP = (
+    "Ranking for query: bm25 (words) or hybrid (words and meaning). When omitted: hybrid if "
+    "this server has semantic search on, else bm25. The response's mode says which ran; "
+    "hybrid on a server without semantic search is a 400."
+)
 Order = Annotated[Literal["asc", "desc"], _null_is("desc")]
 
 
@@ -263,9 +269,7 @@ class SearchRequest(_Body):
         description="Free text: results are ranked by relevance (BM25) after every other filter, "
         "and each carries a score.",
     )
-    mode: Annotated[Literal["bm25", "hybrid"], _null_is("bm25")] = Field(
-        "bm25", description="Ranking for query: bm25 (default) or hybrid (when installed)."
-    )
+    mode: SearchMode = Field(None, description=MODE_HELP)
     recency_half_life: Annotated[str, _null_is("")] = Field(
         "", description="With query: halve a memory's score per this age, e.g. 7d."
     )
@@ -301,6 +305,7 @@ class ContextRequest(_Body):
         description="Free text: the most relevant memories of the window fill the budget "
         "(least relevant dropped first). Without it the layout is the reference's.",
     )
+    mode: SearchMode = Field(None, description=MODE_HELP)
 
 
 class RegisterAgentRequest(_Body):

@@ -72,10 +72,11 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """A rendered context and the number of memories in it."""
+    """A rendered context, the number of memories in it, and how ``query`` ranked them."""
 
     text: str
     memory_count: int
+    mode: str | None = None
 
 
 class Memories:
@@ -273,8 +274,7 @@ class Memories:
         With ``query``: ranked by relevance after every other filter; optionally blended
         with recency (``recency_half_life``) and importance (``importance_weight``).
         """
-        if req.mode == "hybrid" and self.embedder is None:
-            raise BadRequest(self.hybrid_unavailable)
+        mode = self.ranking_mode(req.mode, req.query)
         half_life = parse_relative(req.recency_half_life) if req.recency_half_life else None
         if req.recency_half_life and half_life is None:
             raise BadRequest(
@@ -283,7 +283,7 @@ class Memories:
         if req.importance_weight < 0:
             raise BadRequest("invalid importance_weight: must be 0 or more")
         flt = await self.visible(org_id, self.search_filter(req))
-        hybrid = req.mode == "hybrid" and bool(flt.query)
+        hybrid = mode == "hybrid"
         store = await self.stores.tenant(org_id)
         if not flt.query or not (half_life or req.importance_weight or hybrid):
             return await store.query_memories(org_id, flt)
@@ -297,6 +297,15 @@ class Memories:
         blended = [replace(m, score=blend(m, now, half_life, req.importance_weight)) for m in pool]
         blended.sort(key=lambda m: m.score or 0.0, reverse=True)
         return blended[flt.offset : flt.offset + flt.limit]
+
+    def ranking_mode(self, requested: str | None, query: str) -> str | None:
+        """How ``query`` ranks: as requested, else hybrid when this server has semantic
+        search, else bm25; None when there is nothing to rank by. 400 for hybrid when off."""
+        if requested == "hybrid" and self.embedder is None:
+            raise BadRequest(self.hybrid_unavailable)
+        if not query_terms(query):
+            return None
+        return requested or ("hybrid" if self.embedder is not None else "bm25")
 
     async def _fuse_dense(
         self, org_id: str, query: str, flt: MemoryFilter, lexical: list[MemoryRecord]
@@ -333,16 +342,16 @@ class Memories:
     async def session_context(self, org_id: str, session_id: str, req: ContextRequest) -> Context:
         """The reference's markdown block of a session's recent memories."""
         check_id("session_id", session_id)
-        rows = await self._context_rows(org_id, req, session_id=session_id)
+        rows, mode = await self._context_rows(org_id, req, session_id=session_id)
         text, count = render_session_context(session_id, rows, req.max_tokens or None)
-        return Context(text, count)
+        return Context(text, count, mode)
 
     async def agent_context(self, org_id: str, agent_id: str, req: ContextRequest) -> Context:
         """The same block for an agent's memories across all of its sessions."""
         check_id("agent_id", agent_id)
-        rows = await self._context_rows(org_id, req, agent_id=agent_id)
+        rows, mode = await self._context_rows(org_id, req, agent_id=agent_id)
         text, count = render_agent_context(agent_id, rows, req.max_tokens or None)
-        return Context(text, count)
+        return Context(text, count, mode)
 
     async def _context_rows(
         self,
@@ -351,7 +360,7 @@ class Memories:
         *,
         session_id: str | None = None,
         agent_id: str | None = None,
-    ) -> list[MemoryRecord]:
+    ) -> tuple[list[MemoryRecord], str | None]:
         if req.max_tokens < 0:
             raise BadRequest("invalid max_tokens: must be 0 (no limit) or more")
         flt = MemoryFilter(
@@ -362,8 +371,13 @@ class Memories:
             session_id=session_id,
             agent_id=agent_id,
         )
+        mode = self.ranking_mode(req.mode, req.query)
+        flt = await self.visible(org_id, flt)
         store = await self.stores.tenant(org_id)
-        return await store.query_memories(org_id, await self.visible(org_id, flt))
+        rows = await store.query_memories(org_id, flt)
+        if mode == "hybrid":
+            rows = (await self._fuse_dense(org_id, req.query, flt, rows))[:CONTEXT_ROW_LIMIT]
+        return rows, mode
 
 
 def blend(

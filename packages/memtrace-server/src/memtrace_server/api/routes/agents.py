@@ -156,4 +156,5 @@ async def agent_context(
     ctx = await svc.memories.agent_context(principal.org_id, agent_id, body or ContextRequest())
     return json_response(
         {"agent_id": agent_id, "context": ctx.text, "memory_count": ctx.memory_count}
+        | ({"mode": ctx.mode} if ctx.mode else {})
     )

@@ -244,10 +244,12 @@ async def search(
     started = time.perf_counter()
     results = await svc.memories.search(principal.org_id, body)
     elapsed_ms = int((time.perf_counter() - started) * 1000)
+    mode = svc.memories.ranking_mode(body.mode, body.query)
     return json_response(
         {
             "results": [memory_to_wire(m) for m in results],
             "count": len(results),
             "query_time_ms": elapsed_ms,
         }
+        | ({"mode": mode} if mode else {})
     )

@@ -147,4 +147,5 @@ async def session_context(
     ctx = await svc.memories.session_context(principal.org_id, session_id, body or ContextRequest())
     return json_response(
         {"session_id": session_id, "context": ctx.text, "memory_count": ctx.memory_count}
+        | ({"mode": ctx.mode} if ctx.mode else {})
     )
