@@ -181,10 +181,15 @@ class LiveServer:
     """``memtrace serve`` as a subprocess on a free port."""
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, store_url: str | None = None
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        store_url: str | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
         self.store_url = store_url
+        self.args = args
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -203,6 +208,7 @@ class LiveServer:
                 "--data-dir",
                 str(self.data_dir),
                 *(["--store-url", self.store_url] if self.store_url else []),
+                *self.args,
             ],
             stdout=open(self.log, "a"),  # noqa: SIM115
             stderr=subprocess.STDOUT,

@@ -98,3 +98,33 @@ def _org_of(server: LiveServer, key: str) -> str:
         server.url + "/api/v1/memories", params={"limit": 1}, headers={"x-api-key": key}
     ).json()
     return str(memory["memories"][0]["org_id"])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_serve_with_two_workers(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    server = LiveServer(tmp_path / "w", store_url=url, args=("--workers", "2")).start()
+    try:
+        assert server.proc is not None
+        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text()
+        assert len(children.split()) >= 2  # the two workers (and multiprocessing's helper)
+        _, key = new_cli_key(server.data_dir, "read,write", store_url=url)
+        h = {"x-api-key": key}
+
+        def post(i: int) -> int:
+            body = {"agent_id": "x", "content": "the same thought" if i % 2 else f"thought {i}"}
+            return httpx.post(
+                server.url + "/api/v1/memories", json=body, headers=h, timeout=30
+            ).status_code
+
+        # fresh connections, so the kernel spreads them over both workers
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(post, range(40)))
+        assert statuses.count(201) == 21 and statuses.count(409) == 19  # dedup across workers
+        listed = httpx.get(server.url + "/api/v1/memories", params={"limit": 100}, headers=h).json()
+        assert listed["count"] == 21
+    finally:
+        server.stop()
+    assert server.proc is not None and server.proc.returncode == 0

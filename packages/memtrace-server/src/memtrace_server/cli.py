@@ -112,10 +112,14 @@ def main(ctx: click.Context) -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default 0.0.0.0).")
 @click.option("--port", type=int, default=None, help="Port (default 9100).")
+@click.option(
+    "--workers", type=int, default=None, help="Server processes on one store (default 1)."
+)
 @store_options
 def serve(
     host: str | None,
     port: int | None,
+    workers: int | None,
     config_path: Path | None,
     data_dir: Path | None,
     store_url: str | None,
@@ -124,7 +128,7 @@ def serve(
     from memtrace_server.api.app import create_app
     from memtrace_server.logs import configure_logging
 
-    settings = _settings(config_path, data_dir, store_url, host=host, port=port)
+    settings = _settings(config_path, data_dir, store_url, host=host, port=port, workers=workers)
     configure_logging(settings.log_level, settings.log_format)
     key = _with_admin(settings, lambda admin: admin.bootstrap())
     if key:
@@ -136,15 +140,28 @@ def serve(
         f"memtrace {__version__} listening on http://{settings.host}:{settings.port}", err=True
     )
     sys.stdout.flush()
-    run_app(create_app(settings), settings)
+    if settings.workers > 1:
+        from memtrace_server.api.app import WORKER_SETTINGS_VARIABLE
+        from memtrace_server.config import settings_to_json
+
+        # Each worker builds its own app (and opens its own connections) from these.
+        os.environ[WORKER_SETTINGS_VARIABLE] = settings_to_json(settings)
+        run_app("memtrace_server.api.app:create_worker_app", settings, factory=True)
+    else:
+        run_app(create_app(settings), settings)
 
 
-def run_app(app: Any, settings: Settings) -> None:
-    """Serve an ASGI app the way ``memtrace serve`` does (benchmarks reuse it for floors)."""
+def run_app(app: Any, settings: Settings, *, factory: bool = False) -> None:
+    """Serve an ASGI app the way ``memtrace serve`` does (benchmarks reuse it for floors).
+
+    With ``server.workers`` above 1, ``app`` is an import string of an app factory.
+    """
     import uvicorn
 
     uvicorn.run(
         app,
+        factory=factory,
+        workers=settings.workers if factory else None,
         host=settings.host,
         port=settings.port,
         log_config=None,

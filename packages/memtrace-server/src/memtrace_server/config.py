@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ class Settings:
     max_batch: int = 1000  # server.max_batch
     shutdown_timeout: int = 30  # server.shutdown_timeout (seconds in-flight requests get)
     keep_alive_timeout: int = 30  # server.keep_alive_timeout (idle keep-alive connections, s)
+    workers: int = 1  # server.workers (processes serving one store)
     data_dir: Path = Path("data")  # store.data_dir
     store_url: str = ""  # store.url (default: sqlite file in data_dir)
     store_synchronous: str = "FULL"  # store.synchronous (FULL survives power loss)
@@ -81,6 +83,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("auth", "db_path"): "auth_db_path",
     ("server", "shutdown_timeout"): "shutdown_timeout",
     ("server", "keep_alive_timeout"): "keep_alive_timeout",
+    ("server", "workers"): "workers",
     ("dedup", "enabled"): "dedup_enabled",
     ("dedup", "window_hours"): "dedup_window_hours",
     ("retention", "purge_interval_seconds"): "purge_interval_seconds",
@@ -126,6 +129,8 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError(f"server.port must be 1..65535, got {s.port}")
     if s.max_body_bytes < 1024:
         raise ConfigError("server.max_body_bytes must be at least 1024")
+    if not 1 <= s.workers <= 64:
+        raise ConfigError("server.workers must be 1..64")
     if s.max_batch < 1:
         raise ConfigError("server.max_batch must be at least 1")
     if s.store_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
@@ -189,4 +194,18 @@ def load_settings(
     for name, value in overrides.items():
         if value is not None:
             values[name] = _coerce(name, value, "command line")
+    return _validate(replace(Settings(), **values))
+
+
+def settings_to_json(settings: Settings) -> str:
+    """The settings as JSON, to hand to worker processes (see ``settings_from_json``)."""
+    values = {f.name: getattr(settings, f.name) for f in fields(Settings)}
+    values["data_dir"] = str(settings.data_dir)
+    return json.dumps(values)
+
+
+def settings_from_json(text: str) -> Settings:
+    """Settings that ``settings_to_json`` wrote, validated again."""
+    values = json.loads(text)
+    values["data_dir"] = Path(values["data_dir"])
     return _validate(replace(Settings(), **values))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -164,3 +165,17 @@ def create_app(settings: Settings, store: Store | Stores | None = None) -> FastA
             allow_headers=["x-api-key", "authorization", "content-type", "x-request-id"],
         )
     return app
+
+
+WORKER_SETTINGS_VARIABLE = "MEMTRACE_WORKER_SETTINGS"
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one ``memtrace serve --workers N`` process: the settings the parent
+    resolved come in ``MEMTRACE_WORKER_SETTINGS`` (the parent read them once)."""
+    from memtrace_server.config import settings_from_json
+    from memtrace_server.logs import configure_logging
+
+    settings = settings_from_json(os.environ[WORKER_SETTINGS_VARIABLE])
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
