@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := packages/memtrace-server packages/memtrace-sdk packages/openai-agents-memtrace
-SRC := packages/memtrace-server/src packages/memtrace-sdk/src packages/openai-agents-memtrace/src
+PACKAGES := packages/memtrace-server packages/memtrace-sdk packages/openai-agents-memtrace \
+	packages/langgraph-memtrace
+SRC := packages/memtrace-server/src packages/memtrace-sdk/src packages/openai-agents-memtrace/src \
+	packages/langgraph-memtrace/src
 
 .PHONY: install serve test lint typecheck layers pytest format clean demo bench bench-quick bench-locomo soak
 
@@ -12,7 +14,7 @@ $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e 'packages/memtrace-server[postgres,semantic]' -e 'packages/memtrace-sdk[mcp]' \
-		-e packages/openai-agents-memtrace -r requirements-dev.txt
+		-e packages/openai-agents-memtrace -e packages/langgraph-memtrace -r requirements-dev.txt
 	touch $(STAMP)
 
 install: $(STAMP)
