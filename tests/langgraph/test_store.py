@@ -22,6 +22,7 @@ from langgraph.store.base import (
 from starlette.testclient import TestClient
 
 from langgraph_memtrace import MemtraceStore
+from memtrace import PayloadTooLargeError
 from memtrace_server.api.app import create_app
 
 from conftest import App, make_settings
@@ -346,3 +347,28 @@ def test_constructor_does_no_io() -> None:
     store = MemtraceStore("http://127.0.0.1:9", "mtk_unused", agent_id="bot")
     assert store.agent_id == "bot"
     store.close()
+
+
+def test_pages_are_followed_past_one_server_page(
+    store: MemtraceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("langgraph_memtrace.plans.PAGE", 2)
+    for n in range(7):
+        store.put(("p", f"ns{n % 3}"), f"k{n}", {"n": n})
+    assert [i.value["n"] for i in store.search(("p",), limit=5, offset=1)] == [5, 4, 3, 2, 1]
+    odd = store.search(("p",), filter={"n": {"$gte": 1}}, limit=4, offset=1)
+    assert [i.value["n"] for i in odd] == [5, 4, 3, 2]
+    assert store.list_namespaces(prefix=("p",)) == [("p", "ns0"), ("p", "ns1"), ("p", "ns2")]
+
+
+def test_more_equalities_than_the_server_takes_are_checked_here(store: MemtraceStore) -> None:
+    value = {f"f{n}": n for n in range(20)}
+    store.put(("wide",), "all", value)
+    store.put(("wide",), "one-off", {**value, "f19": -1})
+    assert [i.key for i in store.search(("wide",), filter=value)] == ["all"]
+
+
+def test_a_value_too_large_for_the_server_is_a_clear_error(store: MemtraceStore) -> None:
+    with pytest.raises(PayloadTooLargeError, match="metadata"):
+        store.put(("big",), "k", {"blob": ["x" * 100] * 200})
+    assert store.get(("big",), "k") is None
