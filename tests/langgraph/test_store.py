@@ -22,7 +22,7 @@ from langgraph.store.base import (
 from starlette.testclient import TestClient
 
 from langgraph_memtrace import MemtraceStore
-from memtrace import PayloadTooLargeError
+from memtrace import PayloadTooLargeError, ValidationError
 from memtrace_server.api.app import create_app
 
 from conftest import App, make_settings
@@ -136,6 +136,12 @@ def test_long_and_odd_paths_do_not_collide(store: MemtraceStore) -> None:
     assert store.get(("a",), "b/c").value == {"v": 4}  # type: ignore[union-attr]
     assert store.get(("tab",), "line\nbreak\x7f").value == {"v": 5}  # type: ignore[union-attr]
     assert len(store.search((), limit=100)) == 5
+    # labels are literal: no pattern characters, no wildcards in a search prefix
+    store.put(("tenant", "a_%"), "k", {"v": 6})
+    store.put(("tenant", "abc"), "k", {"v": 7})
+    store.put(("tenant", "*"), "k", {"v": 8})
+    assert [i.value["v"] for i in store.search(("tenant", "a_%"))] == [6]
+    assert [i.value["v"] for i in store.search(("tenant", "*"))] == [8]
 
 
 def test_namespace_prefix_search_and_pagination(store: MemtraceStore) -> None:
@@ -201,6 +207,15 @@ def test_query_ranks_best_first_with_scores(store: MemtraceStore) -> None:
     assert hits[0].score >= hits[1].score  # type: ignore[operator]
     filtered = store.search(("notes",), query="tea", filter={"text": {"$ne": "x"}})
     assert [h.key for h in filtered] == [h.key for h in hits]
+
+
+def test_hybrid_queries_need_the_servers_semantic_search(app: App, key: str) -> None:
+    with app.sdk(key) as client:
+        store = MemtraceStore(client=client, search_mode="hybrid")
+        store.put(("h",), "k", {"text": "hello"})
+        assert [i.key for i in store.search(("h",))] == ["k"]  # no query: no ranking mode
+        with pytest.raises(ValidationError, match="semantic"):
+            store.search(("h",), query="hello")
 
 
 def test_list_namespaces(store: MemtraceStore) -> None:
