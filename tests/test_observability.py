@@ -78,6 +78,7 @@ def test_openapi_documents_every_route_and_field(app: App) -> None:
         ("/api/v1/memories", "post"),
         ("/api/v1/memories", "get"),
         ("/api/v1/memories/{memory_id}", "get"),
+        ("/api/v1/memories/{memory_id}/versions", "get"),
         ("/api/v1/search", "post"),
         ("/api/v1/memories/{memory_id}", "delete"),
         ("/api/v1/memories/delete", "post"),
