@@ -75,12 +75,15 @@ def test_put_get_overwrite_and_delete(store: MemtraceStore, app: App, key: str) 
     assert item.namespace == ("users", "alice") and item.key == "prefs"
     assert item.value == {"text": "Alice likes dark mode", "theme": "dark"}
     assert isinstance(item.created_at, datetime) and item.created_at.tzinfo is not None
+    assert item.created_at == item.updated_at
     first_time = item.updated_at
 
     store.put(("users", "alice"), "prefs", {"text": "Alice likes light mode", "theme": "light"})
     item = store.get(("users", "alice"), "prefs")
     assert item is not None and item.value["theme"] == "light"
-    assert item.updated_at >= first_time
+    assert item.created_at == first_time < item.updated_at  # created once, updated now
+    [hit] = store.search(("users",))
+    assert (hit.created_at, hit.updated_at) == (item.created_at, item.updated_at)
     # the same value again is a new version too (its own dedup key)
     store.put(("users", "alice"), "prefs", {"text": "Alice likes light mode", "theme": "light"})
     history = memories(app, key, agent_id="langgraph", include_superseded="true")

@@ -4,7 +4,8 @@ An item ``(namespace, key) -> value`` is a keyed memory of the store's agent:
 
 * the memory ``key`` encodes the namespace and the key unambiguously (``users.alice/prefs``);
 * ``content`` is the value's ``text`` or ``content`` field, else a readable rendering;
-* ``metadata`` holds the item itself (``lg_namespace``, ``lg_key``, ``lg_value``), the
+* ``metadata`` holds the item itself (``lg_namespace``, ``lg_key``, ``lg_value``, and from
+  the second version on ``lg_created_at``, the time of the first), the
   namespace's prefixes (``lg_ns1`` … ``lg_nsN``) so that a prefix is one exact filter, and
   the value's short top-level scalars (``lgv_<field>``) so that equality filters run on the
   server. ``langgraph: 1`` marks every item (and is the format's version).
@@ -16,6 +17,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from langgraph.store.base import InvalidNamespaceError, Item, SearchItem
@@ -27,6 +29,7 @@ FORMAT = 1
 NAMESPACE = "lg_namespace"
 KEY = "lg_key"
 VALUE = "lg_value"
+CREATED = "lg_created_at"
 PREFIX = "lg_ns"
 MIRROR = "lgv_"
 
@@ -103,14 +106,22 @@ def mirrorable(field: str, value: Any) -> bool:
     return value is None or isinstance(value, (bool, int))
 
 
-def item_metadata(namespace: Sequence[str], key: str, value: Mapping[str, Any]) -> dict[str, Any]:
-    """The metadata of an item's memory (see the module's docstring)."""
+def item_metadata(
+    namespace: Sequence[str],
+    key: str,
+    value: Mapping[str, Any],
+    created_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The metadata of an item's memory (see the module's docstring); ``created_at`` is the
+    item's creation time when this is not its first version."""
     metadata: dict[str, Any] = {
         MARKER: FORMAT,
         NAMESPACE: list(namespace),
         KEY: key,
         VALUE: dict(value),
     }
+    if created_at is not None:
+        metadata[CREATED] = created_at.isoformat()
     for depth in range(1, len(namespace) + 1):
         metadata[prefix_field(depth)] = joined(namespace[:depth])
     for field, field_value in value.items():
@@ -145,7 +156,7 @@ def ttl_argument(minutes: float | None) -> str | None:
 
 def item_of(memory: Memory, *, score: float | None = None, search: bool = False) -> Item | None:
     """The LangGraph item a memory holds (a ``SearchItem`` for searches), or None if it holds
-    none. ``created_at`` and ``updated_at`` are both the time of the current version."""
+    none. ``updated_at`` is the time of the current version, ``created_at`` of the first."""
     metadata = memory.metadata or {}
     namespace, key, value = metadata.get(NAMESPACE), metadata.get(KEY), metadata.get(VALUE)
     if not (
@@ -156,15 +167,26 @@ def item_of(memory: Memory, *, score: float | None = None, search: bool = False)
         and isinstance(value, dict)
     ):
         return None
+    created = _created_at(metadata.get(CREATED)) or memory.time
     if search:
-        return SearchItem(tuple(namespace), key, value, memory.time, memory.time, score=score)
+        return SearchItem(tuple(namespace), key, value, created, memory.time, score=score)
     return Item(
         value=value,
         key=key,
         namespace=tuple(namespace),
-        created_at=memory.time,
+        created_at=created,
         updated_at=memory.time,
     )
+
+
+def _created_at(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        created = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return created if created.tzinfo is not None else None
 
 
 def namespace_of(memory: Memory) -> tuple[str, ...] | None:

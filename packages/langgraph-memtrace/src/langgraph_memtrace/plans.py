@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from langgraph.store.base import (
     GetOp,
+    Item,
     ListNamespacesOp,
     MatchCondition,
     Op,
@@ -72,14 +73,18 @@ def plan(op: Op, scope: Scope) -> Plan:
 def get_item(op: GetOp, scope: Scope) -> Plan:
     """The item's current version, or None."""
     check_labels(op.namespace)
+    return (yield from _current(op.namespace, op.key, scope))
+
+
+def _current(
+    namespace: tuple[str, ...], key: str, scope: Scope
+) -> Generator[Call[Any], Any, Item | None]:
     found: SearchResult = yield ops.search_memories(
-        agent_id=scope.agent_id,
-        key=memory_key(op.namespace, op.key),
-        limit=1,
+        agent_id=scope.agent_id, key=memory_key(namespace, key), limit=1
     )
     for memory in found.results:
         item = item_of(memory)
-        if item is not None and (item.namespace, item.key) == (tuple(op.namespace), op.key):
+        if item is not None and (item.namespace, item.key) == (tuple(namespace), key):
             return item
     return None
 
@@ -88,19 +93,23 @@ def put_item(op: PutOp, scope: Scope) -> Plan:
     """Write a new version of the item, or erase it with all its versions (value None).
 
     Every put carries a dedup key of its own: putting the same value again is a new
-    version, and the SDK may safely retry the write.
+    version, and the SDK may safely retry the write. The current version is read first,
+    so that the new one carries the item's creation time.
     """
     check_labels(op.namespace)
     key = memory_key(op.namespace, op.key)
     if op.value is None:
         yield ops.erase_memories(agent_id=scope.agent_id, key=key, include_superseded=True)
         return None
+    current = yield from _current(op.namespace, op.key, scope)
     yield ops.add_memory(
         {
             "agent_id": scope.agent_id,
             "content": item_content(op.value),
             "key": key,
-            "metadata": item_metadata(op.namespace, op.key, op.value),
+            "metadata": item_metadata(
+                op.namespace, op.key, op.value, current.created_at if current else None
+            ),
             "dedup_key": f"langgraph:{uuid.uuid4().hex}",
             "ttl": ttl_argument(op.ttl),
         }
