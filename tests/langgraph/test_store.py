@@ -191,6 +191,7 @@ def test_filters_exact_on_the_server_and_operators_here(store: MemtraceStore) ->
     assert keys(filter={"meta": {"k": 2}}) == ["p3"]
     assert keys(filter={"note": "n" * 300}) == ["p4"]  # too long to mirror: checked here
     assert keys(filter={"missing": None}) == ["p1", "p2", "p3", "p4"]
+    assert keys(filter={"size": 2**70}) == []  # beyond 64 bits: checked here
     assert keys(filter={"color": "red", "size": {"$gt": 3}}) == ["p3"]
     # local conditions page through candidates and slice after filtering
     page = store.search(("items",), filter={"size": {"$gt": 0}}, limit=2, offset=1)

@@ -103,7 +103,9 @@ def mirrorable(field: str, value: Any) -> bool:
         return len(value) <= MIRROR_MAX_CHARS
     if isinstance(value, float):
         return math.isfinite(value)
-    return value is None or isinstance(value, (bool, int))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -(2**63) <= value < 2**63  # what the server stores and filters on
+    return value is None or isinstance(value, bool)
 
 
 def item_metadata(
