@@ -3,6 +3,7 @@ runs, two processes), and an async graph in-process."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -94,3 +95,19 @@ async def test_an_async_graph_uses_the_store(app: App, org_key: tuple[str, str])
         assert again["recalled"] == ["Drinks coffee black"]
         other = await compiled.ainvoke({"user": "v", "said": "", "recalled": []}, context=Who("v"))
         assert other["recalled"] == []
+
+
+@pytest.mark.anyio
+async def test_a_store_built_from_url_and_key_works_async_over_sockets(
+    live_server: LiveServer,
+) -> None:
+    key = new_cli_key(live_server.data_dir)[1]
+    async with MemtraceStore(live_server.url, key, agent_id="async-bot") as store:
+        # concurrent writers of one item leave one current version
+        await asyncio.gather(*(store.aput(("c",), "k", {"text": f"v{n}"}) for n in range(5)))
+        [hit] = await store.asearch(("c",))
+        item = await store.aget(("c",), "k")
+        assert item is not None and item.value == hit.value
+        assert await store.alist_namespaces() == [("c",)]
+        store.put(("c",), "sync", {"text": "the sync side works too"})
+        assert store.get(("c",), "sync") is not None
