@@ -124,9 +124,9 @@ async def _load(store: Store, count: int, n_orgs: int, seed: int, targets: Path 
             )
         )
         if len(pending[org]) >= BATCH:
-            await store.import_memories(org, pending.pop(org))
+            await store.import_memories(org, pending.pop(org), now)
     for org, batch in pending.items():
-        await store.import_memories(org, batch)
+        await store.import_memories(org, batch, now)
 
     if targets is not None:
         await _write_targets(store, admin, orgs[0], agents, weights, sessions_of, rng, targets)

@@ -583,6 +583,19 @@ async def test_export_and_import_carry_keys_and_history(store: Contract) -> None
     assert [(m.key, bool(m.superseded_by)) for m in exported] == [("tz", True), ("tz", False)]
     everything = MemoryFilter(agent_id="agent_1", include_superseded=True)
     assert await store.delete_memories("org_a", everything) == 2
-    assert await store.import_memories("org_a", exported) == 2  # as into a new store
+    assert await store.import_memories("org_a", exported, NOW) == 2  # as into a new store
     assert await current_and_history(store) == (["CET"], ["CET", "UTC"])
     assert [m for _, m in await store.export_memories("org_a", None, None, 100)] == exported
+
+
+async def test_an_imported_current_version_competes_with_the_stored_one(store: Contract) -> None:
+    await store.insert_memories("org_a", [fact(1, "tz", "stored, older", 1)], WINDOW, NOW)
+    newer = fact(2, "tz", "imported, newer", 2)
+    older = fact(3, "tz", "imported, oldest", 0)
+    assert await store.import_memories("org_a", [newer], NOW) == 1
+    assert (await current_and_history(store))[0] == ["imported, newer"]
+    assert await store.import_memories("org_a", [older], NOW) == 1  # history at once
+    assert await current_and_history(store) == (
+        ["imported, newer"],
+        ["imported, newer", "stored, older", "imported, oldest"],
+    )

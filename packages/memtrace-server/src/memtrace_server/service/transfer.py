@@ -66,7 +66,7 @@ class Transfer:
 
         async def flush() -> None:
             if batch:
-                added = await store.import_memories(org_id, batch)
+                added = await store.import_memories(org_id, batch, now_ns())
                 report.memories += added
                 report.skipped += len(batch) - added
                 batch.clear()

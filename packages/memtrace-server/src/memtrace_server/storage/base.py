@@ -244,8 +244,11 @@ class TenantStore(Lifecycle, Protocol):
     ) -> list[tuple[tuple[int, int], MemoryRecord]]:
         """The next page of an org's memories in stored order, each with its cursor."""
 
-    async def import_memories(self, org_id: str, memories: Sequence[MemoryRecord]) -> int:
-        """Insert the memories whose ids are new; how many were inserted."""
+    async def import_memories(
+        self, org_id: str, memories: Sequence[MemoryRecord], now_ns: int
+    ) -> int:
+        """Insert the memories whose ids are new, history as it is; a current version whose
+        key already has one here competes with it as a write would. How many were new."""
 
     async def import_agent(self, org_id: str, agent: AgentRecord) -> bool:
         """Insert an agent unless its id or name exists."""

@@ -1083,7 +1083,9 @@ class SqlStore(ABC):
         )
         return [((r[12], r[-1]), self._memory(r[:-1])) for r in rows]
 
-    async def import_memories(self, org_id: str, memories: Sequence[MemoryRecord]) -> int:
+    async def import_memories(
+        self, org_id: str, memories: Sequence[MemoryRecord], now_ns: int
+    ) -> int:
         """Insert memories whose ids are not stored yet; how many were new."""
 
         def op() -> Op[int]:
@@ -1093,7 +1095,10 @@ class SqlStore(ABC):
                 sql = "SELECT 1 FROM memories WHERE org_id = ? AND id = ?"
                 if m.id not in new and not (yield Stmt(sql, (org_id, m.id))).rows:
                     new[m.id] = m
-            yield from self._insert(org_id, list(new.values()))
+            history = [m for m in new.values() if m.superseded_by or not m.key]
+            current = [m for m in new.values() if m.key and not m.superseded_by]
+            current = yield from self._supersede(org_id, current, now_ns)
+            yield from self._insert(org_id, [*history, *current])
             return len(new)
 
         return await self._write(op())
