@@ -352,6 +352,15 @@ class SqlStore(ABC):
     ) -> tuple[list[str], list[Any]]:
         """Conditions (on alias ``m``) that each top-level metadata field equals its value."""
 
+    def time_ordered_source(
+        self, org_id: str, flt: MemoryFilter
+    ) -> Op[tuple[str, list[Any], str, MemoryFilter] | None]:
+        """A FROM clause that yields a filter's memories in time order faster than scanning
+        ``memories`` (its parameters, the alias whose time and rid order it, and the filter
+        left for WHERE); None to scan ``memories`` itself."""
+        yield from ()
+        return None
+
     @abstractmethod
     def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Stmt:
         """Memories matching ``where`` and any term of ``flt.query``, best first, with
@@ -996,16 +1005,22 @@ class SqlStore(ABC):
             sign = self.score_sign
             return [replace(self._memory(r[:-1]), score=sign * float(r[-1])) for r in rows.rows]
         direction = "ASC" if flt.ascending else "DESC"
-        rows = await self._read(
-            run(
-                Stmt(
-                    f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE {where}"
-                    f" ORDER BY m.time {direction}, m.rid {direction} LIMIT ? OFFSET ?",
-                    [*params, flt.limit, flt.offset],
-                )
+
+        def op() -> Op[list[tuple[Any, ...]]]:
+            source, order, rest = "memories m", "m", flt
+            source_params: list[Any] = []
+            ordered = yield from self.time_ordered_source(org_id, flt)
+            if ordered is not None:
+                source, source_params, order, rest = ordered
+            condition, values = self.memory_filter(org_id, rest)
+            result = yield Stmt(
+                f"SELECT {MEMORY_COLUMNS} FROM {source} WHERE {condition}"
+                f" ORDER BY {order}.time {direction}, {order}.rid {direction} LIMIT ? OFFSET ?",
+                [*source_params, *values, flt.limit, flt.offset],
             )
-        )
-        return [self._memory(r) for r in rows.rows]
+            return result.rows
+
+        return [self._memory(r) for r in await self._read(op())]
 
     async def count_memories(self, org_id: str, flt: MemoryFilter) -> int:
         """How many memories match the filter."""
