@@ -355,3 +355,22 @@ def test_ranked_search_and_query_context(client: Memtrace) -> None:
     assert ctx.memory_count < 3 and first_line.endswith("general: Lunch was pasta")
     agent_ctx = client.get_agent_context("ranker", {"query": "chocolate"})
     assert agent_ctx.context.startswith("## Agent Context (ranker)") and agent_ctx.memory_count >= 1
+
+
+def test_search_explain_sync(client: Memtrace) -> None:
+    client.remember("why", "Alex prefers dark mode", importance=0.5)
+    found = client.search_memories(query="dark mode", explain=True, importance_weight=1.0)
+    why = found.results[0].explanation
+    assert why is not None and why.text_score is not None and why.text_score > 0
+    assert why.importance_factor == pytest.approx(1.5) and why.recency_factor == 1.0
+    assert why.final_score == pytest.approx(why.text_score * 1.5, rel=1e-5)
+    typed = client.search_memories(SearchQuery(query="dark mode"))
+    assert typed.results[0].explanation is None
+
+
+@pytest.mark.anyio
+async def test_search_explain_async(aclient: AsyncMemtrace) -> None:
+    await aclient.remember("why", "Alex prefers dark mode")
+    found = await aclient.search_memories(SearchQuery(query="dark mode", explain=True))
+    why = found.results[0].explanation
+    assert why is not None and why.final_score == pytest.approx(why.text_score)

@@ -18,6 +18,22 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Explanation(BaseModel):
+    """Why a search returned a memory (``explain=True``):
+    ``final_score = relevance x importance_factor x recency_factor``."""
+
+    text_score: float | None = Field(None, description="BM25 score of the query's words.")
+    semantic_similarity: float | None = Field(
+        None, description="Hybrid mode: cosine similarity to the query."
+    )
+    relevance: float | None = Field(
+        None, description="The text score, or in hybrid mode the fused (standardised) sum."
+    )
+    recency_factor: float = 1.0
+    importance_factor: float = 1.0
+    final_score: float | None = Field(None, description="What the result is ranked by.")
+
+
 class Memory(BaseModel):
     """A stored memory event."""
 
@@ -36,6 +52,9 @@ class Memory(BaseModel):
     parent_id: str | None = None
     expires_at: datetime | None = None
     score: float | None = Field(None, description="Relevance, in searches with a query.")
+    explanation: Explanation | None = Field(
+        None, description="The score's components, in searches with explain=True."
+    )
 
 
 class AddMemoryRequest(_Request):
@@ -113,6 +132,7 @@ class SearchQuery(_Request):
         None, description="With query: halve scores per this age."
     )
     importance_weight: float | None = Field(None, description="With query: weight of importance.")
+    explain: bool | None = Field(None, description="Give each result an explanation of its score.")
 
 
 class EraseQuery(SearchQuery):

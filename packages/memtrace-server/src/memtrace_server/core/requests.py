@@ -248,6 +248,11 @@ class SearchRequest(_Body):
     importance_weight: Annotated[float, _null_is(0.0)] = Field(
         0.0, description="With query: multiply scores by 1 + weight x importance."
     )
+    explain: Annotated[bool, _null_is(False)] = Field(
+        False,
+        description="Add an explanation to each result: text score, semantic similarity "
+        "(hybrid), recency and importance factors and the final score.",
+    )
 
 
 class ContextRequest(_Body):
