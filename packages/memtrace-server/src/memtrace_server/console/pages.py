@@ -61,6 +61,12 @@ async def signed_in(request: Request) -> ConsoleUser:
     return user
 
 
+async def reading(request: Request) -> tuple[ConsoleUser, ConsoleServices, str]:
+    """The signed-in user, the services and the org every read is scoped to."""
+    user = await signed_in(request)
+    return user, services_of(request), user.principal.org_id
+
+
 async def changing(request: Request, permission: str) -> tuple[ConsoleUser, dict[str, str]]:
     """The user and form of a request that changes something: permission, then CSRF token."""
     user = await signed_in(request)
@@ -105,18 +111,25 @@ def _validated(model: Any, **fields: Any) -> Any:
         raise BadRequest(f"invalid {where}: {first.get('msg', 'invalid value')}") from None
 
 
+def _body_filters(filters: dict[str, str]) -> dict[str, Any]:
+    """The list filters of a form as the fields of a search or erase body."""
+    return {
+        "agent_id": filters["agent_id"],
+        "session_id": filters["session_id"],
+        "memory_types": [filters["memory_type"]] if filters["memory_type"] else [],
+        "event_types": [filters["event_type"]] if filters["event_type"] else [],
+        "tags": [t.strip() for t in filters["tags"].split(",") if t.strip()],
+        "since": filters["since"],
+        "until": filters["until"],
+    }
+
+
 def _search_request(
     filters: dict[str, str], search: dict[str, str], limit: int, offset: int
 ) -> SearchRequest:
     request: SearchRequest = _validated(
         SearchRequest,
-        agent_id=filters["agent_id"],
-        session_id=filters["session_id"],
-        memory_types=[filters["memory_type"]] if filters["memory_type"] else [],
-        event_types=[filters["event_type"]] if filters["event_type"] else [],
-        tags=[t.strip() for t in filters["tags"].split(",") if t.strip()],
-        since=filters["since"],
-        until=filters["until"],
+        **_body_filters(filters),
         query=search["q"],
         mode=search["mode"] or "bm25",
         recency_half_life=search["recency_half_life"],
@@ -180,9 +193,7 @@ def build_router() -> APIRouter:
 
     @router.get("/")
     async def overview(request: Request) -> Response:
-        user = await signed_in(request)
-        svc = services_of(request)
-        org = user.principal.org_id
+        user, svc, org = await reading(request)
         return render(
             request,
             "overview.html",
@@ -194,9 +205,7 @@ def build_router() -> APIRouter:
 
     @router.get("/memories")
     async def memories(request: Request) -> Response:
-        user = await signed_in(request)
-        svc = services_of(request)
-        org = user.principal.org_id
+        user, svc, org = await reading(request)
         filters = _params(request, FILTER_FIELDS)
         search = _params(request, SEARCH_FIELDS)
         offset = _int(request.query_params.get("offset", ""), "offset")
@@ -232,9 +241,7 @@ def build_router() -> APIRouter:
 
     @router.get("/memories/{memory_id}")
     async def memory(request: Request, memory_id: str) -> Response:
-        user = await signed_in(request)
-        svc = services_of(request)
-        org = user.principal.org_id
+        user, svc, org = await reading(request)
         found = await svc.memories.get(org, memory_id)
         before: list[Any] = []
         after: list[Any] = []
@@ -265,9 +272,7 @@ def build_router() -> APIRouter:
 
     @router.get("/agents")
     async def agents(request: Request) -> Response:
-        user = await signed_in(request)
-        svc = services_of(request)
-        org = user.principal.org_id
+        user, svc, org = await reading(request)
         offset = _int(request.query_params.get("offset", ""), "offset")
         every = await svc.agents.list_agents(org)
         shown = every[offset : offset + AGENT_PAGE_SIZE]
@@ -285,9 +290,7 @@ def build_router() -> APIRouter:
 
     @router.get("/agents/{ref}")
     async def agent(request: Request, ref: str) -> Response:
-        user = await signed_in(request)
-        svc = services_of(request)
-        org = user.principal.org_id
+        user, svc, org = await reading(request)
         found = await svc.agents.get(org, ref)
         # Like the API's /agents/{agent_id}/..., memories are those written under ``ref``.
         options = _params(request, ("since", "max_tokens", "query"))
@@ -311,9 +314,7 @@ def build_router() -> APIRouter:
 
     @router.get("/sessions")
     async def sessions(request: Request) -> Response:
-        user = await signed_in(request)
-        svc = services_of(request)
-        org = user.principal.org_id
+        user, svc, org = await reading(request)
         filters = _params(request, ("agent_id", "status"))
         offset = _int(request.query_params.get("offset", ""), "offset")
         every = await svc.agents.list_sessions(org, filters["agent_id"] or None)
@@ -332,9 +333,7 @@ def build_router() -> APIRouter:
 
     @router.get("/sessions/{session_id}")
     async def session(request: Request, session_id: str) -> Response:
-        user = await signed_in(request)
-        svc = services_of(request)
-        org = user.principal.org_id
+        user, svc, org = await reading(request)
         found = await svc.agents.get_session(org, session_id)
         options = _params(request, ("since", "max_tokens", "query"))
         context = await svc.memories.session_context(org, found.id, _context_request(options))
@@ -376,13 +375,7 @@ def build_router() -> APIRouter:
         confirmed = form.get("confirm") == "yes"
         body = _validated(
             EraseRequest,
-            agent_id=filters["agent_id"],
-            session_id=filters["session_id"],
-            memory_types=[filters["memory_type"]] if filters["memory_type"] else [],
-            event_types=[filters["event_type"]] if filters["event_type"] else [],
-            tags=[t.strip() for t in filters["tags"].split(",") if t.strip()],
-            since=filters["since"],
-            until=filters["until"],
+            **_body_filters(filters),
             dry_run=not confirmed,
         )
         count = await services_of(request).memories.erase(user.principal.org_id, body)
