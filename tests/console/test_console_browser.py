@@ -27,6 +27,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = ROOT / ".cache" / "screenshots"
+README_CLIP = {"x": 0, "y": 0, "width": 1280, "height": 500}  # the README's pictures
 V1 = "/api/v1"
 
 HOSTILE_SCRIPT = "<script>window.__pwned = 'script'; alert('script')</script> hostile script"
@@ -208,6 +209,7 @@ def test_sign_in_refuses_a_wrong_key_then_opens_the_overview(tab: Tab) -> None:
     expect(page.locator("svg rect.bar")).to_have_count(30)
     expect(page.get_by_role("link", name="support_agent")).to_be_visible()
     assert tab.dialogs == [] and tab.pwned() is None
+    page.screenshot(path=str(SCREENSHOTS / "overview.png"), clip=README_CLIP)
 
 
 def test_memories_filters_and_search_with_the_score_breakdown(tab: Tab) -> None:
@@ -240,7 +242,7 @@ def test_memories_filters_and_search_with_the_score_breakdown(tab: Tab) -> None:
                 "importance_weight": 1, "explain": True}  # fmt: skip
         top = api.post("/search", json=body).json()["results"][0]["explanation"]
     expect(first).to_contain_text(f"{top['importance_factor']:.4g}")
-    page.screenshot(path=str(SCREENSHOTS / "memories-search.png"))
+    page.screenshot(path=str(SCREENSHOTS / "memories-search.png"), clip=README_CLIP)
     # a bad filter is a clear 400 page, not a crash
     tab.goto("/ui/memories?since=yesterday-ish")
     expect(page.get_by_role("alert")).to_contain_text("invalid since")
