@@ -29,6 +29,7 @@ from memtrace_server.core.records import AgentRecord, MemoryRecord, SessionRecor
 from memtrace_server.service.admin import Admin
 from memtrace_server.storage.base import Store
 from memtrace_server.storage.registry import store_from_url
+from memtrace_server.storage.routing import Stores
 
 WORDS = [f"w{n}" for n in range(5000)]
 TAGS = [f"tag{n}" for n in range(200)]
@@ -69,7 +70,7 @@ async def load(url: str, count: int, n_orgs: int, seed: int, targets: Path | Non
 async def _load(store: Store, count: int, n_orgs: int, seed: int, targets: Path | None) -> int:
     now = time.time_ns()
     rng = random.Random(seed)
-    admin = Admin(store)
+    admin = Admin(Stores(store))
     orgs = [f"org_bench{i:02d}" for i in range(n_orgs)]
     known = {o.id for o in await store.list_orgs()}
     for org in orgs:
@@ -122,7 +123,7 @@ async def _load(store: Store, count: int, n_orgs: int, seed: int, targets: Path 
 
     if targets is not None:
         await _write_targets(store, admin, orgs[0], agents, weights, sessions_of, rng, targets)
-    usage = [await store.org_usage(org) for org in orgs]
+    usage = [await store.usage(org) for org in orgs]
     return sum(u.get("memories", 0) for u in usage)
 
 

@@ -94,12 +94,13 @@ def create_key(url: str, org: str) -> str:
     """Create ``org`` (if missing) and a read/write key for it, straight in the store."""
     from memtrace_server.service.admin import Admin
     from memtrace_server.storage.registry import store_from_url
+    from memtrace_server.storage.routing import Stores
 
     async def run() -> str:
         store = store_from_url(url)
         await store.open()
         try:
-            admin = Admin(store)
+            admin = Admin(Stores(store))
             if await store.get_org(org) is None:
                 await admin.create_org(org, org_id=org)
             key, _ = await admin.create_key(org, f"bench-{time.time_ns()}", "read,write")
