@@ -39,8 +39,10 @@ def sign_in(client: TestClient, key: str) -> str:
 def test_the_console_is_not_in_the_openapi_document_and_root_redirects(app: App) -> None:
     paths = app.client.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if p == "/" or p.startswith("/ui")]
-    r = app.client.get("/", follow_redirects=False)
-    assert r.status_code == 307 and r.headers["location"] == "/ui/"
+    for path in ("/", "/ui"):
+        r = app.client.get(path, follow_redirects=False)
+        assert r.status_code == 307 and r.headers["location"] == "/ui/"
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     r = app.client.get("/ui/memories", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/sign-in?next=")
 

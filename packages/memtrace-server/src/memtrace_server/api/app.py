@@ -24,6 +24,7 @@ from memtrace_server.api.routes import agents, export, health, memories, session
 from memtrace_server.config import Settings
 from memtrace_server.console.pages import build_router as console_router
 from memtrace_server.console.services import ConsoleServices
+from memtrace_server.console.web import SECURITY_HEADERS
 from memtrace_server.service import semantic
 from memtrace_server.service.admin import Admin
 from memtrace_server.service.agents import Agents
@@ -189,9 +190,6 @@ def install_console(app: FastAPI, settings: Settings) -> None:
     app.include_router(console_router())
 
     @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/ui/", status_code=307)
-
     @app.get("/ui", include_in_schema=False)
-    async def console_root() -> RedirectResponse:
-        return RedirectResponse("/ui/", status_code=307)
+    async def to_console() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=307, headers=SECURITY_HEADERS)
