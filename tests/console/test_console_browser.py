@@ -522,3 +522,22 @@ def test_phone_width_and_keyboard(tab: Tab) -> None:
                .filter(el => !el.labels || el.labels.length === 0).length"""
     )
     assert unlabeled == 0
+
+
+def test_reading_works_with_javascript_off(browser: Any, site: Site) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(site.url + "/ui/")
+        page.get_by_label("API key").fill(site.read_key)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_test_id("total-memories")).to_be_visible()
+        page.get_by_role("link", name="Memories", exact=True).click()
+        page.get_by_label("Search").fill("dark mode")
+        page.get_by_role("button", name="Apply").click()
+        expect(page.get_by_test_id("score-breakdown").first).to_contain_text("recency")
+        stamp = page.locator("table.memories time").first  # UTC, as the server wrote it
+        expect(stamp).to_have_text(re.compile(r"^\d{4}-\d\d-\d\dT.*Z$"))
+        page.screenshot(path=str(SCREENSHOTS / "javascript_off.png"), full_page=True)
+    finally:
+        context.close()
