@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from memtrace_server.core.records import AgentRecord, AgentStatsRecord, MemoryFilter
-from memtrace_server.core.rules import DAY_NS, stats_window_start
+from memtrace_server.core.records import AgentRecord, MemoryFilter
+from memtrace_server.core.rules import DAY_NS
 from memtrace_server.core.timefmt import now_ns
 from memtrace_server.storage.routing import Stores
 
@@ -17,6 +17,15 @@ class Totals:
     memories: int
     agents: int
     sessions: int
+    memories_24h: int
+    memories_7d: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveAgent:
+    """An agent and how many memories it wrote recently."""
+
+    agent: AgentRecord
     memories_24h: int
     memories_7d: int
 
@@ -59,14 +68,20 @@ class Overview:
         ]
         return [DayCount(start, count) for start, count in zip(starts, counts, strict=True)]
 
-    async def most_active(
-        self, org_id: str, limit: int = 5
-    ) -> list[tuple[AgentRecord, AgentStatsRecord]]:
-        """The agents active most recently, with the stats of memories under their names."""
+    async def most_active(self, org_id: str, limit: int = 5) -> list[ActiveAgent]:
+        """The agents active most recently, with the memories written under their names
+        in the last 24 h and 7 days (index range counts, not the agents' full stats)."""
         store = await self.stores.tenant(org_id)
         agents = await store.list_agents(org_id)
         agents.sort(key=lambda a: a.last_active_at_ns or 0, reverse=True)
-        chosen = [a for a in agents if a.last_active_at_ns][:limit]
-        since = stats_window_start(now_ns())
-        stats = [await store.agent_stats(org_id, a.name, since) for a in chosen]
-        return list(zip(chosen, stats, strict=True))
+        now = now_ns()
+        found = []
+        for agent in [a for a in agents if a.last_active_at_ns][:limit]:
+            day, week = [
+                await store.count_memories(
+                    org_id, MemoryFilter(agent_id=agent.name, since_ns=now - days * DAY_NS)
+                )
+                for days in (1, 7)
+            ]
+            found.append(ActiveAgent(agent, day, week))
+        return found
