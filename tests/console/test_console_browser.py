@@ -121,8 +121,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope: the sync API runs an event loop in this thread until it stops, and the
+    # async tests that follow need the thread without one.
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM.exists(), "Debian's Chromium is missing: run scripts/ensure-chromium.sh"
