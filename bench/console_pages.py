@@ -34,7 +34,9 @@ def measure(url: str, targets: dict[str, Any], count: int = 30) -> dict[str, dic
     """p50 and p95 in milliseconds of each console page, signed in with the targets' key."""
     out: dict[str, dict[str, float]] = {}
     with httpx.Client(base_url=url, timeout=60, follow_redirects=True) as client:
-        signed = client.post("/ui/sign-in", data={"api_key": targets["key"]})
+        form = client.get("/ui/sign-in").text
+        token = form.split('name="login_token" value="', 1)[1].split('"', 1)[0]
+        signed = client.post("/ui/sign-in", data={"api_key": targets["key"], "login_token": token})
         if signed.status_code != 200 or "/ui/sign-in" in str(signed.url):
             raise SystemExit(f"console sign-in failed: {signed.status_code}")
         for name, path in PAGES.items():

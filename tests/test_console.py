@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 from starlette.testclient import TestClient
 
@@ -25,9 +26,21 @@ CHANGES = (
 )
 
 
+def login_token(client: TestClient) -> str:
+    """The token the sign-in form carries (and its cookie holds)."""
+    found = re.search(r'name="login_token" value="([^"]+)"', client.get("/ui/sign-in").text)
+    assert found
+    return found.group(1)
+
+
+def post_sign_in(client: TestClient, key: str) -> Any:
+    data = {"api_key": key, "login_token": login_token(client)}
+    return client.post("/ui/sign-in", data=data, follow_redirects=False)
+
+
 def sign_in(client: TestClient, key: str) -> str:
     """Sign in; the CSRF token of the new session."""
-    r = client.post("/ui/sign-in", data={"api_key": key}, follow_redirects=False)
+    r = post_sign_in(client, key)
     assert r.status_code == 303, r.text
     page = client.get("/ui/memories")
     assert page.status_code == 200
@@ -74,10 +87,10 @@ def test_an_idle_session_ends(app: App) -> None:
 def test_failed_sign_ins_are_rate_limited_per_address(app: App) -> None:
     key = app.new_key(app.new_org(), "read")
     for _ in range(10):
-        r = app.client.post("/ui/sign-in", data={"api_key": "mtk_wrong"})
+        r = post_sign_in(app.client, "mtk_wrong")
         assert r.status_code == 401 and "not valid" in r.text
-        assert "memtrace_console" not in r.headers.get("set-cookie", "")
-    r = app.client.post("/ui/sign-in", data={"api_key": key})
+        assert "memtrace_console=" not in r.headers.get("set-cookie", "")
+    r = post_sign_in(app.client, key)
     assert r.status_code == 429 and "retry-after" in r.headers
     assert "memtrace_console" not in app.client.cookies
 
@@ -90,7 +103,7 @@ def test_cookie_is_secure_over_https_or_when_configured(tmp_path: Path) -> None:
         with TestClient(create_app(settings), base_url=base) as client:
             app = App(client, settings)
             key = app.new_key(app.new_org(), "read")
-            r = client.post("/ui/sign-in", data={"api_key": key}, follow_redirects=False)
+            r = post_sign_in(client, key)
             cookie = r.headers["set-cookie"].lower()
             assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
 
@@ -156,3 +169,33 @@ def test_another_org_can_neither_read_nor_change(app: App) -> None:
         == 200
     )
     assert app.client.get(V1 + "/agents", headers=app.as_key(key_a)).status_code == 200
+
+
+def test_a_sign_in_posted_without_the_forms_token_is_refused(app: App) -> None:
+    """Another site cannot sign this browser in with its own key (login CSRF)."""
+    key = app.new_key(app.new_org(), "read")
+    r = app.client.post("/ui/sign-in", data={"api_key": key}, follow_redirects=False)
+    assert r.status_code == 403 and "sign in again" in r.text
+    r = app.client.post(
+        "/ui/sign-in", data={"api_key": key, "login_token": "guess"}, follow_redirects=False
+    )
+    assert r.status_code == 403
+    assert "memtrace_console" not in app.client.cookies
+    assert post_sign_in(app.client, key).status_code == 303
+
+
+def test_sessions_are_shared_by_every_process_on_the_store(tmp_path: Path) -> None:
+    """A session opened through one server is honoured, and ended, through another."""
+    settings = make_settings(tmp_path)
+    with (
+        TestClient(create_app(settings)) as first,
+        TestClient(create_app(settings)) as second,
+    ):
+        app = App(first, settings)
+        csrf = sign_in(first, app.new_key(app.new_org(), "read"))
+        second.cookies.update(first.cookies)
+        assert second.get("/ui/memories").status_code == 200
+        r = second.post("/ui/sign-out", data={"csrf_token": csrf}, follow_redirects=False)
+        assert r.status_code == 303
+        r = first.get("/ui/memories", follow_redirects=False)
+        assert r.status_code == 303 and "/ui/sign-in" in r.headers["location"]

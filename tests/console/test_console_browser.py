@@ -199,7 +199,7 @@ def test_sign_in_refuses_a_wrong_key_then_opens_the_overview(tab: Tab) -> None:
     page.get_by_label("API key").fill("mtk_" + "x" * 43 + "=")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("not valid")
-    assert page.context.cookies() == []
+    assert [c["name"] for c in page.context.cookies()] == ["memtrace_console_login"]  # no session
     page.get_by_label("API key").fill(tab.site.admin_key)
     page.get_by_role("button", name="Sign in").click()
     nav = page.get_by_role("navigation", name="Main")
@@ -411,7 +411,7 @@ def test_another_orgs_ids_are_404(tab: Tab) -> None:
 def test_sign_out_ends_the_session(tab: Tab, browser: Any) -> None:
     page = tab.page
     tab.sign_in(tab.site.admin_key)
-    (cookie,) = page.context.cookies()
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "memtrace_console"]
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/ui/sign-in$"))
     tab.goto("/ui/memories")
@@ -495,7 +495,8 @@ def test_security_headers_and_cookie_flags(tab: Tab) -> None:
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["referrer-policy"] == "same-origin"
     tab.sign_in(tab.site.admin_key)
-    (cookie,) = page.context.cookies()
+    (cookie,) = page.context.cookies()  # the sign-in form's token cookie is gone
+    assert cookie["name"] == "memtrace_console"
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert not cookie["secure"]  # plain http on loopback; https sets it (tests/test_console.py)
     assert cookie["value"] != tab.site.admin_key and tab.site.admin_key not in cookie["value"]

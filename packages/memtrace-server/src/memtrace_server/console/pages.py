@@ -20,14 +20,17 @@ from memtrace_server.console.charts import daily_chart
 from memtrace_server.console.services import ConsoleServices
 from memtrace_server.console.web import (
     COOKIE,
+    LOGIN_COOKIE,
     PREFIX,
     ConsoleRoute,
     SignInRequired,
     check_csrf,
     clear_session_cookie,
     form_of,
+    login_token_matches,
     render,
     set_session_cookie,
+    sign_in_page,
 )
 from memtrace_server.core.context import estimate_tokens
 from memtrace_server.core.errors import ApiError, BadRequest, NotFound, Unauthorized
@@ -164,22 +167,39 @@ def build_router() -> APIRouter:
 
     @router.get("/sign-in")
     async def sign_in_form(request: Request) -> Response:
-        return render(request, "sign_in.html", next=_next_path(request.query_params.get("next")))
+        return sign_in_page(
+            request,
+            next_path=_next_path(request.query_params.get("next")),
+            secure=services_of(request).secure_cookie,
+        )
 
     @router.post("/sign-in")
     async def sign_in(request: Request) -> Response:
         svc = services_of(request)
         form = await form_of(request)
         target = _next_path(form.get("next"))
+        if not login_token_matches(request, form):
+            return sign_in_page(
+                request,
+                next_path=target,
+                secure=svc.secure_cookie,
+                status=403,
+                error="The sign-in form expired or came from another site: sign in again.",
+            )
         address = request.client.host if request.client else "unknown"
         try:
             signed = await svc.sessions.sign_in(form.get("api_key", ""), address)
         except Unauthorized:
-            return render(
-                request, "sign_in.html", status=401, next=target, error="That API key is not valid."
+            return sign_in_page(
+                request,
+                next_path=target,
+                secure=svc.secure_cookie,
+                status=401,
+                error="That API key is not valid.",
             )
         response = RedirectResponse(target, status_code=303)
         set_session_cookie(response, request, signed.token, secure=svc.secure_cookie)
+        response.delete_cookie(LOGIN_COOKIE, path=PREFIX + "/")
         return response
 
     @router.post("/sign-out")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import secrets
 from collections.abc import Callable, Coroutine
 from functools import cache
 from typing import Any
@@ -20,6 +21,9 @@ from memtrace_server.core.timefmt import format_rfc3339
 from memtrace_server.service.console_sessions import ConsoleUser
 
 COOKIE = "memtrace_console"
+# Double-submit token of the sign-in form: a sign-in posted from another site has no cookie
+# (SameSite=Strict), so no page can sign a browser into someone else's organisation.
+LOGIN_COOKIE = "memtrace_console_login"
 PREFIX = "/ui"
 # Scripts and styles only from this server: no inline script, no remote host.
 CSP = (
@@ -100,6 +104,33 @@ def set_session_cookie(response: Response, request: Request, token: str, *, secu
         samesite="strict",
         secure=secure or is_https(request),
     )
+
+
+def sign_in_page(
+    request: Request, *, next_path: str, secure: bool, status: int = 200, error: str = ""
+) -> HTMLResponse:
+    """The sign-in form with a fresh login token, in the form and in a cookie."""
+    token = secrets.token_urlsafe(24)
+    response = render(
+        request, "sign_in.html", status=status, next=next_path, error=error, login_token=token
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        max_age=3600,
+        path=PREFIX + "/",
+        httponly=True,
+        samesite="strict",
+        secure=secure or is_https(request),
+    )
+    return response
+
+
+def login_token_matches(request: Request, form: dict[str, str]) -> bool:
+    """Whether the sign-in form came from our own sign-in page in this browser."""
+    cookie = request.cookies.get(LOGIN_COOKIE, "")
+    given = form.get("login_token", "")
+    return bool(cookie) and hmac.compare_digest(cookie.encode(), given.encode())
 
 
 def clear_session_cookie(response: Response) -> None:
