@@ -199,3 +199,34 @@ def test_sessions_are_shared_by_every_process_on_the_store(tmp_path: Path) -> No
         assert r.status_code == 303
         r = first.get("/ui/memories", follow_redirects=False)
         assert r.status_code == 303 and "/ui/sign-in" in r.headers["location"]
+
+
+def test_every_page_renders_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    settings = make_settings(tmp_path, store_url=pg_url)
+    with TestClient(create_app(settings)) as client:
+        app = App(client, settings)
+        key = app.new_key(app.new_org(), "read,write,admin")
+        headers = app.as_key(key)
+        session = client.post(V1 + "/sessions", headers=headers, json={"agent_id": "bot"}).json()
+        memory = client.post(
+            V1 + "/memories",
+            headers=headers,
+            json={"agent_id": "bot", "session_id": session["id"], "content": "<b>dark</b> mode"},
+        ).json()
+        csrf = sign_in(client, key)
+        for path in (
+            "/ui/",
+            "/ui/memories?q=dark&recency_half_life=7d",
+            f"/ui/memories/{memory['id']}",
+            "/ui/agents",
+            "/ui/agents/bot",
+            "/ui/sessions",
+            f"/ui/sessions/{session['id']}?max_tokens=10",
+            "/ui/erase",
+            "/ui/keys",
+        ):
+            page = client.get(path)
+            assert page.status_code == 200, path
+            assert "<b>dark</b>" not in page.text
+        r = client.post("/ui/erase", data={"csrf_token": csrf, "agent_id": "bot"})
+        assert r.status_code == 200 and 'dry-run-count">1<' in r.text
