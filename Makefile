@@ -64,6 +64,7 @@ layers: install
 
 pytest: install
 	scripts/ensure-postgres.sh
+	scripts/ensure-chromium.sh
 	$(BIN)/pytest
 
 test: lint typecheck layers pytest

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import console_pages
 from server import Server, create_key, free_port, serve_memtrace, sqlite_url
 
 HERE = Path(__file__).resolve().parent
@@ -322,6 +323,7 @@ def reads(bench: Bench, work: Path, sizes: list[int], store_url: str | None) -> 
                 phase["write with dedup check"] = {
                     "c1": bench.wrk(server, "post_memory.lua", 1, {"BENCH_KEY": t["key"]})
                 }
+                phase["console"] = console_pages.measure(server.url, t)
             phase["peak_rss_kb"] = rss["peak_rss_kb"]
         finally:
             server.stop()
@@ -420,6 +422,7 @@ def report(res: dict[str, Any]) -> str:
         )
         + "."
     )
+    lines += console_pages.report(res["reads"])
     errors = sum(_errors(res))
     lines.append(f"Errors and non-2xx responses across all runs: {errors}.")
     return "\n".join(lines)

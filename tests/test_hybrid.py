@@ -178,3 +178,17 @@ def test_the_default_install_has_no_ml_dependency() -> None:
 def test_the_model_runs_without_pytorch() -> None:
     for name in ("torch", "sentence_transformers", "transformers"):
         assert importlib.util.find_spec(name) is None, f"{name} is installed"
+
+
+def test_explain_in_hybrid_mode_shows_the_semantic_similarity(hybrid: dict[str, Any]) -> None:
+    results = _search(hybrid, mode="hybrid", agent_id="bot", explain=True)["results"]
+    top = results[0]["explanation"]
+    assert set(top) == {
+        "text_score", "semantic_similarity", "relevance", "recency_factor",
+        "importance_factor", "final_score",
+    }  # fmt: skip
+    assert top["text_score"] == 0  # no shared word: meaning alone recalled it
+    assert 0 < top["semantic_similarity"] <= 1
+    assert top["final_score"] == top["relevance"] == pytest.approx(results[0]["score"], abs=1e-6)
+    sims = [r["explanation"]["semantic_similarity"] for r in results]
+    assert sims[0] == max(s for s in sims if s is not None)

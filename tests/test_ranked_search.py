@@ -160,3 +160,47 @@ def test_query_aware_context_and_erasure_leaves_no_trace(
     assert (
         client.post(V1 + "/memories/delete", headers=a, json={"query": "sunset"}).status_code == 400
     )
+
+
+def test_explain_gives_each_result_its_score_components(
+    ranked: tuple[TestClient, dict[str, str], dict[str, str]],
+) -> None:
+    client, a, b = ranked
+    body = {"query": "support group", "recency_half_life": "7d", "importance_weight": 2.0}
+    plain = client.post(V1 + "/search", json=body, headers=a).json()
+    explained = client.post(V1 + "/search", json={**body, "explain": True}, headers=a).json()
+    assert [r["id"] for r in explained["results"]] == [r["id"] for r in plain["results"]]
+    for hit, bare in zip(explained["results"], plain["results"], strict=True):
+        why = hit["explanation"]
+        assert {k: v for k, v in hit.items() if k != "explanation"} == bare  # the rest: unchanged
+        assert set(why) == {
+            "text_score", "relevance", "recency_factor", "importance_factor", "final_score"
+        }  # fmt: skip
+        assert why["text_score"] == why["relevance"] > 0
+        assert why["importance_factor"] == pytest.approx(1 + 2.0 * hit.get("importance", 0))
+        assert 0 < why["recency_factor"] <= 1
+        assert why["final_score"] == pytest.approx(
+            why["relevance"] * why["importance_factor"] * why["recency_factor"], rel=1e-4
+        )
+        assert why["final_score"] == pytest.approx(hit["score"], abs=1e-6)
+    # the 40-day-old memory is recalled with a small recency factor
+    old = next(r for r in explained["results"] if "accepted" in r["content"])
+    assert old["explanation"]["recency_factor"] < 0.05
+    # plain BM25: factors of 1; without a query nothing is scored
+    (first, *_) = search(client, a, query="support group", explain=True)
+    assert first["explanation"]["recency_factor"] == first["explanation"]["importance_factor"] == 1
+    assert first["explanation"]["final_score"] == pytest.approx(first["score"], abs=1e-6)
+    unranked = search(client, a, agent_id="bot", explain=True)
+    assert unranked and all(r["explanation"]["final_score"] is None for r in unranked)
+    # another org's key explains only its own memories
+    assert {r["content"] for r in search(client, b, query="support group", explain=True)} == {
+        "support group in org B"
+    }
+
+
+def test_without_explain_the_response_has_no_explanation(
+    ranked: tuple[TestClient, dict[str, str], dict[str, str]],
+) -> None:
+    client, a, _ = ranked
+    for body in ({"query": "support"}, {"query": "support", "explain": False}, {"explain": None}):
+        assert all("explanation" not in r for r in search(client, a, **body))

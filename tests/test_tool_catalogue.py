@@ -410,3 +410,27 @@ def test_the_catalogue_imports_no_integration_framework() -> None:
         "assert not loaded & {'openai', 'agents', 'mcp'}, loaded & {'openai', 'agents', 'mcp'}"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.anyio
+async def test_search_explain_says_why_to_the_model_and_over_mcp(client: AsyncMemtrace) -> None:
+    await client.remember("support", "The customer was charged twice for invoice 1042")
+    box = AsyncMemtraceToolbox(client, "support")
+    arguments = json.dumps({"query": "charged twice", "explain": True})
+    (reply,) = await box.handle_tool_calls(
+        [
+            {
+                "id": "e",
+                "type": "function",
+                "function": {"name": "memtrace_search", "arguments": arguments},
+            }
+        ]
+    )
+    why = json.loads(reply["content"])["memories"][0]["why"]
+    assert why["text_score"] > 0 and why["recency_factor"] == why["importance_factor"] == 1
+    async with Client(build_server(client)) as mcp:
+        result = await mcp.call_tool(
+            "memtrace_search", {"agent_id": "support", "query": "charged twice", "explain": True}
+        )
+    (found,) = result.structured_content["results"]
+    assert found["explanation"]["final_score"] == pytest.approx(found["score"], abs=1e-4)

@@ -388,3 +388,22 @@ async def test_keyed_memories_and_metadata_filters_async(aclient: AsyncMemtrace)
     assert [m.content for m in found.results] == ["prefers phone"]
     erased = await aclient.erase_memories(key="channel", include_superseded=True)
     assert erased.deleted == 2
+
+
+def test_search_explain_sync(client: Memtrace) -> None:
+    client.remember("why", "Alex prefers dark mode", importance=0.5)
+    found = client.search_memories(query="dark mode", explain=True, importance_weight=1.0)
+    why = found.results[0].explanation
+    assert why is not None and why.text_score is not None and why.text_score > 0
+    assert why.importance_factor == pytest.approx(1.5) and why.recency_factor == 1.0
+    assert why.final_score == pytest.approx(why.text_score * 1.5, rel=1e-5)
+    typed = client.search_memories(SearchQuery(query="dark mode"))
+    assert typed.results[0].explanation is None
+
+
+@pytest.mark.anyio
+async def test_search_explain_async(aclient: AsyncMemtrace) -> None:
+    await aclient.remember("why", "Alex prefers dark mode")
+    found = await aclient.search_memories(SearchQuery(query="dark mode", explain=True))
+    why = found.results[0].explanation
+    assert why is not None and why.final_score == pytest.approx(why.text_score)

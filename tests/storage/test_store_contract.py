@@ -16,6 +16,7 @@ import pytest
 from memtrace_server.core.records import (
     AgentDeletion,
     AgentRecord,
+    ConsoleSessionRecord,
     MemoryFilter,
     MemoryRecord,
     OrgRecord,
@@ -35,6 +36,10 @@ MASTER_KEY = os.urandom(32)
 CONTROL = {
     "create_org", "list_orgs", "get_org", "set_org_retention", "create_key", "list_keys",
     "revoke_key", "find_key", "set_org_store", "list_org_stores", "delete_org_store",
+}  # fmt: skip
+CONTROL |= {
+    "create_console_session", "get_console_session", "touch_console_session",
+    "delete_console_session", "purge_console_sessions",
 }  # fmt: skip
 
 pytestmark = pytest.mark.anyio
@@ -599,3 +604,24 @@ async def test_an_imported_current_version_competes_with_the_stored_one(store: C
         ["imported, newer"],
         ["imported, newer", "stored, older", "imported, oldest"],
     )
+
+
+async def test_console_sessions(store: Contract) -> None:
+    first = ConsoleSessionRecord("t" * 64, "org_a", "k" * 64, "csrf1", NOW, NOW)
+    second = ConsoleSessionRecord("u" * 64, "org_b", "j" * 64, "csrf2", NOW, NOW + MIN)
+    await store.create_console_session(first)
+    await store.create_console_session(second)
+    with pytest.raises(DuplicateName):
+        await store.create_console_session(first)
+    assert await store.get_console_session("t" * 64) == first
+    assert await store.get_console_session("x" * 64) is None
+    assert await store.touch_console_session("t" * 64, NOW + 2 * MIN)
+    assert not await store.touch_console_session("x" * 64, NOW)
+    touched = await store.get_console_session("t" * 64)
+    assert touched is not None and touched.last_seen_at_ns == NOW + 2 * MIN
+    # idle since before NOW + 90 s: only the second (last seen NOW + 1 min)
+    assert await store.purge_console_sessions(NOW + MIN + MIN // 2) == 1
+    assert await store.get_console_session("u" * 64) is None
+    assert await store.delete_console_session("t" * 64)
+    assert not await store.delete_console_session("t" * 64)
+    assert await store.get_console_session("t" * 64) is None

@@ -19,6 +19,22 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Explanation(BaseModel):
+    """Why a search returned a memory (``explain=True``):
+    ``final_score = relevance x importance_factor x recency_factor``."""
+
+    text_score: float | None = Field(None, description="BM25 score of the query's words.")
+    semantic_similarity: float | None = Field(
+        None, description="Hybrid mode: cosine similarity to the query."
+    )
+    relevance: float | None = Field(
+        None, description="The text score, or in hybrid mode the fused (standardised) sum."
+    )
+    recency_factor: float = 1.0
+    importance_factor: float = 1.0
+    final_score: float | None = Field(None, description="What the result is ranked by.")
+
+
 class Memory(BaseModel):
     """A stored memory event."""
 
@@ -40,6 +56,9 @@ class Memory(BaseModel):
     key: str | None = Field(None, description="Its key, when it records a fact that can change.")
     superseded_by: str | None = Field(None, description="The version that replaced it.")
     superseded_at: datetime | None = Field(None, description="When it was replaced.")
+    explanation: Explanation | None = Field(
+        None, description="The score's components, in searches with explain=True."
+    )
 
 
 class AddMemoryRequest(_Request):
@@ -144,6 +163,7 @@ class SearchQuery(_Request):
     metadata: dict[str, Any] | None = Field(
         None, description="Top-level metadata fields that must equal these values exactly."
     )
+    explain: bool | None = Field(None, description="Give each result an explanation of its score.")
 
 
 class EraseQuery(SearchQuery):

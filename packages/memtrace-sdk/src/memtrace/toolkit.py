@@ -64,6 +64,8 @@ def compact_memory(m: Memory) -> dict[str, Any]:
         out["reasoning"] = m.metadata["reasoning"]
     if m.score is not None:
         out["score"] = round(m.score, 4)
+    if m.explanation is not None:
+        out["why"] = m.explanation.model_dump(exclude_none=True)
     return out
 
 
@@ -457,10 +459,6 @@ RECALL = Tool(
 
 
 def _search(args: dict[str, Any]) -> Call[SearchResult]:
-    # Extension point (explain): when POST /api/v1/search accepts "explain": true, add an
-    # optional Argument("explain", bool, ...) to SEARCH, send it here, and word each
-    # memory's explanation in the reply. The MCP server, whose results a person reads,
-    # is where it pays; until then the field is not sent (the server would ignore it).
     return ops.search_memories(
         {
             "agent_id": args["agent_id"],
@@ -473,6 +471,7 @@ def _search(args: dict[str, Any]) -> Call[SearchResult]:
             "min_importance": args["min_importance"],
             "since": args["since"],
             "limit": args["limit"],
+            "explain": args["explain"],
         }
     )
 
@@ -518,6 +517,13 @@ SEARCH = Tool(
         ),
         Argument("since", str, _TIME_WINDOW, example="3d"),
         _LIMIT,
+        Argument(
+            "explain",
+            bool,
+            "With query: say why each result was recalled (text score, semantic similarity, "
+            "recency and importance factors, final score).",
+            example=True,
+        ),
     ),
     steps=_one_call(_search),
     reply=list_text,

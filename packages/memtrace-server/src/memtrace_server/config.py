@@ -56,6 +56,9 @@ class Settings:
     rate_per_second: float = 0.0  # limits.rate_per_second (per key and process; 0 = off)
     rate_burst: int = 100  # limits.rate_burst
     cors_origins: str = ""  # server.cors_origins (comma list; empty = CORS off)
+    console_enabled: bool = True  # console.enabled (the web console under /ui/)
+    console_idle_hours: float = 8.0  # console.idle_hours (a sign-in ends after this idle time)
+    console_secure_cookie: bool = False  # console.secure_cookie (always mark cookies Secure)
     master_key: str = ""  # MEMTRACE_MASTER_KEY only, never from a file
 
     @property
@@ -93,6 +96,9 @@ _KEYS: dict[tuple[str, str], str] = {
     ("limits", "rate_per_second"): "rate_per_second",
     ("limits", "rate_burst"): "rate_burst",
     ("server", "cors_origins"): "cors_origins",
+    ("console", "enabled"): "console_enabled",
+    ("console", "idle_hours"): "console_idle_hours",
+    ("console", "secure_cookie"): "console_secure_cookie",
 }
 _TYPES = {f.name: f.type for f in fields(Settings)} | {"auth_db_path": "str"}
 
@@ -147,6 +153,8 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("limits.rate_per_second must be 0 (off) or more")
     if s.purge_interval_seconds < 1:
         raise ConfigError("retention.purge_interval_seconds must be at least 1")
+    if not 0 < s.console_idle_hours <= 24 * 30:
+        raise ConfigError("console.idle_hours must be more than 0 and at most 720")
     if s.dedup_window_hours < 1:
         raise ConfigError("dedup.window_hours must be at least 1")
     return s

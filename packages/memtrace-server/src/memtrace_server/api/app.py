@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import RedirectResponse
 
 from memtrace_server import __version__
 from memtrace_server.api.deps import Services
@@ -22,10 +23,16 @@ from memtrace_server.api.metrics import Metrics
 from memtrace_server.api.middleware import RequestMiddleware
 from memtrace_server.api.routes import agents, export, health, memories, sessions
 from memtrace_server.config import Settings
+from memtrace_server.console.pages import build_router as console_router
+from memtrace_server.console.services import ConsoleServices
+from memtrace_server.console.web import SECURITY_HEADERS
 from memtrace_server.service import semantic
+from memtrace_server.service.admin import Admin
 from memtrace_server.service.agents import Agents
 from memtrace_server.service.auth import Authenticator
+from memtrace_server.service.console_sessions import ConsoleSessions
 from memtrace_server.service.memories import HYBRID_OFF, Memories
+from memtrace_server.service.overview import Overview
 from memtrace_server.service.ratelimit import RateLimiter
 from memtrace_server.service.semantic import Embedder, Indexer
 from memtrace_server.service.transfer import Transfer
@@ -155,6 +162,8 @@ def create_app(settings: Settings, store: Store | Stores | None = None) -> FastA
     install_error_handlers(app)
     for module in (health, memories, agents, sessions, export):
         app.include_router(module.router)
+    if settings.console_enabled:
+        install_console(app, settings)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:  # off unless configured
@@ -165,6 +174,29 @@ def create_app(settings: Settings, store: Store | Stores | None = None) -> FastA
             allow_headers=["x-api-key", "authorization", "content-type", "x-request-id"],
         )
     return app
+
+
+def install_console(app: FastAPI, settings: Settings) -> None:
+    """Serve the web console under ``/ui/`` (``GET /`` redirects there), outside the OpenAPI
+    document, on the same services as the API."""
+    svc: Services = app.state.services
+    app.state.console = ConsoleServices(
+        memories=svc.memories,
+        agents=svc.agents,
+        overview=Overview(svc.stores),
+        admin=Admin(svc.stores, key_cache_seconds=settings.key_cache_seconds),
+        transfer=svc.transfer,
+        sessions=ConsoleSessions(
+            svc.stores.control, svc.auth, idle_seconds=settings.console_idle_hours * 3600
+        ),
+        secure_cookie=settings.console_secure_cookie,
+    )
+    app.include_router(console_router())
+
+    @app.get("/", include_in_schema=False)
+    @app.get("/ui", include_in_schema=False)
+    async def to_console() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=307, headers=SECURITY_HEADERS)
 
 
 WORKER_SETTINGS_VARIABLE = "MEMTRACE_WORKER_SETTINGS"

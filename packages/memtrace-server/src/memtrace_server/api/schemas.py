@@ -68,10 +68,36 @@ class EraseOut(BaseModel):
     dry_run: bool
 
 
+class ExplanationOut(BaseModel):
+    """Why a search returned a memory: ``final_score = relevance x importance_factor x
+    recency_factor``. Scores are null when the search had no query (time order)."""
+
+    text_score: float | None = Field(description="BM25 score of the query's words.")
+    semantic_similarity: float | None = Field(
+        None,
+        description="Hybrid mode only: cosine similarity to the query (null if not embedded yet).",
+    )
+    relevance: float | None = Field(
+        description="The text score; in hybrid mode the standardised text score plus the "
+        "standardised similarity."
+    )
+    recency_factor: float = Field(description="0.5 per recency_half_life of age; 1 without it.")
+    importance_factor: float = Field(description="1 + importance_weight x importance.")
+    final_score: float | None = Field(description="The score the result is ranked by.")
+
+
+class SearchResultOut(MemoryOut):
+    """A search result; ``explanation`` only when the search asked for it."""
+
+    explanation: ExplanationOut | None = Field(
+        None, description='With "explain": true, the components of the score.'
+    )
+
+
 class SearchOut(BaseModel):
     """Search results."""
 
-    results: list[MemoryOut]
+    results: list[SearchResultOut]
     count: int
     query_time_ms: int
     mode: Literal["bm25", "hybrid"] | None = Field(

@@ -142,3 +142,15 @@ class AgentDeletion:
 
     outcome: Literal["deleted", "absent", "has_sessions"]
     sessions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSessionRecord:
+    """A web console sign-in as stored: digests only, never the token or the API key."""
+
+    token_digest: str
+    org_id: str
+    key_digest: str  # the API key that opened it, re-checked on every request
+    csrf_token: str
+    created_at_ns: int
+    last_seen_at_ns: int

@@ -285,6 +285,11 @@ class SearchRequest(_Body):
         description="Top-level metadata fields that must equal these values exactly "
         "(strings, numbers, booleans, null; at most 16 fields).",
     )
+    explain: Annotated[bool, _null_is(False)] = Field(
+        False,
+        description="Add an explanation to each result: text score, semantic similarity "
+        "(hybrid), recency and importance factors and the final score.",
+    )
 
 
 class ContextRequest(_Body):

@@ -115,6 +115,10 @@ class Admin:
         if not await self.control.set_org_retention(org_id, days or None):
             raise AdminError(f"org '{org_id}' not found")
 
+    async def retention_days(self, org_id: str) -> int | None:
+        """How many days the org keeps memories (None: forever)."""
+        return (await self._existing_org(org_id)).retention_days
+
     def _master_key(self) -> bytes:
         key = self.master_key
         if key is None:

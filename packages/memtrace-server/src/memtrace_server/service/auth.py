@@ -53,7 +53,12 @@ class Authenticator:
             return Principal(DEFAULT_ORG, None, frozenset({"admin"}))
         if not key:
             raise Unauthorized("missing API key")
-        digest = key_digest(key)
+        return await self.authenticate_digest(key_digest(key))
+
+    async def authenticate_digest(self, digest: str) -> Principal:
+        """The principal for the key with this SHA-256 digest (a console session holds it)."""
+        if not self.enabled:
+            return Principal(DEFAULT_ORG, None, frozenset({"admin"}))
         record = await self._find(digest)
         # The lookup is by digest, so its timing says nothing about the key; the compare
         # below is constant-time for completeness.

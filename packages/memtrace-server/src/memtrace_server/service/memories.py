@@ -15,6 +15,7 @@ from memtrace_server.core.context import (
 )
 from memtrace_server.core.dedup import dedup_key
 from memtrace_server.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from memtrace_server.core.explain import Explanation, importance_factor, recency_factor
 from memtrace_server.core.ids import new_memory_id
 from memtrace_server.core.records import MemoryFilter, MemoryRecord
 from memtrace_server.core.requests import (
@@ -39,7 +40,7 @@ from memtrace_server.core.validation import (
     key_error,
     metadata_filter_error,
 )
-from memtrace_server.service.semantic import Embedder, fuse
+from memtrace_server.service.semantic import Embedder, FusedHit, fuse_explained
 from memtrace_server.storage.routing import Stores
 
 LIST_DEFAULT_LIMIT = 100
@@ -274,6 +275,12 @@ class Memories:
         With ``query``: ranked by relevance after every other filter; optionally blended
         with recency (``recency_half_life``) and importance (``importance_weight``).
         """
+        return [memory for memory, _ in await self.search_explained(org_id, req)]
+
+    async def search_explained(
+        self, org_id: str, req: SearchRequest
+    ) -> list[tuple[MemoryRecord, Explanation]]:
+        """:meth:`search`, each result with the components of its score."""
         mode = self.ranking_mode(req.mode, req.query)
         half_life = parse_relative(req.recency_half_life) if req.recency_half_life else None
         if req.recency_half_life and half_life is None:
@@ -285,18 +292,43 @@ class Memories:
         flt = await self.visible(org_id, self.search_filter(req))
         hybrid = mode == "hybrid"
         store = await self.stores.tenant(org_id)
-        if not flt.query or not (half_life or req.importance_weight or hybrid):
-            return await store.query_memories(org_id, flt)
+        if not flt.query:
+            return [(m, Explanation()) for m in await store.query_memories(org_id, flt)]
+        if not (half_life or req.importance_weight or hybrid):
+            ranked = await store.query_memories(org_id, flt)
+            return [(m, Explanation(m.score, None, m.score, final_score=m.score)) for m in ranked]
         wide = replace(flt, limit=min(MAX_LIMIT, max(4 * (flt.limit + flt.offset), 200)), offset=0)
         pool = await store.query_memories(org_id, wide)
         if hybrid:
-            pool = await self._fuse_dense(org_id, req.query, wide, pool)
-        if not (half_life or req.importance_weight):
-            return pool[flt.offset : flt.offset + flt.limit]
+            hits = await self._fuse_dense(org_id, req.query, wide, pool)
+        else:
+            hits = [FusedHit(m, m.score or 0.0, None) for m in pool]
         now = now_ns()
-        blended = [replace(m, score=blend(m, now, half_life, req.importance_weight)) for m in pool]
-        blended.sort(key=lambda m: m.score or 0.0, reverse=True)
-        return blended[flt.offset : flt.offset + flt.limit]
+        explained = []
+        for hit in hits:
+            m = hit.memory
+            final = (
+                blend(m, now, half_life, req.importance_weight)
+                if half_life or req.importance_weight
+                else m.score
+            )
+            explained.append(
+                (
+                    replace(m, score=final),
+                    Explanation(
+                        text_score=hit.text_score,
+                        semantic_similarity=hit.similarity,
+                        relevance=m.score,
+                        recency_factor=recency_factor(now - m.time_ns, half_life),
+                        importance_factor=importance_factor(m.importance, req.importance_weight),
+                        final_score=final,
+                        hybrid=hybrid,
+                    ),
+                )
+            )
+        if half_life or req.importance_weight:
+            explained.sort(key=lambda pair: pair[0].score or 0.0, reverse=True)
+        return explained[flt.offset : flt.offset + flt.limit]
 
     def ranking_mode(self, requested: str | None, query: str) -> str | None:
         """How ``query`` ranks: as requested, else hybrid when this server has semantic
@@ -309,13 +341,13 @@ class Memories:
 
     async def _fuse_dense(
         self, org_id: str, query: str, flt: MemoryFilter, lexical: list[MemoryRecord]
-    ) -> list[MemoryRecord]:
+    ) -> list[FusedHit]:
         """The lexical ranking fused with closeness in meaning (same filters)."""
         assert self.embedder is not None
         (vector,) = await self.embedder.encode_async([query])
         store = await self.stores.tenant(org_id)
         candidates = await store.embedded_memories(org_id, replace(flt, limit=DENSE_SCAN_LIMIT))
-        return fuse(vector, lexical, candidates)
+        return fuse_explained(vector, lexical, candidates)
 
     def search_filter(self, req: SearchRequest) -> MemoryFilter:
         """The filter a search (or erase) body describes."""
@@ -376,7 +408,8 @@ class Memories:
         store = await self.stores.tenant(org_id)
         rows = await store.query_memories(org_id, flt)
         if mode == "hybrid":
-            rows = (await self._fuse_dense(org_id, req.query, flt, rows))[:CONTEXT_ROW_LIMIT]
+            hits = await self._fuse_dense(org_id, req.query, flt, rows)
+            rows = [hit.memory for hit in hits[:CONTEXT_ROW_LIMIT]]
         return rows, mode
 
 
@@ -384,9 +417,9 @@ def blend(
     memory: MemoryRecord, now: int, half_life_ns: int | None, importance_weight: float
 ) -> float:
     """Relevance times ``1 + weight x importance``, halved per ``half_life`` of age."""
-    score = (memory.score or 0.0) * (1.0 + importance_weight * memory.importance)
+    score = (memory.score or 0.0) * importance_factor(memory.importance, importance_weight)
     if half_life_ns:
-        score *= 0.5 ** (max(now - memory.time_ns, 0) / half_life_ns)
+        score *= recency_factor(now - memory.time_ns, half_life_ns)
     return score
 
 

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from memtrace_server.core.records import MemoryRecord
@@ -154,6 +154,24 @@ def fuse(
     which let the weaker dense ranking (R@10 48 alone) pull good lexical hits down
     (R@10: RRF 63.8, BM25 69.9, this 71.9).
     """
+    return [hit.memory for hit in fuse_explained(query_vector, lexical, candidates)]
+
+
+@dataclass(frozen=True, slots=True)
+class FusedHit:
+    """A memory ranked by :func:`fuse` (``score`` is the fused one), with its two parts."""
+
+    memory: MemoryRecord
+    text_score: float
+    similarity: float | None  # cosine to the query; None when not embedded yet
+
+
+def fuse_explained(
+    query_vector: bytes,
+    lexical: Sequence[MemoryRecord],
+    candidates: Sequence[tuple[MemoryRecord, bytes]],
+) -> list[FusedHit]:
+    """:func:`fuse`, keeping each memory's BM25 score and cosine similarity."""
     import numpy as np
 
     records: dict[str, MemoryRecord] = {m.id: m for m, _ in candidates}
@@ -178,7 +196,14 @@ def fuse(
         dense[~embedded] = dense[embedded].mean()
     total = _standardise(bm25) + _standardise(dense)
     order = sorted(range(len(ids)), key=lambda i: (-total[i], -records[ids[i]].time_ns))
-    return [replace(records[ids[i]], score=float(total[i])) for i in order]
+    return [
+        FusedHit(
+            replace(records[ids[i]], score=float(total[i])),
+            float(bm25[i]),
+            float(dense[i]) if embedded[i] else None,
+        )
+        for i in order
+    ]
 
 
 def _standardise(values: Any) -> Any:

@@ -18,6 +18,7 @@ from memtrace_server.core.records import (
     AgentRecord,
     AgentStatsRecord,
     ApiKeyRecord,
+    ConsoleSessionRecord,
     MemoryFilter,
     MemoryRecord,
     OrgRecord,
@@ -121,6 +122,22 @@ class ControlStore(Lifecycle, Protocol):
 
     async def delete_org_store(self, org_id: str) -> bool:
         """Remove an org's binding; False if it had none."""
+
+    # web console sign-ins
+    async def create_console_session(self, session: ConsoleSessionRecord) -> None:
+        """Store a console session (by the digest of its token)."""
+
+    async def get_console_session(self, token_digest: str) -> ConsoleSessionRecord | None:
+        """The console session with this token digest, if it exists."""
+
+    async def touch_console_session(self, token_digest: str, now_ns: int) -> bool:
+        """Record activity on a console session; False if it no longer exists."""
+
+    async def delete_console_session(self, token_digest: str) -> bool:
+        """End a console session; False if there was none."""
+
+    async def purge_console_sessions(self, idle_before_ns: int) -> int:
+        """Delete console sessions last seen before ``idle_before_ns``; how many."""
 
 
 class TenantStore(Lifecycle, Protocol):

@@ -30,6 +30,7 @@ from memtrace_server.core.records import (
     AgentRecord,
     AgentStatsRecord,
     ApiKeyRecord,
+    ConsoleSessionRecord,
     MemoryFilter,
     MemoryRecord,
     OrgRecord,
@@ -1128,3 +1129,45 @@ class SqlStore(ABC):
         """Insert a session unless its id exists."""
         sql = f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({marks(9)}) ON CONFLICT DO NOTHING"
         return await self._changed(sql, session_values(org_id, session)) > 0
+
+    # web console sign-ins (control)
+
+    async def create_console_session(self, session: ConsoleSessionRecord) -> None:
+        """Store a console session."""
+        sql = (
+            "INSERT INTO console_sessions (token_digest, org_id, key_digest, csrf_token,"
+            " created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        params = (
+            session.token_digest,
+            session.org_id,
+            session.key_digest,
+            session.csrf_token,
+            session.created_at_ns,
+            session.last_seen_at_ns,
+        )
+        await self._write(guarded(Stmt(sql, params), duplicate="console session already exists"))
+
+    async def get_console_session(self, token_digest: str) -> ConsoleSessionRecord | None:
+        """The console session stored under this token digest."""
+        row = await self._one(
+            "SELECT token_digest, org_id, key_digest, csrf_token, created_at, last_seen_at"
+            " FROM console_sessions WHERE token_digest = ?",
+            (token_digest,),
+        )
+        return ConsoleSessionRecord(*row) if row else None
+
+    async def touch_console_session(self, token_digest: str, now_ns: int) -> bool:
+        """Move a console session's last activity forward."""
+        sql = "UPDATE console_sessions SET last_seen_at = ? WHERE token_digest = ?"
+        return await self._changed(sql, (now_ns, token_digest)) > 0
+
+    async def delete_console_session(self, token_digest: str) -> bool:
+        """End a console session."""
+        sql = "DELETE FROM console_sessions WHERE token_digest = ?"
+        return await self._changed(sql, (token_digest,)) > 0
+
+    async def purge_console_sessions(self, idle_before_ns: int) -> int:
+        """Delete console sessions idle since before ``idle_before_ns``."""
+        sql = "DELETE FROM console_sessions WHERE last_seen_at < ?"
+        return await self._changed(sql, (idle_before_ns,))

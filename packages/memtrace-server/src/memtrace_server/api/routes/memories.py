@@ -21,6 +21,7 @@ from memtrace_server.api.schemas import (
     errors,
 )
 from memtrace_server.core.errors import Conflict
+from memtrace_server.core.explain import explanation_to_wire
 from memtrace_server.core.records import MemoryFilter
 from memtrace_server.core.requests import (
     MAX_OFFSET,
@@ -242,12 +243,18 @@ async def search(
 ) -> Response:
     """Memories matching structured filters (tags: exact, all required), newest first."""
     started = time.perf_counter()
-    results = await svc.memories.search(principal.org_id, body)
+    if body.explain:
+        explained = await svc.memories.search_explained(principal.org_id, body)
+        results = [
+            {**memory_to_wire(m), "explanation": explanation_to_wire(e)} for m, e in explained
+        ]
+    else:
+        results = [memory_to_wire(m) for m in await svc.memories.search(principal.org_id, body)]
     elapsed_ms = int((time.perf_counter() - started) * 1000)
     mode = svc.memories.ranking_mode(body.mode, body.query)
     return json_response(
         {
-            "results": [memory_to_wire(m) for m in results],
+            "results": results,
             "count": len(results),
             "query_time_ms": elapsed_ms,
         }
