@@ -236,12 +236,8 @@ def build_router() -> APIRouter:
             has_more = len(explained) > PAGE_SIZE
             rows = list(explained[:PAGE_SIZE])
         else:
-            flt = list_filter(
-                now=now_ns(),
-                limit=PAGE_SIZE,
-                offset=offset,
-                **{k: v or None for k, v in filters.items()},
-            )
+            given: dict[str, Any] = {k: v or None for k, v in filters.items()}
+            flt = list_filter(now=now_ns(), limit=PAGE_SIZE, offset=offset, **given)
             page = await svc.memories.page(org, flt)
             has_more = page.has_more
             rows = [(m, None) for m in page.memories]
