@@ -625,3 +625,51 @@ async def test_console_sessions(store: Contract) -> None:
     assert await store.delete_console_session("t" * 64)
     assert not await store.delete_console_session("t" * 64)
     assert await store.get_console_session("t" * 64) is None
+
+
+async def test_common_and_rare_tags_and_metadata_give_the_same_answers(store: Contract) -> None:
+    # Enough rows that a value is common (a store may then probe it per row rather than
+    # walk its index): every path must answer exactly what the filter says.
+    rows = [
+        mem(
+            n,
+            content=f"row {n}",
+            time_ns=NOW - (2000 - n) * 10**9,
+            tags=("common", *(("rare",) if n % 97 == 0 else ()), *(("odd",) if n % 2 else ())),
+            metadata={"plan": "pro" if n % 3 else "free", "user": f"u{n % 250}"},
+            agent_id="agent_1" if n % 5 else "agent_2",
+        )
+        for n in range(1200)
+    ]
+    await store.insert_memories("org_a", rows, None, NOW)
+
+    def expected(pick: Any, ascending: bool = False, limit: int = 100) -> list[str]:
+        chosen = sorted(
+            (m for m in rows if pick(m)), key=lambda m: m.time_ns, reverse=not ascending
+        )
+        return [m.id for m in chosen][:limit]
+
+    async def got(**kw: Any) -> list[str]:
+        return [m.id for m in await store.query_memories("org_a", MemoryFilter(**kw))]
+
+    def has(m: MemoryRecord, *tags: str) -> bool:
+        return all(t in m.tags for t in tags)
+
+    window = NOW - 1500 * 10**9
+    assert await got(tags=("common",)) == expected(lambda m: has(m, "common"))
+    assert await got(tags=("common", "rare")) == expected(lambda m: has(m, "common", "rare"))
+    assert await got(tags=("common", "odd"), since_ns=window, ascending=True) == expected(
+        lambda m: has(m, "common", "odd") and m.time_ns > window, ascending=True
+    )
+    pro = (("plan", "pro"),)
+    assert await got(metadata=pro, agent_id="agent_2") == expected(
+        lambda m: m.metadata["plan"] == "pro" and m.agent_id == "agent_2"
+    )
+    assert await got(metadata=(*pro, ("user", "u7")), tags=("odd",)) == expected(
+        lambda m: m.metadata["plan"] == "pro" and m.metadata["user"] == "u7" and has(m, "odd")
+    )
+    flt = MemoryFilter(tags=("common", "odd"), metadata=pro)
+    assert await store.count_memories("org_a", flt) == len(
+        [m for m in rows if has(m, "common", "odd") and m.metadata["plan"] == "pro"]
+    )
+    assert await store.count_memories("org_a", MemoryFilter(tags=("rare",))) == 13

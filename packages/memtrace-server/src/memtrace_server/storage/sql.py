@@ -1025,9 +1025,20 @@ class SqlStore(ABC):
 
     async def count_memories(self, org_id: str, flt: MemoryFilter) -> int:
         """How many memories match the filter."""
-        where, params = self.memory_filter(org_id, flt)
-        row = await self._one(f"SELECT count(*) FROM memories m WHERE {where}", params)
-        return int(row[0]) if row else 0
+
+        def op() -> Op[int]:
+            source, rest = "memories m", flt
+            source_params: list[Any] = []
+            ordered = yield from self.time_ordered_source(org_id, flt)
+            if ordered is not None:
+                source, source_params, _, rest = ordered
+            where, params = self.memory_filter(org_id, rest)
+            found = yield Stmt(
+                f"SELECT count(*) FROM {source} WHERE {where}", [*source_params, *params]
+            )
+            return int(found.rows[0][0])
+
+        return await self._read(op())
 
     async def delete_memory(self, org_id: str, memory_id: str) -> bool:
         """Erase one memory from every index."""

@@ -123,21 +123,35 @@ def _meta_rows(m: MemoryRecord, org_id: str, rid: int) -> list[tuple[Any, ...]]:
     ]
 
 
-def _tags_clause(org_id: str, flt: MemoryFilter) -> tuple[list[str], list[Any]]:
-    bounds, bound_params = "", []
+def _window(flt: MemoryFilter, alias: str) -> tuple[str, list[Any]]:
+    """The filter's time bounds on an index table that carries ``time``."""
+    bounds, params = "", []
     if flt.since_ns is not None:
-        bounds += " AND t.time > ?"
-        bound_params.append(flt.since_ns)
+        bounds += f" AND {alias}.time > ?"
+        params.append(flt.since_ns)
     if flt.until_ns is not None:
-        bounds += " AND t.time < ?"
-        bound_params.append(flt.until_ns)
-    clauses, params = [], []
+        bounds += f" AND {alias}.time < ?"
+        params.append(flt.until_ns)
+    return bounds, params
+
+
+def _index_entries(org_id: str, flt: MemoryFilter) -> list[tuple[str, list[Any], MemoryFilter]]:
+    """For each tag and metadata value of the filter: the conditions on alias ``x0`` that
+    select its index entries (in time order), and what the filter leaves to check."""
+    bounds, bound_params = _window(flt, "x0")
+    entries = []
     for tag in flt.tags:
-        clauses.append(
-            f"m.rid IN (SELECT t.rid FROM memory_tags t WHERE t.org_id = ? AND t.tag = ?{bounds})"
+        rest = replace(flt, tags=tuple(t for t in flt.tags if t != tag))
+        condition = f"memory_tags x0 WHERE x0.org_id = ? AND x0.tag = ?{bounds}"
+        entries.append((condition, [org_id, tag, *bound_params], rest))
+    for index, (field, value) in enumerate(flt.metadata):
+        rest = replace(flt, metadata=flt.metadata[:index] + flt.metadata[index + 1 :])
+        condition = (
+            "memory_meta x0 WHERE x0.org_id = ? AND x0.field = ? AND x0.vtype = ?"
+            f" AND x0.value IS ?{bounds}"
         )
-        params.extend([org_id, tag, *bound_params])
-    return clauses, params
+        entries.append((condition, [org_id, field, *_typed(value), *bound_params], rest))
+    return entries
 
 
 class SQLiteStore(SqlStore):
@@ -310,8 +324,10 @@ class SQLiteStore(SqlStore):
         return tuple(tags) if tags else ()
 
     def tags_clause(self, org_id: str, flt: MemoryFilter) -> tuple[list[str], list[Any]]:
-        """One ``memory_tags`` range per tag, within the filter's time bounds."""
-        return _tags_clause(org_id, flt)
+        """A ``memory_tags`` probe per tag and row (the rarest tag may drive the read
+        instead: ``time_ordered_source``)."""
+        clauses = ["EXISTS (SELECT 1 FROM memory_tags t WHERE t.rid = m.rid AND t.tag = ?)"]
+        return clauses * len(flt.tags), list(flt.tags)
 
     def metadata_clause(
         self, org_id: str, fields: Sequence[tuple[str, Any]]
@@ -330,29 +346,24 @@ class SQLiteStore(SqlStore):
     def time_ordered_source(
         self, org_id: str, flt: MemoryFilter
     ) -> Op[tuple[str, list[Any], str, MemoryFilter] | None]:
-        """Rarest first: a metadata value held by fewer than ``RARE_VALUE`` memories of the
-        org drives the read, its index entries walked in time order and each memory joined,
-        so the work is bounded by that count. A commoner value is left to per-row probes of
-        the time, agent or session scan, which meets a page's worth of matches soon."""
-        rarest: tuple[int, int] | None = None
-        for index, (field, value) in enumerate(flt.metadata):
+        """Rarest first: a tag or metadata value held by fewer than ``RARE_VALUE`` memories
+        of the org (in the filter's window) drives the read, its index entries walked in time
+        order and each memory joined, so the work is bounded by that count. Commoner values
+        are left to per-row probes of the time, agent or session scan, which meets a page's
+        worth of matches soon."""
+        rarest: tuple[int, str, list[Any], MemoryFilter] | None = None
+        for condition, params, rest in _index_entries(org_id, flt):
             found = yield Stmt(
-                "SELECT count(*) FROM (SELECT 1 FROM memory_meta WHERE org_id = ? AND field = ?"
-                " AND vtype = ? AND value IS ? LIMIT ?)",
-                (org_id, field, *_typed(value), RARE_VALUE),
+                f"SELECT count(*) FROM (SELECT 1 FROM {condition} LIMIT ?)", [*params, RARE_VALUE]
             )
             count = int(found.rows[0][0])
             if count < RARE_VALUE and (rarest is None or count < rarest[0]):
-                rarest = (count, index)
+                rarest = (count, condition, params, rest)
         if rarest is None:
             return None
-        field, value = flt.metadata[rarest[1]]
-        rest = flt.metadata[: rarest[1]] + flt.metadata[rarest[1] + 1 :]
-        source = (
-            "memory_meta x0 CROSS JOIN memories m ON m.rid = x0.rid AND x0.org_id = ?"
-            " AND x0.field = ? AND x0.vtype = ? AND x0.value IS ?"
-        )
-        return source, [org_id, field, *_typed(value)], "x0", replace(flt, metadata=rest)
+        _, condition, params, rest = rarest
+        table, on = condition.split(" WHERE ", 1)
+        return f"{table} CROSS JOIN memories m ON m.rid = x0.rid AND {on}", params, "x0", rest
 
     def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Stmt:
         """BM25 over FTS5, the org (or agent) scope inside the match."""
