@@ -998,26 +998,29 @@ class SqlStore(ABC):
 
         return await self._read(op())
 
+    def _scan(self, org_id: str, flt: MemoryFilter) -> Op[tuple[str, list[Any], str]]:
+        """``FROM … WHERE …`` of a filter, its parameters, and the alias whose time and rid
+        order it: ``memories`` itself, or a backend's faster source (``time_ordered_source``)."""
+        ordered = yield from self.time_ordered_source(org_id, flt)
+        source, params, order, rest = ordered or ("memories m", [], "m", flt)
+        where, where_params = self.memory_filter(org_id, rest)
+        return f"{source} WHERE {where}", [*params, *where_params], order
+
     async def query_memories(self, org_id: str, flt: MemoryFilter) -> list[MemoryRecord]:
         """Memories matching a filter, by time; with ``query``, ranked by relevance."""
-        where, params = self.memory_filter(org_id, flt)
         if flt.query:
+            where, params = self.memory_filter(org_id, flt)
             rows = await self._read(run(self.ranked(org_id, flt, where, params)))
             sign = self.score_sign
             return [replace(self._memory(r[:-1]), score=sign * float(r[-1])) for r in rows.rows]
         direction = "ASC" if flt.ascending else "DESC"
 
         def op() -> Op[list[tuple[Any, ...]]]:
-            source, order, rest = "memories m", "m", flt
-            source_params: list[Any] = []
-            ordered = yield from self.time_ordered_source(org_id, flt)
-            if ordered is not None:
-                source, source_params, order, rest = ordered
-            condition, values = self.memory_filter(org_id, rest)
+            scan, params, order = yield from self._scan(org_id, flt)
             result = yield Stmt(
-                f"SELECT {MEMORY_COLUMNS} FROM {source} WHERE {condition}"
+                f"SELECT {MEMORY_COLUMNS} FROM {scan}"
                 f" ORDER BY {order}.time {direction}, {order}.rid {direction} LIMIT ? OFFSET ?",
-                [*source_params, *values, flt.limit, flt.offset],
+                [*params, flt.limit, flt.offset],
             )
             return result.rows
 
@@ -1027,16 +1030,8 @@ class SqlStore(ABC):
         """How many memories match the filter."""
 
         def op() -> Op[int]:
-            source, rest = "memories m", flt
-            source_params: list[Any] = []
-            ordered = yield from self.time_ordered_source(org_id, flt)
-            if ordered is not None:
-                source, source_params, _, rest = ordered
-            where, params = self.memory_filter(org_id, rest)
-            found = yield Stmt(
-                f"SELECT count(*) FROM {source} WHERE {where}", [*source_params, *params]
-            )
-            return int(found.rows[0][0])
+            scan, params, _ = yield from self._scan(org_id, flt)
+            return int((yield Stmt(f"SELECT count(*) FROM {scan}", params)).rows[0][0])
 
         return await self._read(op())
 
