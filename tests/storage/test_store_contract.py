@@ -334,6 +334,98 @@ async def test_stats(store: Contract) -> None:
     assert empty.memory_count == 0 and empty.memory_types == {} and empty.last_active_at_ns is None
 
 
+async def counted_stats(store: Contract, org: str, agent: str, since: int) -> tuple[Any, ...]:
+    """Agent stats counted from the memories themselves, to hold the tallies against."""
+
+    async def count(**kw: Any) -> int:
+        return int(await store.count_memories(org, MemoryFilter(agent_id=agent, **kw)))
+
+    types = {}
+    for memory_type in ("episodic", "decision", "session", "entity"):
+        if n := await count(memory_types=(memory_type,)):
+            types[memory_type] = n
+    window = (await count(since_ns=since), await count(since_ns=since, event_types=("error",)))
+    return sum(types.values()), types, *window
+
+
+async def stats_of(store: Contract, org: str, agent: str, since: int) -> tuple[Any, ...]:
+    s = await store.agent_stats(org, agent, since)
+    return s.memory_count, s.memory_types, s.memories_24h, s.errors_24h
+
+
+async def test_stats_follow_every_change(store: Contract) -> None:
+    """Stats come from maintained tallies; after each kind of write and erase they equal
+    a count of the table, for windows that start on, before and inside an hour."""
+    hour = 3600 * 10**9
+    base = (NOW // hour) * hour
+    sinces = [base - 24 * hour, base - 24 * hour + 1, base - hour - 1, base - 7, NOW - WINDOW]
+    sinces += [base - 24 * hour + 30 * MIN, -5 * hour - 1, -5 * hour, 0]
+    await store.register_agent(
+        "org_a", AgentRecord(id="agent_1", org_id="org_a", name="one", created_at_ns=NOW)
+    )
+    await store.create_session(
+        "org_a",
+        SessionRecord(
+            id="s", org_id="org_a", agent_id="agent_1", created_at_ns=NOW, updated_at_ns=NOW
+        ),
+    )
+
+    async def check(step: str) -> None:
+        for org, agent in (("org_a", "agent_1"), ("org_a", "agent_2"), ("org_b", "agent_1")):
+            for since in sinces:
+                got = await stats_of(store, org, agent, since)
+                assert got == await counted_stats(store, org, agent, since), (step, org, since)
+
+    types = ("episodic", "decision", "session")
+    events = ("general", "error", "action")
+    times = [base - 30 * hour, base - 24 * hour, base - 24 * hour + 1, base - hour - 1, base - 7]
+    times += [base, NOW, base - 5 * hour - 2, -6 * hour, -5 * hour]
+    batch = [
+        mem(
+            n,
+            agent_id=("agent_1", "agent_2")[n % 2],
+            time_ns=times[n % len(times)] + n,
+            memory_type=types[n % 3],
+            event_type=events[n % 4 % 3],
+            session_id="s" if n % 5 == 0 else "",
+            expires_at_ns=NOW - 1 if n % 7 == 0 else None,
+        )
+        for n in range(1, 41)
+    ]
+    await store.insert_memories("org_a", batch, None, NOW)
+    await store.insert_memories("org_b", [mem(1, org="org_b", event_type="error")], None, NOW)
+    await check("inserted")
+
+    keyed = [
+        mem(100 + n, key="plan", time_ns=NOW - (10 - n) * MIN, event_type=events[n % 2])
+        for n in range(4)
+    ]
+    await store.insert_memories("org_a", keyed[:2], None, NOW)  # one batch: a chain
+    await store.insert_memories("org_a", [keyed[3]], None, NOW)  # supersedes a stored one
+    await store.insert_memories("org_a", [keyed[2]], None, NOW)  # a backfill: history at once
+    await check("keyed")
+
+    assert await store.delete_memory("org_a", keyed[3].id)  # the previous version returns
+    await check("current version erased")
+    await store.delete_memories("org_a", MemoryFilter(memory_types=("decision",)))
+    await check("erased by filter")
+    assert await store.delete_session("org_a", "s", True)
+    await check("session cascade")
+    stores = [await store.stores.tenant(org) for org in ("org_a", "org_b")]
+    for tenant in {id(t): t for t in stores}.values():
+        await tenant.purge_expired(NOW, {"org_a": base - 24 * hour})
+    await check("expired and retention")
+    await store.import_memories(
+        "org_a", [mem(200, time_ns=base + 1, event_type="error"), batch[1]], NOW
+    )
+    await check("imported")
+    agent_2 = AgentRecord(id="agent_2", org_id="org_a", name="agent_2", created_at_ns=NOW)
+    await store.erase_agent("org_a", agent_2)
+    await check("agent erased")
+    assert (await stats_of(store, "org_a", "agent_2", NOW - WINDOW))[0] == 0
+    assert (await stats_of(store, "org_b", "agent_1", NOW - WINDOW))[0] == 1  # untouched
+
+
 async def test_delete_org_removes_everything(store: Contract) -> None:
     await store.create_key("org_a", "k", "a" * 64, "p", "read", NOW)
     await store.ensure_agent(
@@ -673,3 +765,33 @@ async def test_common_and_rare_tags_and_metadata_give_the_same_answers(store: Co
         [m for m in rows if has(m, "common", "odd") and m.metadata["plan"] == "pro"]
     )
     assert await store.count_memories("org_a", MemoryFilter(tags=("rare",))) == 13
+
+
+async def test_tallies_are_built_from_a_store_that_had_none(tmp_path: Path) -> None:
+    """The migration that adds tallies counts what an older store already holds."""
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    store = store_from_url(f"sqlite:///{db.as_posix()}")
+    await store.open()
+    await store.create_org(OrgRecord("org_a", "A", NOW))
+    kinds = ("episodic", "decision")
+    batch = [
+        mem(n, memory_type=kinds[n % 2], event_type=("error", "general")[n % 3 > 0])
+        for n in range(30)
+    ]
+    await store.insert_memories("org_a", batch, None, NOW)
+    await store.insert_memories("org_a", [mem(40, key="k"), mem(41, key="k")], None, NOW)
+    before = await store.agent_stats("org_a", "agent_1", NOW - WINDOW)
+    await store.close()
+    with sqlite3.connect(db) as conn:  # as the store was before the tallies' migration
+        assert conn.execute("SELECT count(*) FROM agent_tallies").fetchone()[0] > 0
+        conn.execute("DROP TABLE agent_tallies")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 10")  # 0010_agent_tallies
+    reopened = store_from_url(f"sqlite:///{db.as_posix()}")
+    await reopened.open()
+    try:
+        after = await reopened.agent_stats("org_a", "agent_1", NOW - WINDOW)
+        assert after == before and after.memory_count == 31
+    finally:
+        await reopened.close()

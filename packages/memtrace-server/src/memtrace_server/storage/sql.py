@@ -17,7 +17,7 @@ PostgreSQL takes advisory locks).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, ClassVar, Generic, TypeVar
@@ -66,6 +66,14 @@ BINDING_COLUMNS = "org_id, url_cipher, url_nonce, updated_at"
 # Lock spaces: the same key in two spaces never collides.
 AGENT_LOCK, DEDUP_LOCK, IMPORT_LOCK, SCHEMA_LOCK, KEY_LOCK = 1, 0, 2, 3, 5
 DEDUP_KEYS_PER_QUERY = 500
+HOUR_NS = 3600 * 10**9
+ALL_TIME = -(2**62)  # the ``hour`` of an agent's all-time tally row
+TALLY_SQL = (
+    "INSERT INTO agent_tallies (org_id, agent_id, memory_type, hour, memories, errors)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org_id, agent_id, memory_type, hour) DO UPDATE"
+    " SET memories = agent_tallies.memories + excluded.memories,"
+    " errors = agent_tallies.errors + excluded.errors"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +151,38 @@ def guarded(stmt: Stmt, *, duplicate: str | None = None, missing: str | None = N
         if missing is None:
             raise
         raise MissingReference(missing) from exc
+
+
+def hour_of(time_ns: int) -> int:
+    """The tally hour of a time, truncated toward zero like SQL's integer division."""
+    return time_ns // HOUR_NS if time_ns >= 0 else -(-time_ns // HOUR_NS)
+
+
+Tally = tuple[str, str, str, int, int, int]  # org, agent, memory type, hour, memories, errors
+
+
+def tally(rows: Iterable[Tally], sign: int = 1) -> Stmt | None:
+    """One upsert of ``agent_tallies`` for changes of current memories, per hour and in all.
+
+    Rows are summed per tally row and sorted, so concurrent writers lock them in one order.
+    """
+    sums: dict[tuple[str, str, str, int], list[int]] = {}
+    for org_id, agent_id, memory_type, hour, memories, errors in rows:
+        for at in (hour, ALL_TIME):
+            total = sums.setdefault((org_id, agent_id, memory_type, at), [0, 0])
+            total[0] += sign * int(memories)
+            total[1] += sign * int(errors)
+    changes = [(*k, n, e) for k, (n, e) in sorted(sums.items()) if n or e]
+    return Stmt(TALLY_SQL, changes, True) if changes else None
+
+
+def memory_tallies(org_id: str, memories: Iterable[MemoryRecord]) -> list[Tally]:
+    """Tally rows of memories that are (or were) current."""
+    return [
+        (org_id, m.agent_id, m.memory_type, hour_of(m.time_ns), 1, int(m.event_type == "error"))
+        for m in memories
+        if not m.superseded_by
+    ]
 
 
 def marks(n: int) -> str:
@@ -507,7 +547,7 @@ class SqlStore(ABC):
 
         def op() -> Op[None]:
             yield from self.erase_where("m.org_id = ?", (org_id,))
-            for table in ("sessions", "agents"):
+            for table in ("agent_tallies", "sessions", "agents"):
                 yield Stmt(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))
 
         await self._write(op())
@@ -650,6 +690,10 @@ class SqlStore(ABC):
         def op() -> Op[None]:
             condition = "m.org_id = ? AND m.agent_id IN (?, ?)"
             yield from self.erase_where(condition, (org_id, agent.id, agent.name))
+            yield Stmt(
+                "DELETE FROM agent_tallies WHERE org_id = ? AND agent_id IN (?, ?)",
+                (org_id, agent.id, agent.name),
+            )
             for table in ("sessions", "agents"):
                 column = "agent_id" if table == "sessions" else "id"
                 yield Stmt(
@@ -659,28 +703,46 @@ class SqlStore(ABC):
         await self._write(op())
 
     async def agent_stats(self, org_id: str, agent_id: str, since_ns: int) -> AgentStatsRecord:
-        """Counts for one agent id."""
+        """Counts for one agent id, from its tallies: the work is bounded by the hours of
+        the window and one hour of memories, not by the agent's history."""
         scope = "WHERE org_id = ? AND agent_id = ?"
-        current = f"{scope} AND superseded_by IS NULL"
+        hour = hour_of(since_ns)
+        # Hours truncate toward zero: hour h < 0 holds ((h - 1) H, h H], hour 0 (-H, H).
+        hour_end = (hour + 1) * HOUR_NS if hour >= 0 else hour * HOUR_NS + 1
 
         def op() -> Op[AgentStatsRecord]:
             types = {
                 str(t): int(n)
                 for t, n in (
                     yield Stmt(
-                        f"SELECT memory_type, count(*) FROM memories {current} GROUP BY memory_type",
-                        (org_id, agent_id),
+                        f"SELECT memory_type, memories FROM agent_tallies {scope}"
+                        " AND hour = ? AND memories > 0",
+                        (org_id, agent_id, ALL_TIME),
                     )
                 ).rows
             }
-            recent, errors, last = (
+            later, later_errors = (
                 yield Stmt(
-                    "SELECT count(*) FILTER (WHERE time > ?),"
-                    " count(*) FILTER (WHERE time > ? AND event_type = 'error'), max(time)"
-                    f" FROM memories {current}",
-                    (since_ns, since_ns, org_id, agent_id),
+                    "SELECT coalesce(sum(memories), 0), coalesce(sum(errors), 0)"
+                    f" FROM agent_tallies {scope} AND hour > ?",
+                    (org_id, agent_id, hour),
                 )
             ).rows[0]
+            # The window's first hour in part: its memories after ``since_ns``.
+            first, first_errors = (
+                yield Stmt(
+                    "SELECT count(*), count(*) FILTER (WHERE event_type = 'error')"
+                    f" FROM memories {scope} AND time > ? AND time < ? AND superseded_by IS NULL",
+                    (org_id, agent_id, since_ns, hour_end),
+                )
+            ).rows[0]
+            last = (
+                yield Stmt(
+                    f"SELECT time FROM memories {scope} AND superseded_by IS NULL"
+                    " ORDER BY time DESC LIMIT 1",
+                    (org_id, agent_id),
+                )
+            ).one()
             sessions, active = (
                 yield Stmt(
                     f"SELECT count(*), count(*) FILTER (WHERE status = 'active') FROM sessions {scope}",
@@ -689,11 +751,11 @@ class SqlStore(ABC):
             ).rows[0]
             return AgentStatsRecord(
                 memory_count=sum(types.values()),
-                memories_24h=int(recent),
-                errors_24h=int(errors),
+                memories_24h=int(later) + int(first),
+                errors_24h=int(later_errors) + int(first_errors),
                 session_count=int(sessions),
                 active_sessions=int(active),
-                last_active_at_ns=last,
+                last_active_at_ns=last[0] if last else None,
                 memory_types=types,
             )
 
@@ -872,7 +934,11 @@ class SqlStore(ABC):
             in_batch.setdefault(session, []).append((m.time_ns, m.content))
         return contexts
 
-    def _insert(self, org_id: str, memories: Sequence[MemoryRecord]) -> Op[None]:
+    def _insert(
+        self, org_id: str, memories: Sequence[MemoryRecord], retired: Sequence[Tally] = ()
+    ) -> Op[None]:
+        """Write memories and what follows from them: activity times and agent tallies
+        (``retired``: stored versions these memories superseded)."""
         if memories:
             contexts = yield from self._contexts(org_id, memories)
             yield from self.write_memories(org_id, memories, contexts)
@@ -882,23 +948,29 @@ class SqlStore(ABC):
                     " AND (last_active_at IS NULL OR last_active_at < ?)",
                     (when, org_id, ref, when),
                 )
+        changes = tally([*memory_tallies(org_id, memories), *retired])
+        if changes is not None:
+            yield changes
 
     def _supersede(
         self, org_id: str, memories: Sequence[MemoryRecord], now_ns: int
-    ) -> Op[list[MemoryRecord]]:
+    ) -> Op[tuple[list[MemoryRecord], list[Tally]]]:
         """Apply keyed memories in order: each replaces the current version of its key unless
         that one is newer (by time; a tie goes to the later write), and so becomes history.
 
         Marks the stored version it replaces and returns the memories to insert, with
-        ``superseded_by`` set on those that are history already.
+        ``superseded_by`` set on those that are history already, and the tally rows of the
+        stored versions that stopped being current.
         """
         out = list(memories)
+        retired: list[Tally] = []
         for agent_id, key in sorted({(m.agent_id, m.key) for m in memories if m.key}):
             yield from self.lock(f"{org_id}|{agent_id}|{key}", KEY_LOCK)
             of_key = "org_id = ? AND agent_id = ? AND memory_key = ?"
             row = (
                 yield Stmt(
-                    f"SELECT id, time FROM memories WHERE {of_key} AND superseded_by IS NULL",
+                    "SELECT id, time, memory_type, event_type FROM memories"
+                    f" WHERE {of_key} AND superseded_by IS NULL",
                     (org_id, agent_id, key),
                 )
             ).one()
@@ -916,11 +988,14 @@ class SqlStore(ABC):
                         " AND id = ?",
                         (m.id, now_ns, org_id, agent_id, key, current[0]),
                     )
+                    assert row is not None  # the stored current version
+                    error = int(row[3] == "error")
+                    retired.append((org_id, agent_id, row[2], hour_of(row[1]), -1, -error))
                 elif current is not None and current[2] is not None:
                     earlier = out[current[2]]
                     out[current[2]] = replace(earlier, superseded_by=m.id, superseded_at_ns=now_ns)
                 current = (m.id, m.time_ns, index)
-        return out
+        return out, retired
 
     def _erase(self, condition: str, params: Sequence[Any]) -> Op[int]:
         """Erase memories from every index; where a key's current version goes, the newest
@@ -935,15 +1010,30 @@ class SqlStore(ABC):
         keys.sort()
         for org_id, agent_id, key in keys:
             yield from self.lock(f"{org_id}|{agent_id}|{key}", KEY_LOCK)
+        gone = yield Stmt(
+            f"SELECT m.org_id, m.agent_id, m.memory_type, m.time / {HOUR_NS}, count(*),"
+            " count(*) FILTER (WHERE m.event_type = 'error') FROM memories m"
+            f" WHERE {condition} AND m.superseded_by IS NULL GROUP BY 1, 2, 3, 4",
+            params,
+        )
         erased = yield from self.erase_where(condition, params)
+        changes: list[Tally] = [(*row[:4], -row[4], -row[5]) for row in gone.rows]
         of_key = "org_id = ? AND agent_id = ? AND memory_key = ?"
         for org_id, agent_id, key in keys:
-            yield Stmt(
+            promoted = yield Stmt(
                 f"UPDATE memories SET superseded_by = NULL, superseded_at = NULL WHERE {of_key}"
                 f" AND rid = (SELECT rid FROM memories WHERE {of_key} ORDER BY time DESC, rid DESC LIMIT 1)"
-                f" AND NOT EXISTS (SELECT 1 FROM memories WHERE {of_key} AND superseded_by IS NULL)",
+                f" AND NOT EXISTS (SELECT 1 FROM memories WHERE {of_key} AND superseded_by IS NULL)"
+                " RETURNING memory_type, time, event_type",
                 (org_id, agent_id, key) * 3,
             )
+            for memory_type, when, event in promoted.rows:
+                changes.append(
+                    (org_id, agent_id, memory_type, hour_of(when), 1, int(event == "error"))
+                )
+        update = tally(changes)
+        if update is not None:
+            yield update
         return erased
 
     async def insert_memories(
@@ -966,8 +1056,8 @@ class SqlStore(ABC):
                 )
             fresh = fresh_memories(memories, stored, dedup_window_ns)
             kept = [m for m, ok in zip(memories, fresh, strict=True) if ok]
-            versions = yield from self._supersede(org_id, kept, now_ns)
-            yield from self._insert(org_id, versions)
+            versions, retired = yield from self._supersede(org_id, kept, now_ns)
+            yield from self._insert(org_id, versions, retired)
             return fresh
 
         return await self._write(op())
@@ -1119,8 +1209,8 @@ class SqlStore(ABC):
                     new[m.id] = m
             history = [m for m in new.values() if m.superseded_by or not m.key]
             current = [m for m in new.values() if m.key and not m.superseded_by]
-            current = yield from self._supersede(org_id, current, now_ns)
-            yield from self._insert(org_id, [*history, *current])
+            current, retired = yield from self._supersede(org_id, current, now_ns)
+            yield from self._insert(org_id, [*history, *current], retired)
             return len(new)
 
         return await self._write(op())
