@@ -197,3 +197,23 @@ def test_context_budget_drops_oldest_first() -> None:
 def test_context_budget_smaller_than_header() -> None:
     rows = [_mem(1, "episodic", "general", "x", T0)]
     assert render_session_context("s", rows, 1) == ("## Session Context (s)\n\n", 0)
+
+
+def test_pool_bm25_weighs_rare_terms_and_counts_word_forms() -> None:
+    from memtrace_server.core.ranking import Candidate, bm25, stem, term_weights
+
+    assert stem("refunds") == stem("refunded") == "refund"
+    weights = term_weights(["customer", "orchids"], 100, {"customer": 90, "orchids": 3})
+    assert weights["orchid"] > 5 * weights["customer"]
+    scores = bm25(
+        [
+            Candidate("the customer called us", ""),
+            Candidate("an orchid for the customer", ""),
+            Candidate("an orchid for the visitor", ""),
+            Candidate("some of my orchids here", ""),  # a plural counts too
+            Candidate("nothing about flowers here", "orchid"),  # a tag counts less
+            Candidate("unrelated words only here", ""),
+        ],
+        weights,
+    )
+    assert scores[1] > scores[2] == scores[3] > scores[4] > scores[0] > scores[5] == 0.0

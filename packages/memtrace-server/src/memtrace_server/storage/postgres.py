@@ -201,14 +201,18 @@ class PostgresStore(SqlStore):
         """jsonb containment of the fields (GIN expression index)."""
         return ["m.metadata_json::jsonb @> ?::jsonb"], [orjson.dumps(dict(fields)).decode()]
 
-    def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Stmt:
+    def ranked(
+        self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]
+    ) -> Op[sql.Result]:
         """ts_rank over the weighted tsvector."""
         # Terms are letters and digits only (core.text), so they are safe tsquery lexemes.
-        return Stmt(
-            f"SELECT {sql.MEMORY_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', m.tsv, q, 1) AS rank"
-            " FROM memories m, to_tsquery('english', ?) q"
-            f" WHERE m.tsv @@ q AND {where} ORDER BY rank DESC, m.time DESC LIMIT ? OFFSET ?",
-            [" | ".join(flt.query), *params, flt.limit, flt.offset],
+        return (
+            yield Stmt(
+                f"SELECT {sql.MEMORY_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', m.tsv, q, 1) AS rank"
+                " FROM memories m, to_tsquery('english', ?) q"
+                f" WHERE m.tsv @@ q AND {where} ORDER BY rank DESC, m.time DESC LIMIT ? OFFSET ?",
+                [" | ".join(flt.query), *params, flt.limit, flt.offset],
+            )
         )
 
     def write_memories(

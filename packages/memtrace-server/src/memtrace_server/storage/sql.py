@@ -403,7 +403,7 @@ class SqlStore(ABC):
         return None
 
     @abstractmethod
-    def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Stmt:
+    def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Op[Result]:
         """Memories matching ``where`` and any term of ``flt.query``, best first, with
         ``MEMORY_COLUMNS`` and a score column last."""
 
@@ -1100,7 +1100,7 @@ class SqlStore(ABC):
         """Memories matching a filter, by time; with ``query``, ranked by relevance."""
         if flt.query:
             where, params = self.memory_filter(org_id, flt)
-            rows = await self._read(run(self.ranked(org_id, flt, where, params)))
+            rows = await self._read(self.ranked(org_id, flt, where, params))
             sign = self.score_sign
             return [replace(self._memory(r[:-1]), score=sign * float(r[-1])) for r in rows.rows]
         direction = "ASC" if flt.ascending else "DESC"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import logging
 import queue
 import sqlite3
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 import orjson
 
 from memtrace_server.core.errors import ApiError
+from memtrace_server.core.ranking import Candidate, bm25, term_weights
 from memtrace_server.core.records import MemoryFilter, MemoryRecord
 from memtrace_server.core.text import agent_scope, org_scope
 from memtrace_server.storage.base import (
@@ -58,6 +60,14 @@ MAX_GROUP = 256
 RARE_VALUE = 500
 # BM25 weight of the neighbouring-memory column; LoCoMo dev recall is flat from 0.3 to 0.7.
 CONTEXT_WEIGHT = 0.5
+EXACT = 2000  # a query with fewer matches in its scope is ranked over all of them
+RANKED_POOL = 250  # else, the most recent matches of each term are ranked
+PAIRED_TERMS = 5  # and those holding two of the rarest terms
+WINDOW = 2000  # recent memories of the scope that weigh the terms of a pooled ranking
+CONTENT, EVENT, TAGS, TIME = (
+    [c.strip() for c in MEMORY_COLUMNS.split(",")].index(f"m.{name}")
+    for name in ("content", "event_type", "tags", "time")
+)
 # SQLite's result codes (the sqlite3 module names them only from Python 3.11).
 SQLITE_FULL = 13
 SQLITE_CONSTRAINT_FOREIGNKEY = 787
@@ -365,17 +375,75 @@ class SQLiteStore(SqlStore):
         table, on = condition.split(" WHERE ", 1)
         return f"{table} CROSS JOIN memories m ON m.rid = x0.rid AND {on}", params, "x0", rest
 
-    def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Stmt:
-        """BM25 over FTS5, the org (or agent) scope inside the match."""
+    def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Op[Result]:
+        """BM25 over FTS5, the org (or agent) scope inside the match.
+
+        FTS5's ``bm25()`` reads every match of each term in the whole index, so when the
+        query has ``EXACT`` matches or more in the scope, the ranking moves to a pool: the
+        ``RANKED_POOL`` most recent matches of each term and of each pair of its rarest
+        terms, weighed by how common each term is among the scope's recent memories
+        (``core.ranking``). Its work follows the pool, not the history. A page the pool
+        cannot fill (a narrow filter on top) is ranked over every match instead.
+        """
         scope = agent_scope(org_id, flt.agent_id) if flt.agent_id is not None else org_scope(org_id)
-        terms = " OR ".join('"' + t.replace('"', '""') + '"' for t in flt.query)
-        match = f'scope:"{scope}" AND {{content labels context}}:({terms})'
-        return Stmt(
+        fields = "{content labels context}"
+
+        def match(terms: Sequence[str], join: str = " OR ") -> str:
+            quoted = join.join('"' + t.replace('"', '""') + '"' for t in terms)
+            return f'scope:"{scope}" AND {fields}:({quoted})'
+
+        everything = Stmt(
             f"SELECT {MEMORY_COLUMNS}, bm25(memories_fts, 0.0, 1.0, 0.4, {CONTEXT_WEIGHT}) AS rank"
             " FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid"
             f" WHERE memories_fts MATCH ? AND {where} ORDER BY rank, m.time DESC LIMIT ? OFFSET ?",
-            [match, *params, flt.limit, flt.offset],
+            [match(flt.query), *params, flt.limit, flt.offset],
         )
+        recent = "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC"
+        counted = yield Stmt(f"SELECT count(*) FROM ({recent} LIMIT ?)", (match(flt.query), EXACT))
+        if counted.rows[0][0] < EXACT:  # few matches: rank them all
+            return (yield everything)
+        pool = max(RANKED_POOL, 2 * (flt.limit + flt.offset))
+        lists = {}
+        for term in flt.query:
+            found = yield Stmt(f"{recent} LIMIT ?", (match([term]), pool))
+            lists[term] = [row[0] for row in found.rows]
+        # The window: the scope's most recent memories, where each term's share is known
+        # (or, for a term too common for its pool to reach the window's start, estimated).
+        window = (yield Stmt(f"{recent} LIMIT ?", (f'scope:"{scope}"', WINDOW))).rows
+        top, floor = window[0][0], window[-1][0]
+        matches = {}
+        for term, rids in lists.items():
+            if len(rids) < pool or rids[-1] <= floor:
+                matches[term] = sum(1 for rid in rids if rid >= floor)
+            else:
+                matches[term] = pool * (top - floor + 1) // (top - rids[-1] + 1)
+        weights = term_weights(flt.query, len(window), matches)
+        # Memories holding two of the rarer terms outrank those holding one: take them
+        # from the whole history (their intersections are small, and cheap to walk).
+        pooled = {rid for found in lists.values() for rid in found}
+        rarest = sorted(lists, key=lambda t: len(lists[t]))[:PAIRED_TERMS]
+        for pair in itertools.combinations(rarest, 2):
+            found = yield Stmt(f"{recent} LIMIT ?", (match(pair, " AND "), pool))
+            pooled.update(row[0] for row in found.rows)
+        rows = (
+            yield Stmt(
+                f"SELECT {MEMORY_COLUMNS}, f.context FROM json_each(?) pool"
+                " CROSS JOIN memories m ON m.rid = pool.value"
+                f" CROSS JOIN memories_fts f ON f.rowid = m.rid WHERE {where}",
+                [orjson.dumps(sorted(pooled)).decode(), *params],
+            )
+        ).rows
+        if len(rows) < flt.limit + flt.offset:
+            return (yield everything)
+        candidates = [
+            Candidate(r[CONTENT], " ".join((*self.tags_of(r[TAGS]), r[EVENT])), r[-1] or "")
+            for r in rows
+        ]
+        scored = sorted(
+            zip(bm25(candidates, weights), rows, strict=True), key=lambda p: (-p[0], -p[1][TIME])
+        )
+        page = scored[flt.offset : flt.offset + flt.limit]
+        return Result([(*row[:-1], -score) for score, row in page], len(page))
 
     def write_memories(
         self, org_id: str, memories: Sequence[MemoryRecord], contexts: Sequence[str]

@@ -1,0 +1,90 @@
+"""Ranked search over a pool (SQLite): when a query's words are common in its scope, the
+most recent matches of each term and of each pair of its rarest terms are ranked, not
+every match. Small pool sizes here make a small store behave like a large one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import memtrace_server.storage.sqlite as sqlite_store
+from memtrace_server.core.records import MemoryFilter, MemoryRecord, OrgRecord
+from memtrace_server.storage.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+NOW = time.time_ns()
+SEC = 10**9
+
+
+def mem(n: int, content: str, org: str = "org_a", **kw: object) -> MemoryRecord:
+    t = NOW - (1000 - n) * SEC
+    fields: dict[str, object] = {"agent_id": "busy", "time_ns": t, **kw}
+    return MemoryRecord(id=f"mem_{t:016x}{n:010x}", org_id=org, content=content, **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SQLiteStore]:
+    monkeypatch.setattr(sqlite_store, "EXACT", 20)
+    monkeypatch.setattr(sqlite_store, "RANKED_POOL", 5)
+    monkeypatch.setattr(sqlite_store, "WINDOW", 40)
+    s = SQLiteStore(tmp_path / "pool.db")
+    await s.open()
+    for org in ("org_a", "org_b"):
+        await s.create_org(OrgRecord(org, org, NOW))
+    memories = [
+        # the best answers: both rare words, and the oldest of all
+        mem(1, "customer asked about the orchid and the violet"),
+        mem(2, "orchid and violet seeds for the customer"),
+        mem(3, "a violet orchid, the customer said", memory_type="decision"),
+        # a superseded version holding both words never comes back
+        mem(4, "orchid violet old plan", key="plan", superseded_by="mem_x"),
+        # then many memories with one rare word or only the common one, all newer
+        *[mem(10 + n, f"customer note {n} about the orchid") for n in range(12)],
+        *[mem(30 + n, f"customer note {n} about the violet") for n in range(12)],
+        *[mem(50 + n, f"customer account note {n}") for n in range(60)],
+    ]
+    await s.insert_memories("org_a", memories, None, NOW)
+    await s.insert_memories(  # another tenant, full of the same words
+        "org_b", [mem(200 + n, "orchid violet customer", org="org_b") for n in range(30)], None, NOW
+    )
+    yield s
+    await s.close()
+
+
+async def ranked(store: SQLiteStore, **kw: object) -> list[MemoryRecord]:
+    flt = MemoryFilter(agent_id="busy", query=("customer", "orchid", "violet"), **kw)  # type: ignore[arg-type]
+    return await store.query_memories("org_a", flt)
+
+
+async def test_memories_with_two_rare_words_come_first_from_the_whole_history(
+    store: SQLiteStore,
+) -> None:
+    top = await ranked(store, limit=3)
+    assert {m.content for m in top} == {
+        "customer asked about the orchid and the violet",
+        "orchid and violet seeds for the customer",
+        "a violet orchid, the customer said",
+    }
+    assert all(m.score is not None and m.score > 0 for m in top)
+
+
+async def test_the_pool_stays_in_the_tenant_and_hides_old_versions(store: SQLiteStore) -> None:
+    found = await ranked(store, limit=50)
+    assert len(found) == 50
+    assert all(m.org_id == "org_a" and m.agent_id == "busy" for m in found)
+    assert "orchid violet old plan" not in {m.content for m in found}
+    scores = [m.score or 0.0 for m in found]
+    assert scores == sorted(scores, reverse=True)
+
+
+async def test_pages_do_not_overlap(store: SQLiteStore) -> None:
+    first, second = await ranked(store, limit=5), await ranked(store, limit=5, offset=5)
+    assert len(second) == 5 and not {m.id for m in first} & {m.id for m in second}
+
+
+async def test_a_narrow_filter_is_ranked_over_every_match(store: SQLiteStore) -> None:
+    found = await ranked(store, memory_types=("decision",), limit=5)
+    assert [m.content for m in found] == ["a violet orchid, the customer said"]
