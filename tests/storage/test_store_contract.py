@@ -334,6 +334,41 @@ async def test_stats(store: Contract) -> None:
     assert empty.memory_count == 0 and empty.memory_types == {} and empty.last_active_at_ns is None
 
 
+async def test_content_contains_is_an_exact_substring_whatever_the_index(store: Contract) -> None:
+    """Substrings inside words, across words, of any case and character, quotes and
+    query syntax included; erased memories are not found again, nor another org's."""
+    texts = [
+        "The Customer asked: refund order #4412",
+        'she said "AND" twice, then OR * NEAR(x)',
+        "ünïcödé café crème brûlée",
+        "customers and custodians",
+        "a\tb tab",
+    ]
+    await store.insert_memories(
+        "org_a", [mem(n, content=t) for n, t in enumerate(texts)], None, NOW
+    )
+    await store.insert_memories("org_b", [mem(9, org="org_b", content=texts[0])], None, NOW)
+
+    async def found(needle: str) -> list[str]:
+        flt = MemoryFilter(content_contains=needle, ascending=True)
+        return [m.content for m in await store.query_memories("org_a", flt)]
+
+    assert await found("ustom") == [texts[0], texts[3]]
+    assert await found("Custom") == [texts[0]]  # case-sensitive
+    assert await found("er asked: ref") == [texts[0]]
+    assert await found('"AND"') == [texts[1]]
+    assert await found("OR * NEAR(") == [texts[1]]
+    assert await found("crème brû") == [texts[2]]
+    assert await found("cu") == [texts[3]]  # two characters: no trigram
+    assert await found("\tb") == [texts[4]]
+    assert await found("refund order #4413") == []
+    assert await store.count_memories("org_a", MemoryFilter(content_contains="ustom")) == 2
+    await store.delete_memories("org_a", MemoryFilter(content_contains="Customer"))
+    assert await found("ustom") == [texts[3]]
+    await store.insert_memories("org_a", [mem(20, content="Customer again")], None, NOW)
+    assert await found("ustom") == [texts[3], "Customer again"]
+
+
 async def counted_stats(store: Contract, org: str, agent: str, since: int) -> tuple[Any, ...]:
     """Agent stats counted from the memories themselves, to hold the tallies against."""
 

@@ -91,7 +91,13 @@ class PostgresStore(SqlStore):
     """The server store: one PostgreSQL database, shared by any number of processes."""
 
     backend = "postgres"
-    substring_function = "strpos"
+    contains_clause = "m.content LIKE ?"  # case-sensitive; the trigram index can answer it
+
+    def contains_value(self, needle: str) -> str:
+        """A LIKE pattern for the substring, its wildcards escaped (backslash escapes)."""
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f"%{escaped}%"
+
     for_update = " FOR UPDATE"
     probe_id_time = True
 

@@ -345,7 +345,12 @@ class SqlStore(ABC):
     """Both store protocols over SQL, for any backend that runs ops and fills the hooks."""
 
     backend: ClassVar[str]  # the folder of its migrations
-    substring_function: ClassVar[str]  # position of a needle in a haystack, 0 when absent
+    contains_clause: ClassVar[str]  # true when ``m.content`` holds the value, case and all
+
+    def contains_value(self, needle: str) -> str:
+        """The parameter of ``contains_clause`` for a substring."""
+        return needle
+
     for_update: ClassVar[str] = ""  # row lock for read-modify-write, where there are locks
     probe_id_time: ClassVar[bool] = False  # look a memory up by its id's time first
     score_sign: ClassVar[float] = 1.0  # the ranked statement's last column times this
@@ -865,8 +870,8 @@ class SqlStore(ABC):
             where.extend(clauses)
             params.extend(tag_params)
         if flt.content_contains:
-            where.append(f"{self.substring_function}(m.content, ?) > 0")
-            params.append(flt.content_contains)
+            where.append(self.contains_clause)
+            params.append(self.contains_value(flt.content_contains))
         if flt.key is not None:
             where.append("m.memory_key = ?")
             params.append(flt.key)

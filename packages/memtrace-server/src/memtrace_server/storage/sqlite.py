@@ -58,6 +58,8 @@ MAX_GROUP = 256
 # Below this many memories of an org, a metadata value drives a filtered list (see
 # ``time_ordered_source``); counting up to it reads at most this many index entries.
 RARE_VALUE = 500
+RARE_NEEDLE = 2000  # a substring in fewer memories than this is found through its trigrams
+NEEDLE_TRIGRAMS = 12  # trigrams of a long substring looked up (the rest is left to instr())
 # BM25 weight of the neighbouring-memory column; LoCoMo dev recall is flat from 0.3 to 0.7.
 CONTEXT_WEIGHT = 0.5
 EXACT = 2000  # a query with fewer matches in its scope is ranked over all of them
@@ -164,11 +166,21 @@ def _index_entries(org_id: str, flt: MemoryFilter) -> list[tuple[str, list[Any],
     return entries
 
 
+def _trigram_match(needle: str) -> str:
+    """An FTS5 query for memories holding every trigram of ``needle`` (at most
+    ``NEEDLE_TRIGRAMS`` of them, spread over it); empty when it is too short."""
+    grams = list(dict.fromkeys(needle[i : i + 3] for i in range(len(needle) - 2)))
+    if len(grams) > NEEDLE_TRIGRAMS:
+        step = len(grams) / NEEDLE_TRIGRAMS
+        grams = [grams[int(i * step)] for i in range(NEEDLE_TRIGRAMS)]
+    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+
+
 class SQLiteStore(SqlStore):
     """The embedded default store, in one SQLite file."""
 
     backend = "sqlite"
-    substring_function = "instr"
+    contains_clause = "instr(m.content, ?) > 0"
     score_sign = -1.0  # bm25() is smaller for better matches
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", readers: int = 4) -> None:
@@ -369,6 +381,14 @@ class SQLiteStore(SqlStore):
             count = int(found.rows[0][0])
             if count < RARE_VALUE and (rarest is None or count < rarest[0]):
                 rarest = (count, condition, params, rest)
+        needle = _trigram_match(flt.content_contains or "")
+        if needle:  # a rare substring: its trigrams' memories, sorted (instr() still decides)
+            matches = "SELECT rowid FROM memories_trigram WHERE memories_trigram MATCH ?"
+            found = yield Stmt(f"SELECT count(*) FROM ({matches} LIMIT ?)", [needle, RARE_NEEDLE])
+            count = int(found.rows[0][0])
+            if count < RARE_NEEDLE and (rarest is None or count < rarest[0]):
+                source = f"({matches}) x0 CROSS JOIN memories m ON m.rid = x0.rowid"
+                return source, [needle], "m", flt
         if rarest is None:
             return None
         _, condition, params, rest = rarest
@@ -477,12 +497,16 @@ class SQLiteStore(SqlStore):
             text_rows,
             True,
         )
+        sql = "INSERT INTO memories_trigram (rowid, content) VALUES (?, ?)"
+        yield Stmt(sql, [(row[0], row[2]) for row in text_rows], True)
 
     def erase_where(self, condition: str, params: Sequence[Any]) -> Op[int]:
         """Collect the rids first (the condition may read ``memory_tags``), then erase them
         from the table, the tags and the full-text index."""
-        found = yield Stmt(f"SELECT m.rid FROM memories m WHERE {condition}", params)
+        found = yield Stmt(f"SELECT m.rid, m.content FROM memories m WHERE {condition}", params)
         rids = [(row[0],) for row in found.rows]
+        sql = "INSERT INTO memories_trigram (memories_trigram, rowid, content) VALUES ('delete', ?, ?)"
+        yield Stmt(sql, found.rows, True)
         for table, column in (
             ("memory_tags", "rid"),
             ("memory_meta", "rid"),
