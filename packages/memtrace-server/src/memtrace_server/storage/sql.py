@@ -552,7 +552,7 @@ class SqlStore(ABC):
 
         def op() -> Op[None]:
             yield from self.erase_where("m.org_id = ?", (org_id,))
-            for table in ("agent_tallies", "sessions", "agents"):
+            for table in ("sessions", "agents", "agent_tallies"):
                 yield Stmt(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))
 
         await self._write(op())
@@ -695,15 +695,15 @@ class SqlStore(ABC):
         def op() -> Op[None]:
             condition = "m.org_id = ? AND m.agent_id IN (?, ?)"
             yield from self.erase_where(condition, (org_id, agent.id, agent.name))
-            yield Stmt(
-                "DELETE FROM agent_tallies WHERE org_id = ? AND agent_id IN (?, ?)",
-                (org_id, agent.id, agent.name),
-            )
             for table in ("sessions", "agents"):
                 column = "agent_id" if table == "sessions" else "id"
                 yield Stmt(
                     f"DELETE FROM {table} WHERE org_id = ? AND {column} = ?", (org_id, agent.id)
                 )
+            yield Stmt(  # last, as writers update an agent's row before its tallies
+                "DELETE FROM agent_tallies WHERE org_id = ? AND agent_id IN (?, ?)",
+                (org_id, agent.id, agent.name),
+            )
 
         await self._write(op())
 
