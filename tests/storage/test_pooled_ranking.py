@@ -1,6 +1,7 @@
-"""Ranked search over a pool (SQLite): when a query's words are common in its scope, the
-most recent matches of each term and of each pair of its rarest terms are ranked, not
-every match. Small pool sizes here make a small store behave like a large one."""
+"""Ranked search over a pool: when a query's words are common in its scope, recent matches
+are ranked, not every match (SQLite: of each term and of each pair of its rarest terms;
+PostgreSQL: of any term and of every term). Small pool sizes here make a small store
+behave like a large one."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 
 import memtrace_server.storage.sqlite as sqlite_store
 from memtrace_server.core.records import MemoryFilter, MemoryRecord, OrgRecord
-from memtrace_server.storage.sqlite import SQLiteStore
+from memtrace_server.storage.base import Store
+from memtrace_server.storage.registry import store_from_url
 
 pytestmark = pytest.mark.anyio
 NOW = time.time_ns()
@@ -25,12 +27,20 @@ def mem(n: int, content: str, org: str = "org_a", **kw: object) -> MemoryRecord:
     return MemoryRecord(id=f"mem_{t:016x}{n:010x}", org_id=org, content=content, **fields)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SQLiteStore]:
-    monkeypatch.setattr(sqlite_store, "EXACT", 20)
-    monkeypatch.setattr(sqlite_store, "RANKED_POOL", 5)
-    monkeypatch.setattr(sqlite_store, "WINDOW", 40)
-    s = SQLiteStore(tmp_path / "pool.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Store]:
+    if request.param == "postgres":
+        from memtrace_server.storage import postgres
+
+        monkeypatch.setattr(postgres, "RANKED_POOL", 5)
+        s = store_from_url(request.getfixturevalue("pg_url"))
+    else:
+        monkeypatch.setattr(sqlite_store, "EXACT", 20)
+        monkeypatch.setattr(sqlite_store, "RANKED_POOL", 5)
+        monkeypatch.setattr(sqlite_store, "WINDOW", 40)
+        s = store_from_url(f"sqlite:///{(tmp_path / 'pool.db').as_posix()}")
     await s.open()
     for org in ("org_a", "org_b"):
         await s.create_org(OrgRecord(org, org, NOW))
@@ -54,13 +64,13 @@ async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     await s.close()
 
 
-async def ranked(store: SQLiteStore, **kw: object) -> list[MemoryRecord]:
+async def ranked(store: Store, **kw: object) -> list[MemoryRecord]:
     flt = MemoryFilter(agent_id="busy", query=("customer", "orchid", "violet"), **kw)  # type: ignore[arg-type]
     return await store.query_memories("org_a", flt)
 
 
 async def test_memories_with_two_rare_words_come_first_from_the_whole_history(
-    store: SQLiteStore,
+    store: Store,
 ) -> None:
     top = await ranked(store, limit=3)
     assert {m.content for m in top} == {
@@ -71,7 +81,7 @@ async def test_memories_with_two_rare_words_come_first_from_the_whole_history(
     assert all(m.score is not None and m.score > 0 for m in top)
 
 
-async def test_the_pool_stays_in_the_tenant_and_hides_old_versions(store: SQLiteStore) -> None:
+async def test_the_pool_stays_in_the_tenant_and_hides_old_versions(store: Store) -> None:
     found = await ranked(store, limit=50)
     assert len(found) == 50
     assert all(m.org_id == "org_a" and m.agent_id == "busy" for m in found)
@@ -80,11 +90,11 @@ async def test_the_pool_stays_in_the_tenant_and_hides_old_versions(store: SQLite
     assert scores == sorted(scores, reverse=True)
 
 
-async def test_pages_do_not_overlap(store: SQLiteStore) -> None:
+async def test_pages_do_not_overlap(store: Store) -> None:
     first, second = await ranked(store, limit=5), await ranked(store, limit=5, offset=5)
     assert len(second) == 5 and not {m.id for m in first} & {m.id for m in second}
 
 
-async def test_a_narrow_filter_is_ranked_over_every_match(store: SQLiteStore) -> None:
+async def test_a_narrow_filter_is_ranked_over_every_match(store: Store) -> None:
     found = await ranked(store, memory_types=("decision",), limit=5)
     assert [m.content for m in found] == ["a violet orchid, the customer said"]

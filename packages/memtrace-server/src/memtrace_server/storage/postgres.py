@@ -30,6 +30,7 @@ Conn = psycopg.AsyncConnection[Any]
 log = logging.getLogger("memtrace.storage")
 
 PARTITION_LOCK = 4
+RANKED_POOL = 2000  # newest matches ranked, per query form
 MONTHS_BEHIND, MONTHS_AHEAD = 1, 3
 
 
@@ -210,16 +211,32 @@ class PostgresStore(SqlStore):
     def ranked(
         self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]
     ) -> Op[sql.Result]:
-        """ts_rank over the weighted tsvector."""
+        """ts_rank over the weighted tsvector, for a bounded pool: the ``RANKED_POOL`` newest
+        matches of any term and the newest holding every term. A scope with fewer matches
+        is ranked whole; with more, the work follows the pool, not the history."""
         # Terms are letters and digits only (core.text), so they are safe tsquery lexemes.
-        return (
-            yield Stmt(
-                f"SELECT {sql.MEMORY_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', m.tsv, q, 1) AS rank"
-                " FROM memories m, to_tsquery('english', ?) q"
-                f" WHERE m.tsv @@ q AND {where} ORDER BY rank DESC, m.time DESC LIMIT ? OFFSET ?",
-                [" | ".join(flt.query), *params, flt.limit, flt.offset],
-            )
+        pool = max(RANKED_POOL, 2 * (flt.limit + flt.offset))
+        newest = (
+            f"(SELECT {sql.MEMORY_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', m.tsv, q, 1) AS rank"
+            " FROM memories m, to_tsquery('english', ?) q, to_tsquery('english', ?) matched"
+            f" WHERE m.tsv @@ matched AND {where} ORDER BY m.time DESC LIMIT ?)"
         )
+        any_term, every_term = " | ".join(flt.query), " & ".join(flt.query)
+        found = yield Stmt(
+            f"SELECT * FROM ({newest} UNION ALL {newest}) p ORDER BY rank DESC, time DESC LIMIT ?",
+            [
+                *(any_term, any_term, *params, pool),
+                *(any_term, every_term, *params, pool),
+                2 * (flt.limit + flt.offset),
+            ],
+        )
+        rows, seen = [], set()
+        for row in found.rows:  # a memory holding every term is in both halves
+            if row[0] not in seen:
+                seen.add(row[0])
+                rows.append(row)
+        page = rows[flt.offset : flt.offset + flt.limit]
+        return sql.Result(page, len(page))
 
     def write_memories(
         self, org_id: str, memories: Sequence[MemoryRecord], contexts: Sequence[str]
