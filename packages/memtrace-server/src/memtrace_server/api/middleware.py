@@ -118,8 +118,7 @@ class RequestMiddleware:
             if template is None:
                 template = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template).observe(elapsed)
+            self.metrics.observe_request(method, template, status, elapsed)
             access_log.info(
                 "request",
                 extra={
