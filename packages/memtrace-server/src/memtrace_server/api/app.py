@@ -173,8 +173,7 @@ def create_app(
         RequestMiddleware,
         max_body_bytes=settings.max_body_bytes,
         metrics=metrics,
-        services=app.state.services,
-        fast=hot_routes() if fast_path else None,
+        fast=(hot_routes(), app.state.services) if fast_path else None,
     )
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:  # off unless configured

@@ -33,8 +33,8 @@ class RequestMiddleware:
     The body is read up front (at most ``max_body_bytes``) so an oversized one gets a
     JSON 413 before any handler runs. Logs carry method, path, status, latency and
     request id — never headers, query strings or bodies, which may hold keys or content.
-    A request for one of the ``fast`` routes is answered here, with ``services``; every
-    other goes on to FastAPI.
+    With ``fast`` (the hot routes and the services they run on), a request for a hot route
+    is answered here; every other goes on to FastAPI.
     """
 
     def __init__(
@@ -43,14 +43,12 @@ class RequestMiddleware:
         *,
         max_body_bytes: int,
         metrics: Metrics,
-        services: Services | None = None,
-        fast: FastRoutes | None = None,
+        fast: tuple[FastRoutes, Services] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
-        self.services = services
-        self.fast = fast if services is not None else None
+        self.fast = fast
         # Request ids: a random prefix per app and a counter, unique without a syscall each.
         self._id_prefix = os.urandom(8).hex()
         self._ids = itertools.count(1)
@@ -63,7 +61,7 @@ class RequestMiddleware:
         started = time.perf_counter()
         request_id = _request_id(scope) or f"{self._id_prefix}{next(self._ids):08x}"
         api = scope["path"].startswith("/api/")
-        hot = self.fast.match(scope) if api and self.fast is not None else None
+        hot = self.fast[0].match(scope) if api and self.fast is not None else None
         if api and hot is None:
             _treat_body_as_json(scope)
         template: str | None = None
@@ -99,11 +97,10 @@ class RequestMiddleware:
                     400,
                     {"error": "invalid request body: strings must not contain NUL characters"},
                 )
-            elif hot is not None and whole:
+            elif hot is not None and whole and self.fast is not None:
                 route, path_params = hot
                 template = route.template
-                assert self.services is not None
-                response = await route.respond(self.services, scope, body, path_params)
+                response = await route.respond(self.fast[1], scope, body, path_params)
                 await response(scope, body_receive, send_wrapper)
             else:
                 if hot is not None:  # the client left mid-body: FastAPI says what it says
