@@ -439,3 +439,24 @@ def test_dependency_overrides_still_apply(app: App) -> None:
     finally:
         app.client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
     assert app.client.get(V1 + "/memories").status_code == 401
+
+
+def test_cors_applies_to_the_fast_path_alike(tmp_path: Path) -> None:
+    fast = _twin_app(tmp_path, True, cors_origins="https://app.example")
+    slow = _twin_app(tmp_path, False, cors_origins="https://app.example")
+    twins = Twins(next(fast), next(slow))
+    twins.new_key("rw")
+    origin = {"origin": "https://app.example"}
+    created = twins.request(
+        "POST", V1 + "/memories", json={"agent_id": "a", "content": "x"}, headers=origin
+    )
+    assert created.headers["access-control-allow-origin"] == "https://app.example"
+    twins.request("GET", V1 + "/memories", headers={"origin": "https://elsewhere.example"})
+    twins.request(
+        "OPTIONS",
+        V1 + "/search",
+        key=None,
+        headers={**origin, "access-control-request-method": "POST"},
+    )
+    for gen in (fast, slow):
+        next(gen, None)
