@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from memtrace_server.api.app import create_app
 from memtrace_server.logs import JSONFormatter
 
-from conftest import App
+from conftest import App, make_settings
+
+OPENAPI = Path(__file__).parent / "fixtures" / "openapi.json"
 
 
 def test_one_log_line_per_request_without_secrets(
@@ -117,3 +121,37 @@ def test_openapi_documents_every_route_and_field(app: App) -> None:
     assert "201" in create["responses"] and "409" in create["responses"]
     assert {"APIKeyHeader", "HTTPBearer"} <= set(spec["components"]["securitySchemes"])
     assert app.client.get("/docs").status_code == 200
+
+
+def test_openapi_document_is_unchanged(app: App) -> None:
+    """The served document equals the stored copy: serving routes differently (the hot
+    routes' fast path) or refactoring them must not change what FastAPI documents.
+
+    After a deliberate change to the API's declarations, regenerate the stored copy:
+    ``cd tests && python -c "from test_observability import write_openapi; write_openapi()"``,
+    and review its diff.
+    """
+    served = app.client.get("/openapi.json").json()
+    stored = json.loads(OPENAPI.read_text())
+    # the version is the package's: a release changes it, nothing else
+    served["info"]["version"] = stored["info"]["version"]
+    served_text = json.dumps(served, indent=1)
+    stored_text = json.dumps(stored, indent=1)
+    if served_text != stored_text:
+        diff = [
+            f"line {n}: served {a!r} stored {b!r}"
+            for n, (a, b) in enumerate(
+                zip(served_text.splitlines(), stored_text.splitlines(), strict=False)
+            )
+            if a != b
+        ]
+        pytest.fail("openapi.json changed:\n" + "\n".join(diff[:20] or ["(length differs)"]))
+
+
+def write_openapi() -> None:
+    """Regenerate the stored OpenAPI document from the current declarations."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = create_app(make_settings(Path(tmp))).openapi()
+    OPENAPI.write_text(json.dumps(spec, indent=1) + "\n")

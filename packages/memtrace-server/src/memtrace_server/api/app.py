@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse
 from memtrace_server import __version__
 from memtrace_server.api.deps import Services
 from memtrace_server.api.errors import install_error_handlers
+from memtrace_server.api.fastpath import hot_routes
 from memtrace_server.api.metrics import Metrics
 from memtrace_server.api.middleware import RequestMiddleware
 from memtrace_server.api.routes import agents, export, health, memories, sessions
@@ -84,11 +85,15 @@ def _semantic(settings: Settings, stores: Stores) -> tuple[Embedder | None, Inde
     return embedder, Indexer(stores, embedder), HYBRID_OFF
 
 
-def create_app(settings: Settings, store: Store | Stores | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, store: Store | Stores | None = None, *, fast_path: bool = True
+) -> FastAPI:
     """Build the app. The stores are opened and closed by the app's lifespan.
 
     Passing ``store`` (one store, or ``Stores`` with routing) lets tests and embedders
-    supply it; otherwise it comes from ``settings.resolved_store_url``.
+    supply it; otherwise it comes from ``settings.resolved_store_url``. The hot routes are
+    served by ``api.fastpath`` unless ``fast_path`` is False: then FastAPI serves every
+    route (the tests compare the two).
     """
     the_store = (
         (store if isinstance(store, Stores) else Stores(store))
@@ -164,7 +169,12 @@ def create_app(settings: Settings, store: Store | Stores | None = None) -> FastA
         app.include_router(module.router)
     if settings.console_enabled:
         install_console(app, settings)
-    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        RequestMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        fast=(hot_routes(), app.state.services) if fast_path else None,
+    )
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:  # off unless configured
         app.add_middleware(

@@ -46,6 +46,17 @@ def services_of(request: Request) -> Services:
     return found
 
 
+async def authorize(
+    svc: Services, x_api_key: str | None, authorization: str | None, permission: str
+) -> Principal:
+    """Who the request acts as: the key authenticated (401), its rate limit spent (429) and
+    ``permission`` checked (403), in that order."""
+    principal = await svc.auth.authenticate(key_from_headers(x_api_key, authorization))
+    svc.limiter.take(principal.key_id or principal.org_id)
+    principal.require(permission)
+    return principal
+
+
 def require(permission: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates the request and checks ``permission``."""
 
@@ -54,12 +65,9 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
         x_api_key: str | None = Security(api_key_header),
         _bearer: object = Security(bearer),
     ) -> Principal:
-        key = key_from_headers(x_api_key, request.headers.get("authorization"))
-        svc = services_of(request)
-        principal = await svc.auth.authenticate(key)
-        svc.limiter.take(principal.key_id or principal.org_id)
-        principal.require(permission)
-        return principal
+        return await authorize(
+            services_of(request), x_api_key, request.headers.get("authorization"), permission
+        )
 
     return dependency
 
@@ -67,3 +75,9 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
 reader = require("read")
 writer = require("write")
 administrator = require("admin")
+# What each of these dependencies requires, for the routes served without FastAPI.
+PERMISSIONS: dict[Callable[..., Awaitable[Principal]], str] = {
+    reader: "read",
+    writer: "write",
+    administrator: "admin",
+}

@@ -51,29 +51,44 @@ def validation_message(errors: Sequence[Any]) -> str:
     return f"invalid {path}: {message}"
 
 
+def api_error_response(exc: ApiError) -> Response:
+    """The response for one of the server's own errors (``Retry-After`` on a 429)."""
+    if isinstance(exc, StoreError):
+        log.error("store failed (%d): %s", exc.status, exc)
+    response = json_response(exc.body(), exc.status)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        response.headers["retry-after"] = str(retry_after)
+    return response
+
+
+def invalid_response(errors: Sequence[Any]) -> Response:
+    """The 400 for request validation errors (FastAPI would answer 422)."""
+    return json_response({"error": validation_message(errors)}, 400)
+
+
+def http_error_response(status: int, detail: Any) -> Response:
+    """The response for a Starlette ``HTTPException`` (unknown path, wrong method…)."""
+    text = detail if isinstance(detail, str) else "request failed"
+    if status == 404:
+        text = "not found"
+    return json_response({"error": text.lower()}, status)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that give every error the same body shape."""
 
     async def api_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        if isinstance(exc, StoreError):
-            log.error("store failed (%d): %s", exc.status, exc)
-        response = json_response(exc.body(), exc.status)
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            response.headers["retry-after"] = str(retry_after)
-        return response
+        return api_error_response(exc)
 
     async def invalid(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return json_response({"error": validation_message(exc.errors())}, 400)
+        return invalid_response(exc.errors())
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
-        if exc.status_code == 404:
-            detail = "not found"
-        return json_response({"error": detail.lower()}, exc.status_code)
+        return http_error_response(exc.status_code, exc.detail)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -38,3 +40,20 @@ class Metrics:
             "Memories refused or skipped as duplicates.",
             registry=self.registry,
         )
+        # The labelled series of each route, found once: ``labels()`` costs more than the
+        # update itself, and it is paid twice on every request.
+        self._counts: dict[tuple[str, str, int], Any] = {}
+        self._timings: dict[tuple[str, str], Any] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request by method, route template and status, and observe its latency."""
+        count = self._counts.get((method, route, status))
+        if count is None:
+            count = self._counts[method, route, status] = self.requests.labels(
+                method, route, str(status)
+            )
+        count.inc()
+        timing = self._timings.get((method, route))
+        if timing is None:
+            timing = self._timings[method, route] = self.latency.labels(method, route)
+        timing.observe(seconds)

@@ -1,4 +1,5 @@
-"""One pure ASGI middleware: request id, body limit, access log line and metrics."""
+"""One pure ASGI middleware: request id, body limit, access log line, metrics, and the hot
+routes served without FastAPI's per-request machinery (``api.fastpath``)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import logging
 import os
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memtrace_server.api.metrics import Metrics
+
+if TYPE_CHECKING:
+    from memtrace_server.api.deps import Services
+    from memtrace_server.api.fastpath import FastRoutes
 
 access_log = logging.getLogger("memtrace.access")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -28,12 +33,22 @@ class RequestMiddleware:
     The body is read up front (at most ``max_body_bytes``) so an oversized one gets a
     JSON 413 before any handler runs. Logs carry method, path, status, latency and
     request id — never headers, query strings or bodies, which may hold keys or content.
+    With ``fast`` (the hot routes and the services they run on), a request for a hot route
+    is answered here; every other goes on to FastAPI.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        metrics: Metrics,
+        fast: tuple[FastRoutes, Services] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.fast = fast
         # Request ids: a random prefix per app and a counter, unique without a syscall each.
         self._id_prefix = os.urandom(8).hex()
         self._ids = itertools.count(1)
@@ -45,8 +60,11 @@ class RequestMiddleware:
             return
         started = time.perf_counter()
         request_id = _request_id(scope) or f"{self._id_prefix}{next(self._ids):08x}"
-        if scope["path"].startswith("/api/"):
+        api = scope["path"].startswith("/api/")
+        hot = self.fast[0].match(scope) if api and self.fast is not None else None
+        if api and hot is None:
             _treat_body_as_json(scope)
+        template: str | None = None
         status = 500
         response_started = False
 
@@ -60,26 +78,33 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            body_receive, body = await self._buffer_body(scope, receive)
+            body_receive, body, whole = await self._buffer_body(scope, receive)
             if body_receive is None:
                 await _send_json(
                     send_wrapper,
                     413,
                     {"error": f"request body too large: the limit is {self.max_body_bytes} bytes"},
                 )
-            elif scope["path"].startswith("/api/") and _has_lone_surrogate(body):
+            elif api and _has_lone_surrogate(body):
                 await _send_json(
                     send_wrapper,
                     400,
                     {"error": "invalid request body: a string holds an unpaired UTF-16 surrogate"},
                 )
-            elif scope["path"].startswith("/api/") and b"\\u0000" in body:
+            elif api and b"\\u0000" in body:
                 await _send_json(
                     send_wrapper,
                     400,
                     {"error": "invalid request body: strings must not contain NUL characters"},
                 )
+            elif hot is not None and whole and self.fast is not None:
+                route, path_params = hot
+                template = route.template
+                response = await route.respond(self.fast[1], scope, body, path_params)
+                await response(scope, body_receive, send_wrapper)
             else:
+                if hot is not None:  # the client left mid-body: FastAPI says what it says
+                    _treat_body_as_json(scope)
                 await self.app(scope, body_receive, send_wrapper)
         except Exception:
             access_log.exception("unhandled error", extra={"request_id": request_id})
@@ -87,11 +112,10 @@ class RequestMiddleware:
                 await _send_json(send_wrapper, 500, {"error": "internal server error"})
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            if template is None:
+                template = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template).observe(elapsed)
+            self.metrics.observe_request(method, template, status, elapsed)
             access_log.info(
                 "request",
                 extra={
@@ -103,13 +127,16 @@ class RequestMiddleware:
                 },
             )
 
-    async def _buffer_body(self, scope: Scope, receive: Receive) -> tuple[Receive | None, bytes]:
-        """Read the whole body; (None, b"") if it exceeds the limit."""
+    async def _buffer_body(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[Receive | None, bytes, bool]:
+        """Read the whole body: a receive replaying it, the body, and False when the client
+        disconnected before sending all of it; (None, b"", False) if it exceeds the limit."""
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     if int(value) > self.max_body_bytes:
-                        return None, b""
+                        return None, b"", False
                 except ValueError:
                     pass
         chunks: list[bytes] = []
@@ -117,16 +144,16 @@ class RequestMiddleware:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return _replay(b"", disconnected=True, receive=receive), b""
+                return _replay(b"", disconnected=True, receive=receive), b"", False
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                return None, b""
+                return None, b"", False
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        return _replay(body, disconnected=False, receive=receive), body
+        return _replay(body, disconnected=False, receive=receive), body, True
 
 
 def _replay(body: bytes, *, disconnected: bool, receive: Receive) -> Receive:
