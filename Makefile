@@ -36,7 +36,7 @@ install: $(FULL_STAMP)
 serve: $(SERVE_STAMP)
 	$(BIN)/memtrace serve --data-dir ./data
 
-# SQLite at 100k, 1M and 3M memories, then PostgreSQL at 100k and 1M (a few hours).
+# SQLite at 100k, 1M and 3M memories, then PostgreSQL at 100k and 1M (about 1.5 h).
 bench: install
 	command -v wrk >/dev/null || scripts/ensure-wrk.sh
 	scripts/ensure-postgres.sh

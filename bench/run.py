@@ -580,7 +580,7 @@ def report(res: dict[str, Any]) -> str:
     lines += floors_report(res)
     for name in ("sqlite", "postgresql"):
         if {"ingest", "reads"} & set(res.get(name, {})):
-            lines += ["", f"### {name_of(name, res[name])}", ""]
+            lines += ["", f"### {name_of(name, res[name])}"]
             lines += writes_report(res, name) + reads_report(res[name])
     lines += ["", "### Goals", "", *goals.report(res)]
     errors = sum(_errors(res))
@@ -658,6 +658,7 @@ def writes_report(res: dict[str, Any], backend: str) -> list[str]:
     )
     workers = goals.ratio(ing["post_c32_workers2"]["rps"], ing["post_c32"]["rps"])
     return [
+        "",
         *post_table(rows, res.get("floors")),
         "",
         f"Batch ingest ({BATCH}/request): {b['memories_per_s']:.0f} memories/s; {raw_part}."
