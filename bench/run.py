@@ -1,13 +1,24 @@
 """``make bench``: Memtrace against the floor of its own stack, measured in one run.
 
-    python bench/run.py            # full: floors, ingest, reads at 100k and 1M (~20 min)
-    python bench/run.py --quick    # about a minute: one short run of each, reads at 10k
+    python bench/run.py             # full: SQLite at 100k, 1M, 3M, then PostgreSQL at 100k, 1M
+    python bench/run.py --quick     # a minute or two: SQLite at 10k and 20k, short runs
+    python bench/run.py --postgres  # PostgreSQL only (--sqlite: SQLite only)
+    python bench/run.py --only reads --only busy --sizes 100000,300000
+
+Phases (``--only`` picks some): ``floors`` (the raw and the framework floor),
+``ingest`` (single POSTs at c=1, 8, 32; c=32 again with ``--workers 2``; batches against
+a raw ``executemany``; backfilled batches on an empty store), ``reads`` (the reads of
+agents with spread activity at c=1 and c=32, the console pages, and the writes at that
+size: a single POST with its dedup check and backfilled batches) and ``busy`` (the reads
+of one agent that holds ``--busy-share`` of the store, at c=1). Reads run at each of
+``--sizes`` on one store, grown in place by ``bench/load_data.py`` between sizes.
 
 Every server is its own process (``memtrace serve`` and the two floors in
 ``bench/floors.py``, all with the same uvicorn settings) driven over loopback by ``wrk``
-(Debian package ``wrk``) with the Lua scripts in ``bench/wrk``. Each figure is the median
-of ``--runs`` runs; ratios compare figures of this same run. Prints a markdown table and
-writes JSON to ``bench/results/``.
+(Debian package ``wrk``) with the Lua scripts in ``bench/wrk``. PostgreSQL is the tests'
+throwaway server, restarted with ``fsync`` on so that its writes are durable too. Each
+figure is the median of ``--runs`` runs; ratios compare figures of this same run. Prints
+markdown tables and a check of each goal, and writes JSON to ``bench/results/``.
 """
 
 from __future__ import annotations
@@ -25,15 +36,28 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import console_pages
+import goals
+import httpx
 from server import Server, create_key, free_port, serve_memtrace, sqlite_url
 
 HERE = Path(__file__).resolve().parent
 WRK_DIR = HERE / "wrk"
+PHASES = ("floors", "ingest", "reads", "busy")
+FULL_SIZES = {"sqlite": "100000,1000000,3000000", "postgresql": "100000,1000000"}
+QUICK_SIZES = "10000,20000"
+BUSY_SHARE = 0.4
+BATCH = 500
+BACKFILL_BATCH = 1000
+BACKFILL_DAYS = 90
+MIN_REQUESTS = 5
+MAX_SECONDS = 60
 
 
 class Bench:
@@ -45,36 +69,146 @@ class Bench:
         self.work = work
 
     def wrk(
-        self, server: Server, script: str, connections: int, env: dict[str, str], path: str = "/"
+        self,
+        server: Server,
+        script: str,
+        connections: int,
+        env: dict[str, str],
+        path: str = "/",
+        seconds: float | None = None,
     ) -> dict[str, float]:
-        """Median figures of ``runs`` wrk runs of ``script`` at ``connections``."""
+        """Median figures of ``runs`` wrk runs of ``script`` at ``connections``. A run that
+        completes fewer than ``MIN_REQUESTS`` (requests of seconds) is run again four times
+        as long, up to ``MAX_SECONDS``."""
         results = []
         for _ in range(self.runs):
-            argv = [
-                "wrk",
-                f"-t{min(2, connections)}",
-                f"-c{connections}",
-                f"-d{self.seconds:g}s",
-                "--timeout",
-                "10s",
-                "-s",
-                str(WRK_DIR / script),
-                server.url + path,
-            ]
-            run_env = {
-                **os.environ,
-                "BENCH_DIR": str(WRK_DIR),
-                "BENCH_NONCE": uuid.uuid4().hex[:12],
-                **env,
-            }
-            out = subprocess.run(argv, env=run_env, capture_output=True, text=True, check=True)
-            line = next(
-                (ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None
-            )
-            if line is None:
-                raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
-            results.append(json.loads(line[len("BENCH_JSON ") :]))
+            took = seconds or self.seconds
+            result = self._wrk(server, script, connections, env, path, took)
+            while result["requests"] < MIN_REQUESTS and took < MAX_SECONDS:
+                took = min(MAX_SECONDS, took * 4)
+                result = self._wrk(server, script, connections, env, path, took)
+            results.append(result)
         return {k: statistics.median(r[k] for r in results) for k in results[0]}
+
+    def _wrk(
+        self,
+        server: Server,
+        script: str,
+        connections: int,
+        env: dict[str, str],
+        path: str,
+        seconds: float,
+    ) -> dict[str, float]:
+        argv = [
+            "wrk",
+            f"-t{min(2, connections)}",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            f"{MAX_SECONDS}s",
+            "-s",
+            str(WRK_DIR / script),
+            server.url + path,
+        ]
+        run_env = {
+            **os.environ,
+            "BENCH_DIR": str(WRK_DIR),
+            "BENCH_NONCE": uuid.uuid4().hex[:12],
+            **env,
+        }
+        out = subprocess.run(argv, env=run_env, capture_output=True, text=True, check=True)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+        if line is None:
+            raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
+        return dict(json.loads(line[len("BENCH_JSON ") :]))
+
+    def batches(
+        self, server: Server, key: str, size: int, backfill_days: int = 0
+    ) -> dict[str, float]:
+        """Batch POSTs of ``size`` memories at c=2, with ``memories_per_s``; runs of at least
+        5 s, for requests that take a second or more."""
+        env = {
+            "BENCH_KEY": key,
+            "BENCH_BATCH": str(size),
+            "BENCH_BACKFILL_DAYS": str(backfill_days),
+        }
+        figures = self.wrk(server, "post_batch.lua", 2, env, seconds=max(self.seconds, 5))
+        figures["memories_per_s"] = figures["rps"] * size
+        return figures
+
+
+# stores and backends
+
+
+@dataclass(frozen=True)
+class StoreDir:
+    """Where a server keeps its memories: SQLite in ``data``, or the database at ``url``."""
+
+    data: Path
+    url: str | None
+
+    @property
+    def store_url(self) -> str:
+        """The URL the loader and the key helper open."""
+        return self.url or sqlite_url(self.data)
+
+
+class Backend:
+    """SQLite, or PostgreSQL on a throwaway server: stores to measure in."""
+
+    def __init__(self, name: str, sizes: list[int], cluster: Any = None):
+        self.name = name
+        self.sizes = sizes
+        self.cluster = cluster
+
+    def new_store(self, work: Path, label: str) -> StoreDir:
+        """An empty store (and the server's data directory)."""
+        data = work / f"{self.name}-{label}"
+        data.mkdir()
+        return StoreDir(data, self.cluster.new_database() if self.cluster else None)
+
+    @property
+    def loader_env(self) -> dict[str, str]:
+        """The loader needs no durability: its commits need not wait for the disk."""
+        return {"PGOPTIONS": "-c synchronous_commit=off"} if self.cluster else {}
+
+
+def start_postgres() -> Any:
+    """The tests' throwaway PostgreSQL server, restarted with ``fsync`` on (the tests run
+    it off), so that a benchmark's 201 means what it means in production."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from pg import Cluster  # initdb, pg_ctl, a free port
+
+    cluster = Cluster().start()
+    if cluster._base is not None:  # not a server named by MEMTRACE_TEST_POSTGRES_URL
+        cluster._start_args = [a.replace("fsync=off", "fsync=on") for a in cluster._start_args]
+        cluster.pause()
+        cluster.resume()
+    return cluster
+
+
+def postgres_settings(url: str) -> dict[str, str]:
+    """The server settings that decide what a write costs."""
+    import psycopg
+
+    names = ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+    with psycopg.connect(url) as conn:
+        return {n: str(conn.execute(f"SHOW {n}").fetchone()[0]) for n in names}
+
+
+@contextmanager
+def running(store: StoreDir, log: Path, workers: int = 1) -> Iterator[Server]:
+    """``memtrace serve`` on ``store`` while the block runs."""
+    server = serve_memtrace(store.data, log, store.url, workers=workers)
+    try:
+        if workers > 1:
+            time.sleep(2)  # /health answered: one worker is up; give the others time too
+        yield server
+    finally:
+        server.stop()
+
+
+# floors and ingest
 
 
 def serve_floor(kind: str, data_dir: Path, work: Path) -> Server:
@@ -111,32 +245,29 @@ def floors(bench: Bench, work: Path, conc: list[int]) -> dict[str, Any]:
     return out
 
 
-def ingest(
-    bench: Bench, work: Path, conc: list[int], batch: int, store_url: str | None
-) -> dict[str, Any]:
-    """Durable single-memory POSTs at each concurrency, then batches of ``batch``."""
-    data = work / "ingest-data"
-    data.mkdir()
-    key = create_key(store_url or sqlite_url(data), "org_bench")
-    server = serve_memtrace(data, work / "ingest.log", store_url)
+def ingest(bench: Bench, backend: Backend, work: Path, conc: list[int]) -> dict[str, Any]:
+    """Durable single POSTs at each concurrency (one worker, then c=32 with two), batches
+    of ``BATCH``, and backfilled batches on an empty store."""
+    store = backend.new_store(work, "ingest")
+    key = create_key(store.store_url, "org_bench")
+    log = work / f"{backend.name}-ingest.log"
     out: dict[str, Any] = {}
-    try:
-        with server.sampling() as rss:
-            for c in conc:
-                out[f"post_c{c}"] = bench.wrk(server, "post_memory.lua", c, {"BENCH_KEY": key})
-            figures = bench.wrk(
-                server, "post_batch.lua", 2, {"BENCH_KEY": key, "BENCH_BATCH": str(batch)}
-            )
-            figures["memories_per_s"] = figures["rps"] * batch
-            out["batch"] = figures
-        out["peak_rss_kb"] = rss["peak_rss_kb"]
-    finally:
-        server.stop()
-    if store_url is None:  # the raw baseline is SQLite's
+    with running(store, log) as server, server.sampling() as rss:
+        for c in conc:
+            out[f"post_c{c}"] = bench.wrk(server, "post_memory.lua", c, {"BENCH_KEY": key})
+        out["batch"] = bench.batches(server, key, BATCH)
+    out["peak_rss_kb"] = rss["peak_rss_kb"]
+    with running(store, log, workers=2) as server:
+        out["post_c32_workers2"] = bench.wrk(server, "post_memory.lua", 32, {"BENCH_KEY": key})
+    empty = backend.new_store(work, "backfill")
+    key = create_key(empty.store_url, "org_bench")
+    with running(empty, work / f"{backend.name}-backfill.log") as server:
+        out["backfill"] = bench.batches(server, key, BACKFILL_BATCH, BACKFILL_DAYS)
+    if backend.name == "sqlite":  # the raw baseline is SQLite's
         out["raw_executemany"] = raw_executemany(
-            work / "raw.db", batch, rows=max(20_000, batch * 40)
+            work / "raw.db", BATCH, rows=max(20_000, BATCH * 40)
         )
-    print(f"  ingest: {_brief(out)}", flush=True)
+    print(f"  {backend.name} ingest: {_brief(out)}", flush=True)
     return out
 
 
@@ -212,124 +343,224 @@ def raw_executemany(db: Path, batch: int, rows: int) -> dict[str, float]:
     return {"rows": rows, "seconds": took, "memories_per_s": rows / took}
 
 
-READS = {
+# reads
+
+
+def _scoped(t: dict[str, Any], body: dict[str, Any]) -> str:
+    """A search body, for the population's one agent when it has one."""
+    return json.dumps({**body, "agent_id": t["agent_id"]} if "agent_id" in t else body)
+
+
+def _pick(t: dict[str, Any], field: str, i: int) -> Any:
+    return t[field][i % len(t[field])]
+
+
+Request = tuple[str, str, str]
+READS: dict[str, Callable[[dict[str, Any], int], Request]] = {
     "recall (agent, 24h, 100)": lambda t, i: (
         "GET",
-        f"/api/v1/memories?agent_id={t['agents'][i % len(t['agents'])]}&since=24h&limit=100",
+        f"/api/v1/memories?agent_id={_pick(t, 'agents', i)}&since=24h&limit=100",
         "",
     ),
-    "get by id": lambda t, i: (
-        "GET",
-        f"/api/v1/memories/{t['memory_ids'][i % len(t['memory_ids'])]}",
-        "",
-    ),
+    "get by id": lambda t, i: ("GET", f"/api/v1/memories/{_pick(t, 'memory_ids', i)}", ""),
     "session memories": lambda t, i: (
         "GET",
-        f"/api/v1/sessions/{t['sessions'][i % len(t['sessions'])]}/memories",
+        f"/api/v1/sessions/{_pick(t, 'sessions', i)}/memories",
         "",
     ),
     "tags AND + 7d": lambda t, i: (
         "POST",
         "/api/v1/search",
-        json.dumps({"tags": t["tag_pairs"][i % len(t["tag_pairs"])], "since": "7d"}),
+        _scoped(t, {"tags": _pick(t, "tag_pairs", i), "since": "7d"}),
     ),
     "content_contains": lambda t, i: (
         "POST",
         "/api/v1/search",
-        json.dumps({"content_contains": t["words"][i % len(t["words"])]}),
+        _scoped(t, {"content_contains": _pick(t, "words", i)}),
     ),
     "ranked query": lambda t, i: (
         "POST",
         "/api/v1/search",
-        json.dumps({"query": " ".join(t["words"][i % 490 : i % 490 + 3]), "limit": 20}),
+        _scoped(t, {"query": _pick(t, "queries", i), "limit": 20}),
+    ),
+    "ranked query (common words)": lambda t, i: (
+        "POST",
+        "/api/v1/search",
+        _scoped(t, {"query": _pick(t, "common_queries", i), "limit": 20}),
     ),
     "search, no filter": lambda t, i: (
         "POST",
         "/api/v1/search",
-        json.dumps({"agent_id": t["agents"][i % len(t["agents"])]}),
+        json.dumps({"agent_id": _pick(t, "agents", i)}),
     ),
     "search, metadata user": lambda t, i: (
         "POST",
         "/api/v1/search",
-        json.dumps({"metadata": {"user": t["users"][i % len(t["users"])]}}),
+        json.dumps({"metadata": {"user": _pick(t, "users", i)}}),
     ),
     "search, metadata plan+agent": lambda t, i: (
         "POST",
         "/api/v1/search",
-        json.dumps({"agent_id": t["agents"][i % len(t["agents"])], "metadata": {"plan": "pro"}}),
+        json.dumps({"agent_id": _pick(t, "agents", i), "metadata": {"plan": "pro"}}),
     ),
     "ranked query + metadata": lambda t, i: (
         "POST",
         "/api/v1/search",
-        json.dumps(
-            {
-                "query": " ".join(t["words"][i % 490 : i % 490 + 3]),
-                "limit": 20,
-                "metadata": {"plan": "pro"},
-            }
-        ),
+        _scoped(t, {"query": _pick(t, "queries", i), "limit": 20, "metadata": {"plan": "pro"}}),
     ),
-    "agent stats": lambda t, i: (
-        "GET",
-        f"/api/v1/agents/{t['agents'][i % len(t['agents'])]}/stats",
-        "",
-    ),
+    "agent stats": lambda t, i: ("GET", f"/api/v1/agents/{_pick(t, 'agents', i)}/stats", ""),
     "session context": lambda t, i: (
         "POST",
-        f"/api/v1/sessions/{t['sessions'][i % len(t['sessions'])]}/context",
+        f"/api/v1/sessions/{_pick(t, 'sessions', i)}/context",
         "{}",
     ),
 }
 
 
-def reads(bench: Bench, work: Path, sizes: list[int], store_url: str | None) -> dict[str, Any]:
-    """Each read at c=1 (latency) and c=32 (throughput), after loading each size in turn."""
-    data = work / "read-data"
-    data.mkdir()
-    url = store_url or sqlite_url(data)
+@dataclass(frozen=True)
+class Population:
+    """Whose memories a read table asks for (a population of ``load_data.py``'s targets)."""
+
+    phase: str  # the --only phase that measures it
+    title: str  # how the report names its rows
+    reads: tuple[str, ...]
+    concurrency: tuple[int, ...]
+
+
+POPULATIONS = {
+    "spread": Population(
+        "reads",
+        "",
+        tuple(name for name in READS if name != "ranked query (common words)"),
+        (1, 32),
+    ),
+    "busy": Population(
+        "busy",
+        "busy agent: ",
+        (
+            "recall (agent, 24h, 100)",
+            "get by id",
+            "session memories",
+            "session context",
+            "tags AND + 7d",
+            "content_contains",
+            "ranked query",
+            "ranked query (common words)",
+            "agent stats",
+        ),
+        (1,),
+    ),
+}
+
+
+def grow(backend: Backend, store: StoreDir, size: int, work: Path) -> dict[str, Any]:
+    """Grow the store to ``size`` memories; the loader's targets for its reads."""
+    targets = work / f"{backend.name}-targets-{size}.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "load_data.py"),
+            "--store-url",
+            store.store_url,
+            "--until",
+            str(size),
+            "--busy-share",
+            str(BUSY_SHARE),
+            "--targets",
+            str(targets),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, **backend.loader_env},
+    )
+    return dict(json.loads(targets.read_text()))
+
+
+def read_table(
+    bench: Bench, server: Server, work: Path, targets: dict[str, Any], pop: Population
+) -> dict[str, Any]:
+    """Each of the population's reads at each of its concurrencies."""
     out: dict[str, Any] = {}
-    loaded = 0
-    for size in sizes:
-        targets = work / f"targets-{size}.json"
-        started = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                str(HERE / "load_data.py"),
-                "--store-url",
-                url,
-                "--count",
-                str(size - loaded),
-                "--targets",
-                str(targets),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        loaded = size
-        t = json.loads(targets.read_text())
-        phase: dict[str, Any] = {"load_seconds": time.perf_counter() - started}
-        server = serve_memtrace(data, work / f"reads-{size}.log", store_url)
-        try:
-            with server.sampling() as rss:
-                for name, build in READS.items():
-                    requests = work / "requests.txt"
-                    requests.write_text("".join("\t".join(build(t, i)) + "\n" for i in range(1000)))
-                    env = {"BENCH_KEY": t["key"], "BENCH_REQUESTS": str(requests)}
-                    phase[name] = {
-                        "c1": bench.wrk(server, "targets.lua", 1, env),
-                        "c32": bench.wrk(server, "targets.lua", 32, env),
-                    }
-                phase["write with dedup check"] = {
-                    "c1": bench.wrk(server, "post_memory.lua", 1, {"BENCH_KEY": t["key"]})
-                }
-                phase["console"] = console_pages.measure(server.url, t)
-            phase["peak_rss_kb"] = rss["peak_rss_kb"]
-        finally:
-            server.stop()
-        out[str(size)] = phase
-        print(f"  reads at {size}: loaded in {phase['load_seconds']:.0f} s", flush=True)
+    for name in pop.reads:
+        requests = work / "requests.txt"
+        requests.write_text("".join("\t".join(READS[name](targets, i)) + "\n" for i in range(1000)))
+        env = {"BENCH_KEY": targets["key"], "BENCH_REQUESTS": str(requests)}
+        out[name] = {f"c{c}": bench.wrk(server, "targets.lua", c, env) for c in pop.concurrency}
     return out
+
+
+def reads(bench: Bench, backend: Backend, work: Path, only: set[str]) -> dict[str, Any]:
+    """At each size in turn: grow the store, then measure it."""
+    store = backend.new_store(work, "reads")
+    out: dict[str, Any] = {}
+    for size in backend.sizes:
+        started = time.perf_counter()
+        t = grow(backend, store, size, work)
+        load = {"load_seconds": time.perf_counter() - started, "loaded": t["added"]}
+        with running(store, work / f"{backend.name}-reads-{size}.log") as server:
+            out[str(size)] = {**load, **measure_size(bench, server, work, t["populations"], only)}
+        _print_size(backend.name, size, out[str(size)])
+    return out
+
+
+def measure_size(
+    bench: Bench, server: Server, work: Path, targets: dict[str, Any], only: set[str]
+) -> dict[str, Any]:
+    """The chosen populations' reads and the console pages (with the server's peak RSS),
+    then the writes: a single POST with its dedup check, and backfilled batches (erased
+    again)."""
+    out: dict[str, Any] = {}
+    spread = targets["spread"]
+    with server.sampling() as rss:
+        for name, pop in POPULATIONS.items():
+            if pop.phase in only and name in targets:
+                out[name] = read_table(bench, server, work, targets[name], pop)
+        if "reads" in only:
+            out["console"] = console_pages.measure(server.url, spread)
+    out["peak_rss_kb"] = rss["peak_rss_kb"]
+    if "reads" in only:
+        key = spread["key"]
+        writes = {
+            "write with dedup check": bench.wrk(server, "post_memory.lua", 1, {"BENCH_KEY": key}),
+            "backfill": bench.batches(server, key, BACKFILL_BATCH, BACKFILL_DAYS),
+        }
+        # Requests wrk left in flight are still committed: wait out the slowest one.
+        time.sleep(writes["backfill"]["max_us"] / 1e6 + 0.5)
+        out["writes"] = {**writes, "erased": erase_writes(server, key)}
+    return out
+
+
+def erase_writes(server: Server, key: str) -> int:
+    """Erase what the writes added (the wrk scripts tag every memory ``bench``), so that
+    the store holds what the loader put in; how many memories that was."""
+    response = httpx.post(
+        server.url + "/api/v1/memories/delete",
+        json={"tags": ["bench"]},
+        headers={"x-api-key": key},
+        timeout=600,
+    )
+    response.raise_for_status()
+    return int(response.json()["deleted"])
+
+
+def _print_size(backend: str, size: int, phase: dict[str, Any]) -> None:
+    rate = goals.ratio(phase["loaded"], phase["load_seconds"])
+    print(
+        f"  {backend} {goals.label(size)}: grown by {phase['loaded']} memories in"
+        f" {phase['load_seconds']:.0f} s ({rate:.0f}/s); peak RSS {phase['peak_rss_kb'] / 1024:.0f} MB",
+        flush=True,
+    )
+    for name in POPULATIONS:
+        if name in phase:
+            p50s = ", ".join(f"{r} {v['c1']['p50_us'] / 1000:.2f}" for r, v in phase[name].items())
+            print(f"    {name} p50 ms: {p50s}", flush=True)
+    if "writes" in phase:
+        writes = phase["writes"]
+        print(
+            f"    backfill: {writes['backfill']['memories_per_s']:.0f} memories/s;"
+            f" {writes['erased']} memories written at this size erased again",
+            flush=True,
+        )
 
 
 def _brief(d: dict[str, Any]) -> str:
@@ -338,94 +569,208 @@ def _brief(d: dict[str, Any]) -> str:
     )
 
 
+# report
+
+
 def report(res: dict[str, Any]) -> str:
-    """The markdown tables."""
-    raw, fw = res["floors"]["raw"], res["floors"]["framework"]
-    ing = res["ingest"]
+    """The markdown tables of each backend, then the goals."""
+    m = res["machine"]
     lines = [
-        f"Backend: {res['backend']}. Machine: {res['machine']['cpus']} CPUs, Python {res['machine']['python']}; "
-        f"median of {res['runs']} runs of {res['seconds']} s each.",
+        f"Machine: {m['cpus']} CPUs, Python {m['python']}; median of {res['runs']} runs of"
+        f" {res['seconds']} s each.",
+    ]
+    lines += floors_report(res)
+    for name in ("sqlite", "postgresql"):
+        if {"ingest", "reads"} & set(res.get(name, {})):
+            lines += ["", f"### {name_of(name, res[name])}"]
+            lines += writes_report(res, name) + reads_report(res[name])
+    lines += ["", "### Goals", "", *goals.report(res)]
+    errors = sum(_errors(res))
+    lines += ["", f"Errors and non-2xx responses across all runs: {errors}."]
+    return "\n".join(lines)
+
+
+def name_of(name: str, backend: dict[str, Any]) -> str:
+    """The backend's heading, with the server settings that matter."""
+    if name == "sqlite":
+        return "SQLite (synchronous = FULL)"
+    s = backend.get("settings", {})
+    return (
+        f"PostgreSQL {s.get('server_version', '')} (fsync {s.get('fsync')}, synchronous_commit"
+        f" {s.get('synchronous_commit')}, shared_buffers {s.get('shared_buffers')})"
+    )
+
+
+def floors_report(res: dict[str, Any]) -> list[str]:
+    """The floors' POSTs, and their GET figures."""
+    floor = res.get("floors")
+    if not floor:
+        return []
+    fw, raw = floor["framework"], floor["raw"]
+    rows = [
+        (f"{kind} floor POST c={c}", c, floor[kind][f"post_c{c}"])
+        for kind in ("raw", "framework")
+        for c in res["conc"]
+    ]
+    return [
         "",
+        "### Floors",
+        "",
+        *post_table(rows, floor),
+        "",
+        f"Framework floor GET c=1 p50 {fw['get_c1']['p50_us'] / 1000:.2f} ms, "
+        f"c=32 {fw['get_c32']['rps']:.0f} req/s; raw floor GET c=1 p50"
+        f" {raw['get_c1']['p50_us'] / 1000:.2f} ms.",
+    ]
+
+
+def post_table(rows: list[tuple[str, int, dict[str, float]]], floor: Any) -> list[str]:
+    """A table of (title, concurrency, figures) POST rows against the floors."""
+    lines = [
         "| Writes | req/s | p50 ms | p99 ms | × raw floor | × framework floor |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for key, row in (
-        [(f"raw floor POST c={c}", raw[f"post_c{c}"]) for c in res["conc"]]
-        + [(f"framework floor POST c={c}", fw[f"post_c{c}"]) for c in res["conc"]]
-        + [(f"memory POST c={c}", ing[f"post_c{c}"]) for c in res["conc"]]
-    ):
-        c = key.rsplit("=", 1)[1]
-        lines.append(
-            f"| {key} | {row['rps']:.0f} | {row['p50_us'] / 1000:.2f} | {row['p99_us'] / 1000:.2f}"
-            f" | {row['rps'] / raw[f'post_c{c}']['rps']:.2f} | {row['rps'] / fw[f'post_c{c}']['rps']:.2f} |"
+    for title, c, row in rows:
+        ratios = (
+            f"{goals.ratio(row['rps'], floor['raw'][f'post_c{c}']['rps']):.2f}"
+            f" | {goals.ratio(row['rps'], floor['framework'][f'post_c{c}']['rps']):.2f}"
+            if floor
+            else "– | –"
         )
+        lines.append(
+            f"| {title} | {row['rps']:.0f} | {row['p50_us'] / 1000:.2f}"
+            f" | {row['p99_us'] / 1000:.2f} | {ratios} |"
+        )
+    return lines
+
+
+def writes_report(res: dict[str, Any], backend: str) -> list[str]:
+    """Single POSTs against the floors, then batches and backfills."""
+    ing = res[backend].get("ingest")
+    if not ing:
+        return []
+    rows = [(f"memory POST c={c}", c, ing[f"post_c{c}"]) for c in res["conc"]]
+    rows.append(("memory POST c=32, --workers 2", 32, ing["post_c32_workers2"]))
     b, x = ing["batch"], ing.get("raw_executemany")
     raw_part = (
-        f"raw executemany into the same schema: {x['memories_per_s']:.0f}/s "
-        f"(ratio {b['memories_per_s'] / x['memories_per_s']:.2f})"
+        f"raw executemany into the same schema: {x['memories_per_s']:.0f}/s"
+        f" (ratio {goals.ratio(b['memories_per_s'], x['memories_per_s']):.2f})"
         if x
         else "no raw baseline for this backend"
     )
-    lines += [
+    workers = goals.ratio(ing["post_c32_workers2"]["rps"], ing["post_c32"]["rps"])
+    return [
         "",
-        f"Batch ingest ({res['batch']}/request): {b['memories_per_s']:.0f} memories/s; "
-        f"{raw_part}. Server peak RSS during ingest: {ing['peak_rss_kb'] / 1024:.0f} MB.",
+        *post_table(rows, res.get("floors")),
         "",
-        f"Framework floor GET c=1 p50 {fw['get_c1']['p50_us'] / 1000:.2f} ms, "
-        f"c=32 {fw['get_c32']['rps']:.0f} req/s; raw floor GET c=1 p50 {raw['get_c1']['p50_us'] / 1000:.2f} ms.",
+        f"Batch ingest ({BATCH}/request): {b['memories_per_s']:.0f} memories/s; {raw_part}."
+        f" Server peak RSS during ingest: {ing['peak_rss_kb'] / 1024:.0f} MB."
+        f" Single POST c=32 with --workers 2: {workers:.2f}× one worker.",
         "",
+        backfill_line(ing, res[backend].get("reads", {})),
     ]
-    sizes = list(res["reads"])
-    head = "| Read | " + " | ".join(
-        f"{int(s) // 1000}k p50 / p95 / p99 ms | {int(s) // 1000}k c=32 req/s | {int(s) // 1000}k p50 × floor"
-        for s in sizes
-    )
-    if len(sizes) > 1:
-        head += f" | growth p50 {int(sizes[-1]) // 1000}k/{int(sizes[0]) // 1000}k"
-    lines += [head + " |", "|---" + "|---:" * (3 * len(sizes) + (len(sizes) > 1)) + "|"]
-    floor_p50 = fw["get_c1"]["p50_us"]
-    for name in [*READS, "write with dedup check"]:
-        cells = []
-        for s in sizes:
-            r = res["reads"][s][name]
-            c1 = r["c1"]
-            c32 = f"{r['c32']['rps']:.0f}" if "c32" in r else "–"
-            cells.append(
-                f"{c1['p50_us'] / 1000:.2f} / {c1['p95_us'] / 1000:.2f} / {c1['p99_us'] / 1000:.2f}"
-                f" | {c32} | {c1['p50_us'] / floor_p50:.2f}"
-            )
-        row = f"| {name} | " + " | ".join(cells)
-        if len(sizes) > 1:
-            first, last = res["reads"][sizes[0]][name], res["reads"][sizes[-1]][name]
-            row += f" | {last['c1']['p50_us'] / first['c1']['p50_us']:.2f}"
-        lines.append(row + " |")
-    lines.append("")
-    for s in sizes:
-        phase = res["reads"][s]
-        base = phase["search, no filter"]["c1"]["p50_us"]
-        ratios = ", ".join(
-            f"{name} {phase[name]['c1']['p50_us'] / base:.2f}×"
-            for name in ("search, metadata user", "search, metadata plan+agent")
-        )
-        ranked = (
-            phase["ranked query + metadata"]["c1"]["p50_us"] / phase["ranked query"]["c1"]["p50_us"]
-        )
-        lines.append(
-            f"Metadata filters at {int(s) // 1000}k, p50 against an unfiltered search of one agent: "
-            f"{ratios}; ranked query + metadata {ranked:.2f}× the ranked query."
-        )
-    lines.append("")
-    lines.append(
-        "Server peak RSS during reads: "
-        + ", ".join(
-            f"{int(s) // 1000}k: {res['reads'][s]['peak_rss_kb'] / 1024:.0f} MB" for s in sizes
-        )
+
+
+def backfill_line(ing: dict[str, Any], reads: dict[str, Any]) -> str:
+    """Backfilled batches on an empty store and at each size."""
+    empty = ing["backfill"]["memories_per_s"]
+    at = [
+        f"at {goals.label(s)} {p['writes']['backfill']['memories_per_s']:.0f}/s"
+        f" ({goals.ratio(p['writes']['backfill']['memories_per_s'], empty):.2f}×)"
+        for s, p in reads.items()
+        if "writes" in p
+    ]
+    return (
+        f"Backfilled batch ingest ({BACKFILL_BATCH}/request, times over {BACKFILL_DAYS} days,"
+        f" 5,000 sessions, c=2): empty store {empty:.0f} memories/s"
+        + (f"; {', '.join(at)}" if at else "")
         + "."
     )
-    lines += console_pages.report(res["reads"])
-    errors = sum(_errors(res))
-    lines.append(f"Errors and non-2xx responses across all runs: {errors}.")
-    return "\n".join(lines)
+
+
+def reads_report(backend: dict[str, Any]) -> list[str]:
+    """The reads table: p50 / p95 / p99 and c=32 at each size, and p50 growth."""
+    res = backend.get("reads")
+    if not res:
+        return []
+    sizes = list(res)
+    first = sizes[0]
+    labels = [goals.label(s) for s in sizes]
+    head = "| Read | " + " | ".join(f"{lb} p50 / p95 / p99 ms | {lb} c=32 req/s" for lb in labels)
+    head += "".join(f" | p50 {lb}/{labels[0]}" for lb in labels[1:])
+    lines = [
+        "",
+        f"Store grown in place: {load_summary(res)}.",
+        "",
+        head + " |",
+        "|---" + "|---:" * (3 * len(sizes) - 1) + "|",
+    ]
+    for title, get in read_rows(res[first]):
+        figures = [get(res[s]) for s in sizes]
+        cells = [
+            f"{c1['p50_us'] / 1000:.2f} / {c1['p95_us'] / 1000:.2f} / {c1['p99_us'] / 1000:.2f}"
+            f" | {_rps(c32)}"
+            for c1, c32 in figures
+        ]
+        first_p50 = figures[0][0]["p50_us"]
+        growth = [f"{goals.ratio(c1['p50_us'], first_p50):.2f}" for c1, _ in figures[1:]]
+        lines.append(f"| {title} | " + " | ".join(cells + growth) + " |")
+    lines += metadata_lines(res)
+    rss = ", ".join(f"{goals.label(s)}: {res[s]['peak_rss_kb'] / 1024:.0f} MB" for s in sizes)
+    lines += ["", f"Server peak RSS during reads: {rss}."]
+    lines += console_pages.report(res)
+    return lines
+
+
+def _rps(figures: dict[str, float] | None) -> str:
+    return f"{figures['rps']:.0f}" if figures else "–"
+
+
+Figures = tuple[dict[str, float], dict[str, float] | None]
+
+
+def read_rows(phase: dict[str, Any]) -> Iterator[tuple[str, Callable[[dict[str, Any]], Figures]]]:
+    """(title, figures of a size's phase) of each row of the reads table."""
+    for name, pop in POPULATIONS.items():
+        for read in phase.get(name, {}):
+            yield (
+                pop.title + read,
+                lambda p, name=name, read=read: (p[name][read]["c1"], p[name][read].get("c32")),
+            )
+    if "writes" in phase:
+        yield "write with dedup check", lambda p: (p["writes"]["write with dedup check"], None)
+
+
+def load_summary(res: dict[str, Any]) -> str:
+    """How long each growth step took."""
+    return ", ".join(
+        f"to {goals.label(s)} (+{p['loaded']}) in {p['load_seconds']:.0f} s"
+        f" ({goals.ratio(p['loaded'], p['load_seconds']):.0f}/s)"
+        for s, p in res.items()
+    )
+
+
+def metadata_lines(res: dict[str, Any]) -> list[str]:
+    """Metadata filters against an unfiltered search, at each size."""
+    lines = [""]
+    for s, phase in res.items():
+        spread = phase.get("spread")
+        if not spread:
+            continue
+        base = spread["search, no filter"]["c1"]["p50_us"]
+        ratios = ", ".join(
+            f"{name} {goals.ratio(spread[name]['c1']['p50_us'], base):.2f}×"
+            for name in ("search, metadata user", "search, metadata plan+agent")
+        )
+        ranked = goals.ratio(
+            spread["ranked query + metadata"]["c1"]["p50_us"],
+            spread["ranked query"]["c1"]["p50_us"],
+        )
+        lines.append(
+            f"Metadata filters at {goals.label(s)}, p50 against an unfiltered search of one agent: "
+            f"{ratios}; ranked query + metadata {ranked:.2f}× the ranked query."
+        )
+    return lines
 
 
 def _errors(node: Any) -> Iterator[float]:
@@ -436,28 +781,51 @@ def _errors(node: Any) -> Iterator[float]:
             yield from _errors(v)
 
 
+# main
+
+
+def arguments() -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a minute or two, 10k and 20k")
+    parser.add_argument("--runs", type=int, help="runs per figure (default 3; --quick 1)")
+    parser.add_argument("--seconds", type=float, help="seconds per run (default 5; --quick 1)")
+    parser.add_argument(
+        "--sizes", help="comma-separated store sizes for the reads (default 100k,1M,3M)"
+    )
+    parser.add_argument("--pg-sizes", help="PostgreSQL's sizes (default --sizes, else 100k,1M)")
+    parser.add_argument("--only", choices=PHASES, action="append", help="run only this phase")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--postgres", action="store_true", help="PostgreSQL only")
+    which.add_argument("--sqlite", action="store_true", help="SQLite only")
+    return parser.parse_args()
+
+
+def backend_sizes(args: argparse.Namespace) -> dict[str, list[int]]:
+    """The backends to run, each with its store sizes."""
+    if args.postgres:
+        names = ["postgresql"]
+    elif args.sqlite or args.quick:
+        names = ["sqlite"]
+    else:
+        names = ["sqlite", "postgresql"]
+    out = {}
+    for name in names:
+        spec = (args.pg_sizes if name == "postgresql" else None) or args.sizes
+        spec = spec or (QUICK_SIZES if args.quick else FULL_SIZES[name])
+        out[name] = [int(s) for s in spec.split(",")]
+    return out
+
+
 def main() -> None:
     """Run the phases and report."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="about a minute, 10k memories")
-    parser.add_argument("--runs", type=int)
-    parser.add_argument("--seconds", type=float)
-    parser.add_argument("--sizes", help="comma-separated store sizes for the reads")
-    parser.add_argument("--only", choices=("floors", "ingest", "reads"), action="append")
-    parser.add_argument(
-        "--postgres",
-        action="store_true",
-        help="run ingest and reads on a throwaway PostgreSQL server (initdb must be installed)",
-    )
-    args = parser.parse_args()
+    args = arguments()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
     runs = args.runs or (1 if args.quick else 3)
-    seconds = args.seconds or (2 if args.quick else 5)
-    sizes = [
-        int(s) for s in (args.sizes or ("10000" if args.quick else "100000,1000000")).split(",")
-    ]
+    seconds = args.seconds or (1 if args.quick else 5)
     conc = [1, 8, 32]
+    only = set(args.only or PHASES)
     work = Path(tempfile.mkdtemp(prefix="memtrace-bench-"))
     bench = Bench(runs, seconds, work)
     res: dict[str, Any] = {
@@ -469,30 +837,20 @@ def main() -> None:
         "runs": runs,
         "seconds": seconds,
         "conc": conc,
-        "batch": 500,
+        "batch": BATCH,
+        "busy_share": BUSY_SHARE,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    only = set(args.only or ("floors", "ingest", "reads"))
     cluster = None
-    store_url = None
-    if args.postgres:
-        sys.path.insert(0, str(HERE.parent / "tests"))
-        from pg import Cluster  # the tests' throwaway server: initdb, pg_ctl, a free port
-
-        cluster = Cluster().start()
-        store_url = cluster.new_database()
-        res["backend"] = "postgresql"
-    else:
-        res["backend"] = "sqlite"
     try:
-        print("floors", flush=True)
-        res["floors"] = floors(bench, work, conc)
-        if "ingest" in only:
-            print("ingest", flush=True)
-            res["ingest"] = ingest(bench, work, conc, 500, store_url)
-        if "reads" in only:
-            print("reads", flush=True)
-            res["reads"] = reads(bench, work, sizes, store_url)
+        if "floors" in only:
+            print("floors", flush=True)
+            res["floors"] = floors(bench, work, conc)
+        for name, sizes in (backend_sizes(args) if only - {"floors"} else {}).items():
+            if name == "postgresql":
+                cluster = start_postgres()
+            backend = Backend(name, sizes, cluster)
+            res[name] = run_backend(bench, backend, work, conc, only)
     finally:
         out_dir = HERE / "results"
         out_dir.mkdir(exist_ok=True)
@@ -501,10 +859,25 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         if cluster is not None:
             cluster.stop()
-    if {"ingest", "reads"} <= only:
-        print()
-        print(report(res))
+    print()
+    print(report(res))
     print(f"\nresults: {out.relative_to(HERE.parent)}")
+
+
+def run_backend(
+    bench: Bench, backend: Backend, work: Path, conc: list[int], only: set[str]
+) -> dict[str, Any]:
+    """The ingest and read phases on one backend."""
+    out: dict[str, Any] = {"sizes": backend.sizes}
+    if backend.cluster is not None:
+        out["settings"] = postgres_settings(backend.cluster.url)
+    if "ingest" in only:
+        print(f"{backend.name} ingest", flush=True)
+        out["ingest"] = ingest(bench, backend, work, conc)
+    if only & {"reads", "busy"}:
+        print(f"{backend.name} reads at {', '.join(map(goals.label, backend.sizes))}", flush=True)
+        out["reads"] = reads(bench, backend, work, only)
+    return out
 
 
 if __name__ == "__main__":

@@ -116,10 +116,14 @@ def sqlite_url(data_dir: Path) -> str:
 
 
 def serve_memtrace(
-    data_dir: Path, log: Path, store_url: str | None = None, env: dict[str, str] | None = None
+    data_dir: Path,
+    log: Path,
+    store_url: str | None = None,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Server:
-    """``memtrace serve`` on ``data_dir`` (or ``store_url``), production settings unless
-    ``env`` says otherwise; its output goes to ``log``."""
+    """``memtrace serve`` on ``data_dir`` (or ``store_url``) with ``workers`` processes,
+    production settings unless ``env`` says otherwise; its output goes to ``log``."""
     port = free_port()
     settings = {"MEMTRACE_LOG_LEVEL": "info", **(env or {})}
     if store_url:
@@ -134,6 +138,8 @@ def serve_memtrace(
             str(port),
             "--data-dir",
             str(data_dir),
+            "--workers",
+            str(workers),
         ],
         port,
         log,
