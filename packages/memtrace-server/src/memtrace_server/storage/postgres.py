@@ -21,7 +21,7 @@ import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from memtrace_server.core.records import MemoryFilter, MemoryRecord
+from memtrace_server.core.records import MemoryFilter
 from memtrace_server.storage import base, sql
 from memtrace_server.storage.sql import Op, SqlStore, Stmt
 
@@ -183,6 +183,15 @@ class PostgresStore(SqlStore):
         """A transaction-scoped advisory lock on (space, key)."""
         yield Stmt("SELECT pg_advisory_xact_lock(hashtextextended(?, ?))", (key, space))
 
+    def locks(self, keys: Sequence[str], space: int) -> Op[None]:
+        """Advisory locks on (space, key) for every key, in the order given, in one statement
+        (``unnest`` yields the array in order)."""
+        if keys:
+            yield Stmt(
+                "SELECT count(pg_advisory_xact_lock(hashtextextended(k, ?))) FROM unnest(?::text[]) AS k",
+                (space, list(keys)),
+            )
+
     def tag_value(self, tags: tuple[str, ...]) -> Any:
         """Tags as a text array."""
         return list(tags)
@@ -211,13 +220,11 @@ class PostgresStore(SqlStore):
             [" | ".join(flt.query), *params, flt.limit, flt.offset],
         )
 
-    def write_memories(
-        self, org_id: str, memories: Sequence[MemoryRecord], contexts: Sequence[str]
-    ) -> Op[None]:
+    def write_memories(self, memories: Sequence[sql.NewMemory]) -> Op[None]:
         """One pipelined statement; the tsvector is a generated column."""
         rows = [
             (*sql.memory_values(org_id, m, self.tag_value(m.tags)), context)
-            for m, context in zip(memories, contexts, strict=True)
+            for org_id, m, context in memories
         ]
         yield Stmt(
             f"INSERT INTO memories ({sql.MEMORY_INSERT_COLUMNS}, context) VALUES ({sql.marks(sql.MEMORY_FIELDS + 1)})",

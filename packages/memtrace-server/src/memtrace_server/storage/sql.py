@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 import orjson
 
@@ -31,6 +31,7 @@ from memtrace_server.core.records import (
     AgentStatsRecord,
     ApiKeyRecord,
     ConsoleSessionRecord,
+    MemoryBatch,
     MemoryFilter,
     MemoryRecord,
     OrgRecord,
@@ -65,7 +66,7 @@ BINDING_COLUMNS = "org_id, url_cipher, url_nonce, updated_at"
 
 # Lock spaces: the same key in two spaces never collides.
 AGENT_LOCK, DEDUP_LOCK, IMPORT_LOCK, SCHEMA_LOCK, KEY_LOCK = 1, 0, 2, 3, 5
-DEDUP_KEYS_PER_QUERY = 500
+DEDUP_KEYS_PER_QUERY = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,17 @@ class Result:
 
 
 Op = Generator[Stmt, Result, T]
+
+
+class NewMemory(NamedTuple):
+    """A memory to write: its org, the record, and the words it borrows from the memory
+    before it in its session (its full-text context)."""
+
+    org_id: str
+    memory: MemoryRecord
+    context: str
+
+
 CONFLICTS = (DuplicateName, MissingReference)
 
 
@@ -148,6 +160,13 @@ def guarded(stmt: Stmt, *, duplicate: str | None = None, missing: str | None = N
 def marks(n: int) -> str:
     """``?, ?, …`` for ``n`` values."""
     return ", ".join("?" * n)
+
+
+def padded(values: Sequence[T]) -> list[T]:
+    """``values`` (not empty) with the last one repeated up to a power of two, so a statement
+    of one row or list item per value has few distinct texts (and stays prepared)."""
+    size = 1 << (len(values) - 1).bit_length()
+    return [*values, *[values[-1]] * (size - len(values))]
 
 
 def dump_json(value: dict[str, Any] | None) -> str | None:
@@ -335,6 +354,11 @@ class SqlStore(ABC):
         """Serialise writers of ``key`` until the transaction ends (no-op: one writer)."""
         yield from ()
 
+    def locks(self, keys: Sequence[str], space: int) -> Op[None]:
+        """``lock`` each key, in the order given."""
+        for key in keys:
+            yield from self.lock(key, space)
+
     @abstractmethod
     def tag_value(self, tags: tuple[str, ...]) -> Any:
         """Tags as the memories table keeps them."""
@@ -368,10 +392,8 @@ class SqlStore(ABC):
         ``MEMORY_COLUMNS`` and a score column last."""
 
     @abstractmethod
-    def write_memories(
-        self, org_id: str, memories: Sequence[MemoryRecord], contexts: Sequence[str]
-    ) -> Op[None]:
-        """Insert memories into every index; ``contexts`` are the words each borrows."""
+    def write_memories(self, memories: Sequence[NewMemory]) -> Op[None]:
+        """Insert memories into every index, in order."""
 
     @abstractmethod
     def erase_where(self, condition: str, params: Sequence[Any]) -> Op[int]:
@@ -817,24 +839,34 @@ class SqlStore(ABC):
         return " AND ".join(where), params
 
     def _stored_dedup_times(
-        self, org_id: str, memories: Sequence[MemoryRecord], window_ns: int, now_ns: int
-    ) -> Op[dict[str, list[int]]]:
-        """Times of stored, unexpired memories sharing a dedup key with the batch, near it."""
-        keys = sorted({m.dedup_key for m in memories if m.dedup_key})
-        found: dict[str, list[int]] = {}
-        if not keys:
+        self, org_id: str, batches: Sequence[MemoryBatch]
+    ) -> Op[dict[str, list[tuple[int, int | None]]]]:
+        """(time, expiry) of stored memories sharing a dedup key with a memory of a batch that
+        has a window, near its time, and unexpired at the earliest of the batches' nows."""
+        probes = [
+            (m, b.dedup_window_ns)
+            for b in batches
+            if b.dedup_window_ns is not None
+            for m in b.memories
+            if m.dedup_key
+        ]
+        found: dict[str, list[tuple[int, int | None]]] = {}
+        if not probes:
             return found
-        low = min(m.time_ns for m in memories) - window_ns
-        high = max(m.time_ns for m in memories) + window_ns
+        keys = sorted({m.dedup_key for m, _ in probes})
+        low = min(m.time_ns - window for m, window in probes)
+        high = max(m.time_ns + window for m, window in probes)
+        now = min(b.now_ns for b in batches)
         for start in range(0, len(keys), DEDUP_KEYS_PER_QUERY):
-            chunk = keys[start : start + DEDUP_KEYS_PER_QUERY]
+            chunk = padded(keys[start : start + DEDUP_KEYS_PER_QUERY])
             result = yield Stmt(
-                f"SELECT dedup_key, time FROM memories WHERE org_id = ? AND dedup_key IN ({marks(len(chunk))})"
-                " AND time > ? AND time < ? AND (expires_at IS NULL OR expires_at > ?)",
-                (org_id, *chunk, low, high, now_ns),
+                "SELECT dedup_key, time, expires_at FROM memories WHERE org_id = ?"
+                f" AND dedup_key IN ({marks(len(chunk))}) AND time > ? AND time < ?"
+                " AND (expires_at IS NULL OR expires_at > ?)",
+                (org_id, *chunk, low, high, now),
             )
-            for key, when in result.rows:
-                found.setdefault(key, []).append(when)
+            for key, when, expires in result.rows:
+                found.setdefault(key, []).append((when, expires))
         return found
 
     def _contexts(self, org_id: str, memories: Sequence[MemoryRecord]) -> Op[list[str]]:
@@ -872,29 +904,48 @@ class SqlStore(ABC):
             in_batch.setdefault(session, []).append((m.time_ns, m.content))
         return contexts
 
-    def _insert(self, org_id: str, memories: Sequence[MemoryRecord]) -> Op[None]:
-        if memories:
+    def _insert(self, groups: Sequence[tuple[str, Sequence[MemoryRecord]]]) -> Op[None]:
+        """Write each org's memories (in order) to every index, one statement per table, and
+        move their agents' and sessions' last activity forward."""
+        new: list[NewMemory] = []
+        touched: dict[tuple[str, str, str], int] = {}
+        for org_id, memories in groups:
             contexts = yield from self._contexts(org_id, memories)
-            yield from self.write_memories(org_id, memories, contexts)
-            for (kind, ref), when in sorted(latest_activity(memories).items()):
+            new.extend(NewMemory(org_id, m, c) for m, c in zip(memories, contexts, strict=True))
+            for (kind, ref), when in latest_activity(memories).items():
+                touched[(kind, org_id, ref)] = when
+        if not new:
+            return
+        yield from self.write_memories(new)
+        for table in ("agents", "sessions"):
+            # sorted, so concurrent writers lock these rows in one order
+            rows = [
+                (when, org_id, ref, when)
+                for (kind, org_id, ref), when in sorted(touched.items())
+                if kind == table
+            ]
+            if rows:
                 yield Stmt(
-                    f"UPDATE {kind} SET last_active_at = ? WHERE org_id = ? AND id = ?"
+                    f"UPDATE {table} SET last_active_at = ? WHERE org_id = ? AND id = ?"
                     " AND (last_active_at IS NULL OR last_active_at < ?)",
-                    (when, org_id, ref, when),
+                    rows,
+                    many=True,
                 )
 
     def _supersede(
-        self, org_id: str, memories: Sequence[MemoryRecord], now_ns: int
+        self, org_id: str, memories: Sequence[MemoryRecord], nows: Sequence[int]
     ) -> Op[list[MemoryRecord]]:
         """Apply keyed memories in order: each replaces the current version of its key unless
         that one is newer (by time; a tie goes to the later write), and so becomes history.
 
         Marks the stored version it replaces and returns the memories to insert, with
-        ``superseded_by`` set on those that are history already.
+        ``superseded_by`` set on those that are history already. ``nows`` are the times of
+        the writes, one per memory: when a version stops being current.
         """
         out = list(memories)
-        for agent_id, key in sorted({(m.agent_id, m.key) for m in memories if m.key}):
-            yield from self.lock(f"{org_id}|{agent_id}|{key}", KEY_LOCK)
+        keyed = sorted({(m.agent_id, m.key) for m in memories if m.key})
+        yield from self.locks([f"{org_id}|{agent_id}|{key}" for agent_id, key in keyed], KEY_LOCK)
+        for agent_id, key in keyed:
             of_key = "org_id = ? AND agent_id = ? AND memory_key = ?"
             row = (
                 yield Stmt(
@@ -907,6 +958,7 @@ class SqlStore(ABC):
             for index, m in enumerate(out):
                 if m.key != key or m.agent_id != agent_id:
                     continue
+                now_ns = nows[index]
                 if current is not None and m.time_ns < current[1]:  # a backfill: history at once
                     out[index] = replace(m, superseded_by=current[0], superseded_at_ns=now_ns)
                     continue
@@ -921,6 +973,44 @@ class SqlStore(ABC):
                     out[current[2]] = replace(earlier, superseded_by=m.id, superseded_at_ns=now_ns)
                 current = (m.id, m.time_ns, index)
         return out
+
+    def _insert_batches(self, batches: Sequence[MemoryBatch]) -> Op[list[list[bool]]]:
+        """Insert several calls' memories in one go, with the outcome of running them one
+        after another: which memories of each batch were stored (False: a duplicate).
+
+        One dedup query and one statement per table for all of them; a key written twice
+        keeps the later write (by the time rule of ``_supersede``). Orgs never meet: dedup,
+        keys and neighbours are looked up per org.
+        """
+        by_org: dict[str, list[int]] = {}
+        for index, batch in enumerate(batches):
+            by_org.setdefault(batch.org_id, []).append(index)
+        # Every dedup lock before any key lock, each kind sorted, so concurrent writers
+        # take them in one order and never deadlock.
+        dedup_keys = {
+            f"{b.org_id}|{m.dedup_key}"
+            for b in batches
+            if b.dedup_window_ns is not None
+            for m in b.memories
+            if m.dedup_key
+        }
+        yield from self.locks(sorted(dedup_keys), DEDUP_LOCK)
+        fresh: list[list[bool]] = [[] for _ in batches]
+        groups: list[tuple[str, Sequence[MemoryRecord]]] = []
+        for org_id in sorted(by_org):
+            mine = [batches[i] for i in by_org[org_id]]
+            stored = yield from self._stored_dedup_times(org_id, mine)
+            kept: list[MemoryRecord] = []
+            nows: list[int] = []
+            for index, batch, flags in zip(
+                by_org[org_id], mine, fresh_memories(mine, stored), strict=True
+            ):
+                fresh[index] = flags
+                kept.extend(m for m, ok in zip(batch.memories, flags, strict=True) if ok)
+                nows.extend(batch.now_ns for ok in flags if ok)
+            groups.append((org_id, (yield from self._supersede(org_id, kept, nows))))
+        yield from self._insert(groups)
+        return fresh
 
     def _erase(self, condition: str, params: Sequence[Any]) -> Op[int]:
         """Erase memories from every index; where a key's current version goes, the newest
@@ -954,23 +1044,12 @@ class SqlStore(ABC):
         now_ns: int,
     ) -> list[bool]:
         """Insert memories atomically, skipping duplicates within the window."""
+        batch = MemoryBatch(org_id, tuple(memories), dedup_window_ns, now_ns)
+        return await self._insert_batch(batch)
 
-        def op() -> Op[list[bool]]:
-            stored: dict[str, list[int]] = {}
-            if dedup_window_ns is not None:
-                # Sorted, so concurrent batches take the locks in one order and never deadlock.
-                for key in sorted({m.dedup_key for m in memories if m.dedup_key}):
-                    yield from self.lock(f"{org_id}|{key}", DEDUP_LOCK)
-                stored = yield from self._stored_dedup_times(
-                    org_id, memories, dedup_window_ns, now_ns
-                )
-            fresh = fresh_memories(memories, stored, dedup_window_ns)
-            kept = [m for m, ok in zip(memories, fresh, strict=True) if ok]
-            versions = yield from self._supersede(org_id, kept, now_ns)
-            yield from self._insert(org_id, versions)
-            return fresh
-
-        return await self._write(op())
+    async def _insert_batch(self, batch: MemoryBatch) -> list[bool]:
+        """Run one call of ``insert_memories``; a backend may coalesce concurrent calls."""
+        return (await self._write(self._insert_batches([batch])))[0]
 
     async def get_memory(self, org_id: str, ref: str) -> MemoryRecord | None:
         """A memory by id, else the newest one with that dedup key."""
@@ -1119,8 +1198,8 @@ class SqlStore(ABC):
                     new[m.id] = m
             history = [m for m in new.values() if m.superseded_by or not m.key]
             current = [m for m in new.values() if m.key and not m.superseded_by]
-            current = yield from self._supersede(org_id, current, now_ns)
-            yield from self._insert(org_id, [*history, *current])
+            current = yield from self._supersede(org_id, current, [now_ns] * len(current))
+            yield from self._insert([(org_id, [*history, *current])])
             return len(new)
 
         return await self._write(op())

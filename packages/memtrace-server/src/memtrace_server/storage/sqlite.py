@@ -38,6 +38,7 @@ from memtrace_server.storage.sql import (
     MEMORY_COLUMNS,
     MEMORY_FIELDS,
     MEMORY_INSERT_COLUMNS,
+    NewMemory,
     Op,
     Result,
     SqlStore,
@@ -377,16 +378,14 @@ class SQLiteStore(SqlStore):
             [match, *params, flt.limit, flt.offset],
         )
 
-    def write_memories(
-        self, org_id: str, memories: Sequence[MemoryRecord], contexts: Sequence[str]
-    ) -> Op[None]:
+    def write_memories(self, memories: Sequence[NewMemory]) -> Op[None]:
         """A statement per table; the writer is the only one, so the next rids are known."""
         base = (yield Stmt("SELECT coalesce(max(rid), 0) FROM memories")).rows[0][0]
         rows: list[tuple[Any, ...]] = []
         tag_rows: list[tuple[Any, ...]] = []
         text_rows: list[tuple[Any, ...]] = []
         meta_rows: list[tuple[Any, ...]] = []
-        for rid, (m, context) in enumerate(zip(memories, contexts, strict=True), start=base + 1):
+        for rid, (org_id, m, context) in enumerate(memories, start=base + 1):
             rows.append((rid, *memory_values(org_id, m, self.tag_value(m.tags))))
             tag_rows.extend((org_id, tag, m.time_ns, rid) for tag in m.tags)
             meta_rows.extend(_meta_rows(m, org_id, rid))
