@@ -67,6 +67,7 @@ BINDING_COLUMNS = "org_id, url_cipher, url_nonce, updated_at"
 # Lock spaces: the same key in two spaces never collides.
 AGENT_LOCK, DEDUP_LOCK, IMPORT_LOCK, SCHEMA_LOCK, KEY_LOCK = 1, 0, 2, 3, 5
 DEDUP_KEYS_PER_QUERY = 512
+PROBES_PER_QUERY = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -869,34 +870,80 @@ class SqlStore(ABC):
                 found.setdefault(key, []).append((when, expires))
         return found
 
+    def _stored_before(
+        self, org_id: str, probes: Sequence[tuple[str, int]]
+    ) -> Op[dict[tuple[str, int], tuple[int, str]]]:
+        """For each (session, time): the (time, content) of the newest stored memory of the
+        session at or before that time (by time, then insertion), where there is one."""
+        found: dict[tuple[str, int], tuple[int, str]] = {}
+        rids: dict[int, list[tuple[str, int]]] = {}
+        for start in range(0, len(probes), PROBES_PER_QUERY):
+            chunk = padded(probes[start : start + PROBES_PER_QUERY])
+            result = yield Stmt(
+                "SELECT v.column1, v.column2, (SELECT x.rid FROM memories x WHERE x.org_id = ?"
+                " AND x.session_id = v.column1 AND x.time <= v.column2"
+                " ORDER BY x.time DESC, x.rid DESC LIMIT 1)"
+                f" FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS v",
+                (org_id, *(value for probe in chunk for value in probe)),
+            )
+            for session, when, rid in result.rows:
+                if rid is not None:
+                    rids.setdefault(rid, []).append((session, when))
+        keys = list(rids)
+        for start in range(0, len(keys), PROBES_PER_QUERY):
+            wanted = padded(keys[start : start + PROBES_PER_QUERY])
+            result = yield Stmt(
+                "SELECT rid, time, content FROM memories WHERE org_id = ?"
+                f" AND rid IN ({marks(len(wanted))})",
+                (org_id, *wanted),
+            )
+            for rid, when, content in result.rows:
+                for probe in rids[rid]:
+                    found[probe] = (when, content)
+        return found
+
     def _contexts(self, org_id: str, memories: Sequence[MemoryRecord]) -> Op[list[str]]:
         """For each memory, the content of the one before it in its session (by time, then
         insertion): stored, or earlier in the batch. A reply is found by the words of the
         question it answers. Only that direction: lending the new words back would rewrite
         the neighbour's full-text entry on every write, for no measurable recall on LoCoMo.
+
+        Stored neighbours take one lookup per session (before its latest time in the batch),
+        and one more per memory only where a stored memory lies between the session's
+        memories in the batch (a backfill).
         """
-        newest: dict[str, tuple[Any, ...] | None] = {}
+        spans: dict[str, tuple[int, int]] = {}
+        for m in memories:
+            if m.session_id:
+                low, high = spans.get(m.session_id, (m.time_ns, m.time_ns))
+                spans[m.session_id] = (min(low, m.time_ns), max(high, m.time_ns))
+        latest = yield from self._stored_before(
+            org_id, [(session, high) for session, (_, high) in spans.items()]
+        )
+
+        def stored(m: MemoryRecord) -> tuple[int, str] | None:
+            return latest.get((m.session_id, spans[m.session_id][1]))
+
+        exact = yield from self._stored_before(
+            org_id,
+            sorted(
+                {
+                    (m.session_id, m.time_ns)
+                    for m in memories
+                    if m.session_id and (hit := stored(m)) is not None and hit[0] > m.time_ns
+                }
+            ),
+        )
         in_batch: dict[str, list[tuple[int, str]]] = {}
         contexts = []
-        latest_sql = (
-            "SELECT time, content FROM memories WHERE org_id = ? AND session_id = ?"
-            " ORDER BY time DESC, rid DESC LIMIT 1"
-        )
         for m in memories:
             session = m.session_id
             if not session:
                 contexts.append("")
                 continue
-            if session not in newest:
-                newest[session] = (yield Stmt(latest_sql, (org_id, session))).one()
-            best: tuple[Any, ...] | None = newest[session]
-            if best is not None and best[0] > m.time_ns:  # a backfill: look it up exactly
-                best = (
-                    yield Stmt(
-                        latest_sql.replace("ORDER", "AND time <= ? ORDER"),
-                        (org_id, session, m.time_ns),
-                    )
-                ).one()
+            best = stored(m)
+            if best is not None and best[0] > m.time_ns:
+                best = exact.get((session, m.time_ns))
             for when, content in in_batch.get(session, ()):  # later in the batch = inserted later
                 if when <= m.time_ns and (best is None or when >= best[0]):
                     best = (when, content)
