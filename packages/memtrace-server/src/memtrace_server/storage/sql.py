@@ -67,6 +67,8 @@ BINDING_COLUMNS = "org_id, url_cipher, url_nonce, updated_at"
 # Lock spaces: the same key in two spaces never collides.
 AGENT_LOCK, DEDUP_LOCK, IMPORT_LOCK, SCHEMA_LOCK, KEY_LOCK = 1, 0, 2, 3, 5
 DEDUP_KEYS_PER_QUERY = 512
+# Concurrent inserts are coalesced into ops of at most this many memories.
+MAX_COALESCED = 1000
 PROBES_PER_QUERY = 512
 
 

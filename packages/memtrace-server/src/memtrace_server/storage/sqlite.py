@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import orjson
 
 from memtrace_server.core.errors import ApiError
-from memtrace_server.core.records import MemoryFilter, MemoryRecord
+from memtrace_server.core.records import MemoryBatch, MemoryFilter, MemoryRecord
 from memtrace_server.core.text import agent_scope, org_scope
 from memtrace_server.storage.base import (
     DuplicateName,
@@ -35,6 +35,7 @@ from memtrace_server.storage.base import (
 )
 from memtrace_server.storage.sql import (
     CONFLICTS,
+    MAX_COALESCED,
     MEMORY_COLUMNS,
     MEMORY_FIELDS,
     MEMORY_INSERT_COLUMNS,
@@ -51,7 +52,7 @@ from memtrace_server.storage.sql import (
 
 T = TypeVar("T")
 log = logging.getLogger("memtrace.storage")
-Pending = tuple[Op[Any], concurrent.futures.Future[Any]]
+Pending = tuple[Op[Any] | MemoryBatch, concurrent.futures.Future[Any]]
 
 MAX_GROUP = 256
 # Below this many memories of an org, a metadata value drives a filtered list (see
@@ -102,6 +103,40 @@ def _drive(conn: sqlite3.Connection, op: Op[T]) -> tuple[T, bool]:
         except CONFLICTS as exc:
             steps.error = exc
     return steps.value, steps.handled
+
+
+def _run_alone(conn: sqlite3.Connection, op: Op[T]) -> tuple[bool, Any]:
+    """Run an op under its own savepoint: (True, its value) or (False, its error), its
+    writes undone on error. A store failure (disk, I/O) is raised: it ends the transaction."""
+    conn.execute("SAVEPOINT op")
+    outcome: tuple[bool, Any]
+    try:
+        value, undo = _drive(conn, op)
+        outcome = (True, value)
+    except StoreError:
+        raise
+    except Exception as exc:
+        undo = True
+        outcome = (False, exc)
+    if undo:
+        conn.execute("ROLLBACK TO op")
+    conn.execute("RELEASE op")
+    return outcome
+
+
+def _chunks(batches: list[tuple[int, MemoryBatch]]) -> Iterator[list[tuple[int, MemoryBatch]]]:
+    """Consecutive calls of at most ``MAX_COALESCED`` memories together (a larger call alone)."""
+    chunk: list[tuple[int, MemoryBatch]] = []
+    size = 0
+    for item in batches:
+        n = len(item[1].memories)
+        if chunk and size + n > MAX_COALESCED:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += n
+    if chunk:
+        yield chunk
 
 
 def _typed(value: Any) -> tuple[str, Any]:
@@ -256,22 +291,20 @@ class SQLiteStore(SqlStore):
             )
 
     def _run_group(self, conn: sqlite3.Connection, group: list[Pending]) -> None:
+        """One transaction for every pending write: each op on its own, then every pending
+        ``insert_memories`` call coalesced; futures resolve only after COMMIT."""
         if not group:
             return
-        outcomes: list[tuple[bool, Any]] = []
+        ops = [(i, work) for i, (work, _) in enumerate(group) if not isinstance(work, MemoryBatch)]
+        batches = [(i, work) for i, (work, _) in enumerate(group) if isinstance(work, MemoryBatch)]
+        outcomes: dict[int, tuple[bool, Any]] = {}
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for op, _ in group:
-                conn.execute("SAVEPOINT op")
-                try:
-                    value, undo = _drive(conn, op)
-                    outcomes.append((True, value))
-                except Exception as exc:
-                    undo = True
-                    outcomes.append((False, exc))
-                if undo:
-                    conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
+            for index, op in ops:
+                outcomes[index] = _run_alone(conn, op)
+            for chunk in _chunks(batches):
+                answers = self._run_batches(conn, chunk)
+                outcomes.update(zip((i for i, _ in chunk), answers, strict=True))
             conn.execute("COMMIT")
         except Exception as exc:
             log.error("sqlite write transaction failed: %s", exc)
@@ -282,17 +315,48 @@ class SQLiteStore(SqlStore):
             for _, fut in group:
                 fut.set_exception(failure)
             return
-        for (_, fut), (ok, value) in zip(group, outcomes, strict=True):
+        for index, (_, fut) in enumerate(group):
+            ok, value = outcomes[index]
             if ok:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
 
+    def _run_batches(
+        self, conn: sqlite3.Connection, chunk: list[tuple[int, MemoryBatch]]
+    ) -> list[tuple[bool, Any]]:
+        """Coalesced calls: one op for all of them under one savepoint; if it fails on one
+        call's account, each call again under its own, so only that one fails."""
+        if len(chunk) > 1:
+            conn.execute("SAVEPOINT batches")
+            try:
+                values, undo = _drive(conn, self._insert_batches([b for _, b in chunk]))
+            except StoreError:
+                raise
+            except Exception:
+                undo = True
+            if undo:
+                conn.execute("ROLLBACK TO batches")
+            conn.execute("RELEASE batches")
+            if not undo:
+                return [(True, value) for value in values]
+        alone = [_run_alone(conn, self._insert_batches([b])) for _, b in chunk]
+        return [(ok, value[0] if ok else value) for ok, value in alone]
+
     async def _write(self, op: Op[T]) -> T:
+        value: T = await self._submit(op)
+        return value
+
+    async def _insert_batch(self, batch: MemoryBatch) -> list[bool]:
+        """Queued for the writer, which coalesces it with the other calls pending."""
+        result: list[bool] = await self._submit(batch)
+        return result
+
+    async def _submit(self, work: Op[Any] | MemoryBatch) -> Any:
         if self._writer is None:
             raise StoreError("store is not open")
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put((op, fut))
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put((work, fut))
         return await asyncio.wrap_future(fut)
 
     def _reader_conn(self) -> sqlite3.Connection:
