@@ -114,7 +114,8 @@ def floors(bench: Bench, work: Path, conc: list[int]) -> dict[str, Any]:
 def ingest(
     bench: Bench, work: Path, conc: list[int], batch: int, store_url: str | None
 ) -> dict[str, Any]:
-    """Durable single-memory POSTs at each concurrency, then batches of ``batch``."""
+    """Batches of 1000 backfilled memories on the empty store (``backfill``), then durable
+    single-memory POSTs at each concurrency, then batches of ``batch``."""
     data = work / "ingest-data"
     data.mkdir()
     key = create_key(store_url or sqlite_url(data), "org_bench")
@@ -122,6 +123,7 @@ def ingest(
     out: dict[str, Any] = {}
     try:
         with server.sampling() as rss:
+            out["backfill"] = backfill(bench, server, key)
             for c in conc:
                 out[f"post_c{c}"] = bench.wrk(server, "post_memory.lua", c, {"BENCH_KEY": key})
             figures = bench.wrk(
@@ -138,6 +140,11 @@ def ingest(
         )
     print(f"  ingest: {_brief(out)}", flush=True)
     return out
+
+
+def backfill(bench: Bench, server: Server, key: str) -> dict[str, float]:
+    """Batches of 1000 memories with times spread over the last 60 days, one at a time."""
+    return bench.wrk(server, "post_backfill.lua", 1, {"BENCH_KEY": key, "BENCH_BATCH": "1000"})
 
 
 def raw_executemany(db: Path, batch: int, rows: int) -> dict[str, float]:
@@ -323,12 +330,17 @@ def reads(bench: Bench, work: Path, sizes: list[int], store_url: str | None) -> 
                 phase["write with dedup check"] = {
                     "c1": bench.wrk(server, "post_memory.lua", 1, {"BENCH_KEY": t["key"]})
                 }
+                phase["backfill"] = backfill(bench, server, t["key"])
                 phase["console"] = console_pages.measure(server.url, t)
             phase["peak_rss_kb"] = rss["peak_rss_kb"]
         finally:
             server.stop()
         out[str(size)] = phase
-        print(f"  reads at {size}: loaded in {phase['load_seconds']:.0f} s", flush=True)
+        print(
+            f"  reads at {size}: loaded in {phase['load_seconds']:.0f} s;"
+            f" backfilled batch p50 {phase['backfill']['p50_us'] / 1000:.0f} ms",
+            flush=True,
+        )
     return out
 
 
@@ -366,10 +378,19 @@ def report(res: dict[str, Any]) -> str:
         if x
         else "no raw baseline for this backend"
     )
+    empty = ing["backfill"]["p50_us"]
+    grown = ", ".join(
+        f"{int(s) // 1000}k {res['reads'][s]['backfill']['p50_us'] / 1000:.0f} ms"
+        f" ({empty / res['reads'][s]['backfill']['p50_us']:.2f}× the empty store's rate)"
+        for s in res["reads"]
+    )
     lines += [
         "",
         f"Batch ingest ({res['batch']}/request): {b['memories_per_s']:.0f} memories/s; "
         f"{raw_part}. Server peak RSS during ingest: {ing['peak_rss_kb'] / 1024:.0f} MB.",
+        "",
+        f"Backfilled batches (1000 memories over 60 days per request, c=1), p50: empty store "
+        f"{empty / 1000:.0f} ms; {grown}.",
         "",
         f"Framework floor GET c=1 p50 {fw['get_c1']['p50_us'] / 1000:.2f} ms, "
         f"c=32 {fw['get_c32']['rps']:.0f} req/s; raw floor GET c=1 p50 {raw['get_c1']['p50_us'] / 1000:.2f} ms.",
