@@ -2,8 +2,8 @@
 
 Every write is an op (``storage.sql``) run by the writer inside a shared transaction; all
 ops queued while a commit is in progress run in the next one, so concurrent requests
-share one commit (and one fsync). A caller's future resolves only after COMMIT returns,
-so an acknowledged write is on disk. What is SQLite's own: the writer, tags in a side
+share one commit (and one fsync), and their memory inserts run as one op. A caller's
+future resolves only after COMMIT returns, so an acknowledged write is on disk. What is SQLite's own: the writer, tags in a side
 table, and the FTS5 index (kept by hand, since memories and their index rows share rids).
 """
 
@@ -310,8 +310,8 @@ class SQLiteStore(SqlStore):
                     stopping = True
                     break
                 group.append(nxt)
-            # A caller that gave up before its write started is skipped (read without the
-            # loop's lock: one that gives up just after is written, and not answered).
+            # A caller that gave up before its write started is skipped (checked from this
+            # thread, so one that gives up just after is still written, and not answered).
             self._run_group(conn, [item for item in group if not item[2].cancelled()])
 
     def _run_group(self, conn: sqlite3.Connection, group: list[Pending]) -> None:
