@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
+import httpx
+import pytest
 from starlette.testclient import TestClient
 
-from conftest import App
+from memtrace_server.api.app import create_app
+
+from conftest import App, make_settings
+
+V1 = "/api/v1"
+HOUR = timedelta(hours=1)
 
 
 def _iso(delta: timedelta) -> str:
@@ -245,3 +255,78 @@ def test_dedup_can_be_disabled(tmp_path: object) -> None:
             )
             assert r.status_code == 201
             assert "dedup_key" not in r.json()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_concurrent_single_creates_each_get_their_own_status(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """64 POSTs at once (the store may write them together): each gets the status it would
+    get alone, and the org ends up as a second org does after the same POSTs in turn."""
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    settings = make_settings(tmp_path, store_url=url)
+    with TestClient(create_app(settings)) as client:
+        app = App(client, settings)
+        concurrent, in_turn = (app.as_key(app.new_key(app.new_org(n))) for n in ("A", "B"))
+        bodies: list[dict[str, Any]] = [
+            {"agent_id": f"agent_{n % 4}", "session_id": f"s{n % 5}", "content": f"note {n}"}
+            for n in range(48)
+        ]
+        bodies += [{"agent_id": "bot", "content": f"twice {run}"} for run in "abc" * 3]
+        bodies += [
+            {"agent_id": "bot", "content": "stored before"},
+            {"agent_id": "bot", "key": "plan", "content": "plan pro", "time": _iso(-HOUR)},
+            {"agent_id": "bot", "key": "plan", "content": "plan team", "time": _iso(-HOUR / 2)},
+            {"agent_id": "bot", "session_id": "not a valid id!", "content": "bad session"},
+            {"agent_id": "bot", "content": "gone", "expires_at": _iso(-HOUR)},
+            {"agent_id": "bot", "session_id": "unknown_session", "content": "fine"},
+            {"agent_id": "bot", "tags": ["x"] * 40, "content": "too many tags"},
+            {"agent_id": "bot", "key": "plan", "content": "plan free", "time": _iso(-2 * HOUR)},
+        ]
+        for headers in (concurrent, in_turn):
+            stored = {"agent_id": "bot", "content": "stored before"}
+            assert client.post(V1 + "/memories", json=stored, headers=headers).status_code == 201
+
+        async def post_all() -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=client.app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://testserver", headers=concurrent
+            ) as c:
+                return await asyncio.gather(*(c.post(V1 + "/memories", json=b) for b in bodies))
+
+        responses = app.call(post_all)
+        sequential = [client.post(V1 + "/memories", json=b, headers=in_turn) for b in bodies]
+        statuses = [r.status_code for r in responses]
+        assert statuses[:48] == [201] * 48
+        # which of three equal POSTs reaches the store first is up to the scheduler
+        for run in "abc":
+            twice = [
+                s for s, b in zip(statuses, bodies, strict=True) if b["content"] == f"twice {run}"
+            ]
+            assert sorted(twice) == [201, 409, 409]
+        assert statuses[57:] == [409, 201, 201, 400, 400, 201, 400, 201]
+        assert sorted(statuses) == sorted(r.status_code for r in sequential)
+        for r in responses:
+            if r.status_code == 409:
+                assert r.json() == {"error": "duplicate memory"}
+            if r.status_code == 201:  # committed, as answered
+                fetched = client.get(f"{V1}/memories/{r.json()['id']}", headers=concurrent)
+                assert r.json().items() <= fetched.json().items()
+
+        def state(headers: dict[str, str]) -> list[tuple[Any, ...]]:
+            params = {"limit": 1000, "include_superseded": "true"}
+            rows = client.get(V1 + "/memories", params=params, headers=headers).json()["memories"]
+            content = {m["id"]: m["content"] for m in rows}
+            return sorted(
+                (
+                    m["content"],
+                    m.get("session_id"),
+                    m.get("key"),
+                    content.get(m.get("superseded_by")),
+                )
+                for m in rows
+            )
+
+        assert state(concurrent) == state(in_turn)
+        current = client.get(V1 + "/memories", params={"key": "plan"}, headers=concurrent).json()
+        assert [m["content"] for m in current["memories"]] == ["plan team"]

@@ -8,7 +8,8 @@ from memtrace_server.core.context import estimate_tokens, render_session_context
 from memtrace_server.core.dedup import dedup_key
 from memtrace_server.core.errors import BadRequest
 from memtrace_server.core.ids import API_KEY_RE, new_api_key, new_memory_id
-from memtrace_server.core.records import MemoryRecord
+from memtrace_server.core.records import MemoryBatch, MemoryRecord
+from memtrace_server.core.rules import fresh_memories
 from memtrace_server.core.timefmt import (
     format_rfc3339,
     parse_since,
@@ -217,3 +218,31 @@ def test_pool_bm25_weighs_rare_terms_and_counts_word_forms() -> None:
         weights,
     )
     assert scores[1] > scores[2] == scores[3] > scores[4] > scores[0] > scores[5] == 0.0
+
+
+def test_duplicates_across_calls_are_judged_as_if_the_calls_ran_in_turn() -> None:
+    NS = 10**9
+    window, now = 60 * NS, 1000 * NS
+
+    def m(n: int, key: str, at: int, expires: int | None = None) -> MemoryRecord:
+        return MemoryRecord(
+            f"mem_{n}", "o", "a", "c", at * NS, dedup_key=key, expires_at_ns=expires
+        )
+
+    calls = [
+        MemoryBatch("o", (m(1, "k", 990), m(2, "k", 995)), window, now),  # the same call
+        MemoryBatch("o", (m(3, "k", 999),), window, now + NS),  # an earlier call's memory
+        MemoryBatch("o", (m(4, "gone", 990, expires=now + 2 * NS),), None, now),  # no window
+        MemoryBatch("o", (m(5, "gone", 991),), window, now + 2 * NS),  # that one expired
+        MemoryBatch("o", (m(6, "s", 900), m(7, "", 900)), window, now),  # near a stored one
+        MemoryBatch("o", (m(8, "s", 700),), window, now),  # outside its window
+    ]
+    stored = {"s": [(880 * NS, None)]}
+    assert fresh_memories(calls, stored) == [
+        [True, False],
+        [False],
+        [True],
+        [True],
+        [False, True],
+        [True],
+    ]

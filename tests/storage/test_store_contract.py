@@ -24,7 +24,7 @@ from memtrace_server.core.records import (
     SessionRecord,
 )
 from memtrace_server.core.rules import stats_window_start
-from memtrace_server.storage.base import DuplicateName, StoreError
+from memtrace_server.storage.base import DuplicateName, InvalidValue, StoreError
 from memtrace_server.storage.registry import store_from_url
 from memtrace_server.storage.routing import Stores
 from memtrace_server.storage.secrets import seal
@@ -830,3 +830,139 @@ async def test_tallies_are_built_from_a_store_that_had_none(tmp_path: Path) -> N
         assert after == before and after.memory_count == 31
     finally:
         await reopened.close()
+
+
+# concurrent calls: a store may coalesce them, but each gets the answer of its own
+
+
+def _calls(org: str, tag: str) -> list[MemoryRecord]:
+    """64 single-memory calls: unique ones in a few sessions, three runs of duplicates, a
+    duplicate of a stored memory, keyed pairs (a newer and a backfilled write)."""
+    base = NOW + 10 * MIN
+
+    def one(n: int, **kw: Any) -> MemoryRecord:
+        kw.setdefault("time_ns", base + n * 10**6)
+        kw.setdefault("dedup_key", f"{tag}-{n}")
+        kw.setdefault("content", f"{tag} note {n} word{n}")
+        return mem(n, org, **kw)
+
+    calls = [one(n, session_id=f"s{n % 5}") for n in range(48)]
+    for n, run in zip(range(48, 57), ("a", "b", "c") * 3, strict=True):
+        calls.append(one(n, dedup_key=f"{tag}-dup-{run}", content=f"{tag} dup {run}"))
+    calls.append(one(57, dedup_key=f"{tag}-stored", content=f"{tag} again"))
+    calls.append(one(58, key="plan", content=f"{tag} plan pro", time_ns=base + MIN))
+    calls.append(one(59, key="plan", content=f"{tag} plan team", time_ns=base + 2 * MIN))
+    calls.append(one(60, key="tz", content=f"{tag} tz CET", time_ns=base + 2 * MIN))
+    calls.append(one(61, key="tz", content=f"{tag} tz UTC, backfilled", time_ns=base + MIN))
+    calls.append(one(62, session_id="s1", content=f"{tag} late in s1", time_ns=base + 3 * MIN))
+    calls.append(one(63, session_id="s1", content=f"{tag} early in s1", time_ns=base - MIN))
+    return calls
+
+
+async def _state(store: Contract, org: str) -> list[tuple[Any, ...]]:
+    """What a reader sees of an org's memories, with ids replaced by contents."""
+    every = await store.query_memories(org, MemoryFilter(include_superseded=True, limit=1000))
+    content = {m.id: m.content for m in every}
+    return sorted(
+        (m.content, m.time_ns, m.session_id, m.key, content.get(m.superseded_by)) for m in every
+    )
+
+
+async def _one_by_one(
+    make_store: Callable[[], Contract],
+    org: str,
+    calls: list[MemoryRecord],
+    stored: MemoryRecord | None,
+) -> tuple[list[Any], list[tuple[Any, ...]]]:
+    """The answers and the state of the same calls run one after another, in an org of
+    their own (``org`` + "_seq", its ids prefixed: ids are unique per store)."""
+    twin = make_store()
+    await twin.open()
+    seq = org + "_seq"
+    try:
+        await twin.create_org(OrgRecord(seq, "sequential", NOW))
+        if stored is not None:
+            await twin.insert_memories(seq, [replace(stored, id="z" + stored.id)], WINDOW, NOW)
+        answers: list[Any] = []
+        for m in calls:
+            try:
+                answers.append(
+                    await twin.insert_memories(seq, [replace(m, id="z" + m.id)], WINDOW, NOW)
+                )
+            except Exception as exc:
+                answers.append(exc)
+        return answers, await _state(twin, seq)
+    finally:
+        await twin.close()
+
+
+def _answers(results: list[Any]) -> list[Any]:
+    return [type(r) if isinstance(r, Exception) else r for r in results]
+
+
+async def test_concurrent_creates_each_get_their_own_answer_as_if_run_in_turn(
+    make_store: Callable[[], Contract], store: Contract
+) -> None:
+    stored = mem(200, dedup_key="a-stored", content="a stored", time_ns=NOW + 9 * MIN)
+    assert await store.insert_memories("org_a", [stored], WINDOW, NOW) == [True]
+    calls = _calls("org_a", "a")
+    # Two calls the store itself refuses, one on each backend: an id already taken (SQLite
+    # keeps ids unique) and a NUL character (PostgreSQL text cannot hold it).
+    calls.insert(20, replace(mem(300), id=stored.id, content="a taken id", dedup_key="x1"))
+    calls.insert(40, mem(301, content="a nul \x00", dedup_key="x2"))
+    answers = await asyncio.gather(
+        *(store.insert_memories("org_a", [m], WINDOW, NOW) for m in calls),
+        return_exceptions=True,
+    )
+    expected, state = await _one_by_one(make_store, "org_a", calls, stored)
+    assert _answers(answers) == _answers(expected)
+    assert await _state(store, "org_a") == state
+    failed = [i for i, a in enumerate(answers) if isinstance(a, Exception)]
+    assert len(failed) == 1 and failed[0] in (20, 40)
+    assert isinstance(answers[failed[0]], DuplicateName | InvalidValue)
+    flags = [a[0] for i, a in enumerate(answers) if i not in (20, 40)]
+    assert flags[:48] == [True] * 48
+    assert flags[48:57] == [True] * 3 + [False] * 6  # the first of each run wins
+    assert flags[57] is False  # a duplicate of the stored memory
+    assert (await current_and_history(store, key="plan"))[0] == ["a plan team"]
+    assert (await current_and_history(store, key="tz"))[0] == ["a tz CET"]
+    # neighbours: the late memory borrows the words of the one before it in s1
+    found = await store.query_memories("org_a", MemoryFilter(query=("word46",), limit=10))
+    assert {m.content for m in found} == {"a note 46 word46", "a late in s1"}
+
+
+async def test_concurrent_creates_of_two_orgs_never_meet(
+    make_store: Callable[[], Contract], store: Contract
+) -> None:
+    """The same dedup keys, sessions and memory keys in two orgs at once: each org's
+    outcome is its own sequential run, and neither sees the other's memories."""
+    stored = mem(200, dedup_key="t-stored", content="t stored", time_ns=NOW + 9 * MIN)
+    twins = {"org_a": _calls("org_a", "t"), "org_b": _calls("org_b", "t")}
+    # org B: other ids and words, the same dedup keys, sessions and memory keys
+    twins["org_b"] = [
+        replace(m, id="b" + m.id[1:], content="u" + m.content[1:]) for m in twins["org_b"]
+    ]
+    await store.insert_memories("org_a", [stored], WINDOW, NOW)
+    interleaved = [
+        (org, m)
+        for pair in zip(*twins.values(), strict=True)
+        for org, m in zip(twins, pair, strict=True)
+    ]
+    answers = await asyncio.gather(
+        *(store.insert_memories(org, [m], WINDOW, NOW) for org, m in interleaved)
+    )
+    by_org = {
+        org: [a for (o, _), a in zip(interleaved, answers, strict=True) if o == org]
+        for org in twins
+    }
+    expected_a, state_a = await _one_by_one(make_store, "org_a", twins["org_a"], stored)
+    assert by_org["org_a"] == expected_a and await _state(store, "org_a") == state_a
+    expected_b, state_b = await _one_by_one(make_store, "org_b", twins["org_b"], None)
+    assert by_org["org_b"] == expected_b and await _state(store, "org_b") == state_b
+    assert expected_b[57] == [True]  # org A's stored memory is no duplicate in org B
+    assert [m.content for m in await store.query_memories("org_b", MemoryFilter(key="plan"))] == [
+        "u plan team"
+    ]
+    for org, words in (("org_a", "t"), ("org_b", "u")):  # neighbours within the org only
+        found = await store.query_memories(org, MemoryFilter(query=("word46",), limit=10))
+        assert {m.content for m in found} == {f"{words} note 46 word46", f"{words} late in s1"}

@@ -35,6 +35,17 @@ class MemoryRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class MemoryBatch:
+    """One call that inserts memories: the org, its memories in order, the dedup window
+    (None: no dedup) and the caller's "now" (for expiry and supersede times)."""
+
+    org_id: str
+    memories: tuple[MemoryRecord, ...]
+    dedup_window_ns: int | None
+    now_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class MemoryFilter:
     """Structured filters shared by list, search, agent/session memories and context.
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from memtrace_server.core.records import AgentRecord, MemoryRecord, SessionRecord
+from memtrace_server.core.records import AgentRecord, MemoryBatch, MemoryRecord, SessionRecord
 
 DAY_NS = 86_400 * 1_000_000_000
 
@@ -84,20 +84,37 @@ def latest_activity(memories: Sequence[MemoryRecord]) -> dict[tuple[str, str], i
 
 
 def fresh_memories(
-    memories: Sequence[MemoryRecord], stored_times: dict[str, list[int]], window_ns: int | None
-) -> list[bool]:
-    """Which memories are not duplicates: none stored (``stored_times`` by dedup key) or
-    earlier in the same batch shares their dedup key within ``window_ns`` of their time."""
-    if window_ns is None:
-        return [True] * len(memories)
-    seen = {key: list(times) for key, times in stored_times.items()}
-    fresh: list[bool] = []
-    for m in memories:
-        if m.dedup_key:
-            times = seen.setdefault(m.dedup_key, [])
-            if any(abs(t - m.time_ns) < window_ns for t in times):
+    batches: Sequence[MemoryBatch], stored: dict[str, list[tuple[int, int | None]]]
+) -> list[list[bool]]:
+    """Which memories of each batch (all of one org) are not duplicates, the batches applied
+    one after another.
+
+    In a batch with a window, a memory is a duplicate when another with its dedup key and a
+    time within the window of its time is already there: stored (``stored``: (time, expiry)
+    by dedup key) or written by an earlier batch, and unexpired at the batch's now; or
+    earlier in the same batch. Memories of a batch without a window are all stored, and
+    count as there for the batches after it.
+    """
+    seen: dict[str, list[tuple[int, int | None, int]]] = {
+        key: [(when, expires, -1) for when, expires in entries] for key, entries in stored.items()
+    }
+    out: list[list[bool]] = []
+    for index, batch in enumerate(batches):
+        window, now = batch.dedup_window_ns, batch.now_ns
+        fresh: list[bool] = []
+        for m in batch.memories:
+            if not m.dedup_key:
+                fresh.append(True)
+                continue
+            entries = seen.setdefault(m.dedup_key, [])
+            if window is not None and any(
+                abs(when - m.time_ns) < window
+                and (source == index or expires is None or expires > now)
+                for when, expires, source in entries
+            ):
                 fresh.append(False)
                 continue
-            times.append(m.time_ns)
-        fresh.append(True)
-    return fresh
+            entries.append((m.time_ns, m.expires_at_ns, index))
+            fresh.append(True)
+        out.append(fresh)
+    return out

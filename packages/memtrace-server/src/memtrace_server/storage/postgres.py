@@ -9,6 +9,7 @@ monthly partitions of ``memories``, tags as an array, and the tsvector full-text
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -21,7 +22,7 @@ import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from memtrace_server.core.records import MemoryFilter, MemoryRecord
+from memtrace_server.core.records import MemoryBatch, MemoryFilter
 from memtrace_server.storage import base, sql
 from memtrace_server.storage.sql import Op, SqlStore, Stmt
 
@@ -31,6 +32,10 @@ log = logging.getLogger("memtrace.storage")
 
 PARTITION_LOCK = 4
 RANKED_POOL = 2000  # newest matches ranked, per query form
+# Concurrent inserts share transactions: at most this many run at once, and calls arriving
+# meanwhile wait for the next one (at 32 concurrent single creates, 2 did best: 2.8x the
+# requests per second of a transaction each, a third of the CPU per request).
+INSERT_TRANSACTIONS = 2
 MONTHS_BEHIND, MONTHS_AHEAD = 1, 3
 
 
@@ -79,6 +84,21 @@ async def _drive(conn: Conn, op: Op[T]) -> tuple[T, bool]:
     return steps.value, steps.handled
 
 
+def _settle(
+    future: asyncio.Future[list[bool]],
+    value: list[bool] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Answer a waiting caller (unless it gave up)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert value is not None
+        future.set_result(value)
+
+
 def _month_start(year: int, month: int) -> int:
     return int(datetime(year, month, 1, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
 
@@ -110,6 +130,10 @@ class PostgresStore(SqlStore):
         self._min_size, self._max_size = min_size, max_size
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._pending: collections.deque[tuple[MemoryBatch, asyncio.Future[list[bool]]]] = (
+            collections.deque()
+        )
+        self._flushers: set[asyncio.Task[None]] = set()
 
     # lifecycle
 
@@ -134,7 +158,9 @@ class PostgresStore(SqlStore):
         self._maintenance = asyncio.get_running_loop().create_task(self._keep_partitions())
 
     async def close(self) -> None:
-        """Stop the upkeep task and close the pool."""
+        """Finish coalesced inserts, stop the upkeep task and close the pool."""
+        while self._flushers:
+            await asyncio.gather(*self._flushers, return_exceptions=True)
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -184,11 +210,71 @@ class PostgresStore(SqlStore):
                         raise psycopg.Rollback()
                 return value
 
+    async def _insert_batch(self, batch: MemoryBatch) -> list[bool]:
+        """Coalesced: calls that arrive while ``INSERT_TRANSACTIONS`` transactions of inserts
+        are under way wait, and the next one takes them all (up to ``MAX_COALESCED``)."""
+        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        self._pending.append((batch, future))
+        if len(self._flushers) < INSERT_TRANSACTIONS:
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
+        return await future
+
+    async def _flush(self) -> None:
+        """Run the pending calls, up to ``MAX_COALESCED`` memories a transaction, until none
+        is left (a call whose caller gave up is skipped)."""
+        while self._pending:
+            chunk: list[tuple[MemoryBatch, asyncio.Future[list[bool]]]] = []
+            size = 0
+            while self._pending and (
+                not chunk or size + len(self._pending[0][0].memories) <= sql.MAX_COALESCED
+            ):
+                batch, future = self._pending.popleft()
+                if not future.cancelled():
+                    chunk.append((batch, future))
+                    size += len(batch.memories)
+            if chunk:
+                await self._run_chunk(chunk)
+
+    async def _run_chunk(self, chunk: list[tuple[MemoryBatch, asyncio.Future[list[bool]]]]) -> None:
+        """One transaction for the chunk; if it fails on one call's account, each call in a
+        transaction of its own, so only that one fails. A store failure fails them all."""
+        try:
+            values = await self._write(self._insert_batches([b for b, _ in chunk]))
+        except base.StoreError as exc:
+            for _, future in chunk:
+                _settle(future, error=exc)
+            return
+        except Exception as exc:
+            if len(chunk) == 1:
+                _settle(chunk[0][1], error=exc)
+                return
+            for batch, future in chunk:
+                try:
+                    (value,) = await self._write(self._insert_batches([batch]))
+                except Exception as alone:
+                    _settle(future, error=alone)
+                else:
+                    _settle(future, value)
+            return
+        for (_, future), value in zip(chunk, values, strict=True):
+            _settle(future, value)
+
     # dialect hooks
 
     def lock(self, key: str, space: int) -> Op[None]:
         """A transaction-scoped advisory lock on (space, key)."""
         yield Stmt("SELECT pg_advisory_xact_lock(hashtextextended(?, ?))", (key, space))
+
+    def locks(self, keys: Sequence[str], space: int) -> Op[None]:
+        """Advisory locks on (space, key) for every key, in the order given, in one statement
+        (``unnest`` yields the array in order)."""
+        if keys:
+            yield Stmt(
+                "SELECT count(pg_advisory_xact_lock(hashtextextended(k, ?))) FROM unnest(?::text[]) AS k",
+                (space, list(keys)),
+            )
 
     def tag_value(self, tags: tuple[str, ...]) -> Any:
         """Tags as a text array."""
@@ -238,13 +324,11 @@ class PostgresStore(SqlStore):
         page = rows[flt.offset : flt.offset + flt.limit]
         return sql.Result(page, len(page))
 
-    def write_memories(
-        self, org_id: str, memories: Sequence[MemoryRecord], contexts: Sequence[str]
-    ) -> Op[None]:
+    def write_memories(self, memories: Sequence[sql.NewMemory]) -> Op[None]:
         """One pipelined statement; the tsvector is a generated column."""
         rows = [
             (*sql.memory_values(org_id, m, self.tag_value(m.tags)), context)
-            for m, context in zip(memories, contexts, strict=True)
+            for org_id, m, context in memories
         ]
         yield Stmt(
             f"INSERT INTO memories ({sql.MEMORY_INSERT_COLUMNS}, context) VALUES ({sql.marks(sql.MEMORY_FIELDS + 1)})",

@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 import orjson
 
@@ -31,6 +31,7 @@ from memtrace_server.core.records import (
     AgentStatsRecord,
     ApiKeyRecord,
     ConsoleSessionRecord,
+    MemoryBatch,
     MemoryFilter,
     MemoryRecord,
     OrgRecord,
@@ -65,7 +66,10 @@ BINDING_COLUMNS = "org_id, url_cipher, url_nonce, updated_at"
 
 # Lock spaces: the same key in two spaces never collides.
 AGENT_LOCK, DEDUP_LOCK, IMPORT_LOCK, SCHEMA_LOCK, KEY_LOCK = 1, 0, 2, 3, 5
-DEDUP_KEYS_PER_QUERY = 500
+DEDUP_KEYS_PER_QUERY = 512
+# Concurrent inserts are coalesced into ops of at most this many memories.
+MAX_COALESCED = 1000
+PROBES_PER_QUERY = 512
 HOUR_NS = 3600 * 10**9
 ALL_TIME = -(2**62)  # the ``hour`` of an agent's all-time tally row
 TALLY_SQL = (
@@ -98,6 +102,17 @@ class Result:
 
 
 Op = Generator[Stmt, Result, T]
+
+
+class NewMemory(NamedTuple):
+    """A memory to write: its org, the record, and the words it borrows from the memory
+    before it in its session (its full-text context)."""
+
+    org_id: str
+    memory: MemoryRecord
+    context: str
+
+
 CONFLICTS = (DuplicateName, MissingReference)
 
 
@@ -188,6 +203,13 @@ def memory_tallies(org_id: str, memories: Iterable[MemoryRecord]) -> list[Tally]
 def marks(n: int) -> str:
     """``?, ?, …`` for ``n`` values."""
     return ", ".join("?" * n)
+
+
+def padded(values: Sequence[T]) -> list[T]:
+    """``values`` (not empty) with the last one repeated up to a power of two, so a statement
+    of one row or list item per value has few distinct texts (and stays prepared)."""
+    size = 1 << (len(values) - 1).bit_length()
+    return [*values, *[values[-1]] * (size - len(values))]
 
 
 def dump_json(value: dict[str, Any] | None) -> str | None:
@@ -380,6 +402,11 @@ class SqlStore(ABC):
         """Serialise writers of ``key`` until the transaction ends (no-op: one writer)."""
         yield from ()
 
+    def locks(self, keys: Sequence[str], space: int) -> Op[None]:
+        """``lock`` each key, in the order given."""
+        for key in keys:
+            yield from self.lock(key, space)
+
     @abstractmethod
     def tag_value(self, tags: tuple[str, ...]) -> Any:
         """Tags as the memories table keeps them."""
@@ -413,10 +440,8 @@ class SqlStore(ABC):
         ``MEMORY_COLUMNS`` and a score column last."""
 
     @abstractmethod
-    def write_memories(
-        self, org_id: str, memories: Sequence[MemoryRecord], contexts: Sequence[str]
-    ) -> Op[None]:
-        """Insert memories into every index; ``contexts`` are the words each borrows."""
+    def write_memories(self, memories: Sequence[NewMemory]) -> Op[None]:
+        """Insert memories into every index, in order."""
 
     @abstractmethod
     def erase_where(self, condition: str, params: Sequence[Any]) -> Op[int]:
@@ -884,24 +909,59 @@ class SqlStore(ABC):
         return " AND ".join(where), params
 
     def _stored_dedup_times(
-        self, org_id: str, memories: Sequence[MemoryRecord], window_ns: int, now_ns: int
-    ) -> Op[dict[str, list[int]]]:
-        """Times of stored, unexpired memories sharing a dedup key with the batch, near it."""
-        keys = sorted({m.dedup_key for m in memories if m.dedup_key})
-        found: dict[str, list[int]] = {}
-        if not keys:
+        self, org_id: str, batches: Sequence[MemoryBatch]
+    ) -> Op[dict[str, list[tuple[int, int | None]]]]:
+        """(time, expiry) of stored memories sharing a dedup key with a memory of a batch that
+        has a window, near its time, and unexpired at the earliest of the batches' nows."""
+        probes = [
+            (m, b.dedup_window_ns)
+            for b in batches
+            if b.dedup_window_ns is not None
+            for m in b.memories
+            if m.dedup_key
+        ]
+        found: dict[str, list[tuple[int, int | None]]] = {}
+        if not probes:
             return found
-        low = min(m.time_ns for m in memories) - window_ns
-        high = max(m.time_ns for m in memories) + window_ns
+        keys = sorted({m.dedup_key for m, _ in probes})
+        low = min(m.time_ns - window for m, window in probes)
+        high = max(m.time_ns + window for m, window in probes)
+        now = min(b.now_ns for b in batches)
         for start in range(0, len(keys), DEDUP_KEYS_PER_QUERY):
-            chunk = keys[start : start + DEDUP_KEYS_PER_QUERY]
+            chunk = padded(keys[start : start + DEDUP_KEYS_PER_QUERY])
             result = yield Stmt(
-                f"SELECT dedup_key, time FROM memories WHERE org_id = ? AND dedup_key IN ({marks(len(chunk))})"
-                " AND time > ? AND time < ? AND (expires_at IS NULL OR expires_at > ?)",
-                (org_id, *chunk, low, high, now_ns),
+                "SELECT dedup_key, time, expires_at FROM memories WHERE org_id = ?"
+                f" AND dedup_key IN ({marks(len(chunk))}) AND time > ? AND time < ?"
+                " AND (expires_at IS NULL OR expires_at > ?)",
+                (org_id, *chunk, low, high, now),
             )
-            for key, when in result.rows:
-                found.setdefault(key, []).append(when)
+            for key, when, expires in result.rows:
+                found.setdefault(key, []).append((when, expires))
+        return found
+
+    def _stored_before(
+        self, org_id: str, probes: Sequence[tuple[str, int]]
+    ) -> Op[dict[tuple[str, int], tuple[int, str]]]:
+        """For each (session, time): the (time, content) of the newest stored memory of the
+        session at or before that time (by time, then insertion), where there is one.
+
+        The same index seek twice per probe (for the time, for the content) is cheaper than a
+        second statement, and portable where a lateral join is not."""
+        found: dict[tuple[str, int], tuple[int, str]] = {}
+        newest = (
+            "(SELECT x.{} FROM memories x WHERE x.org_id = ? AND x.session_id = v.column1"
+            " AND x.time <= v.column2 ORDER BY x.time DESC, x.rid DESC LIMIT 1)"
+        )
+        for start in range(0, len(probes), PROBES_PER_QUERY):
+            chunk = padded(probes[start : start + PROBES_PER_QUERY])
+            result = yield Stmt(
+                f"SELECT v.column1, v.column2, {newest.format('time')}, {newest.format('content')}"
+                f" FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS v",
+                (org_id, org_id, *(value for probe in chunk for value in probe)),
+            )
+            for session, when, time, content in result.rows:
+                if time is not None:
+                    found[(session, when)] = (time, content)
         return found
 
     def _contexts(self, org_id: str, memories: Sequence[MemoryRecord]) -> Op[list[str]]:
@@ -909,29 +969,43 @@ class SqlStore(ABC):
         insertion): stored, or earlier in the batch. A reply is found by the words of the
         question it answers. Only that direction: lending the new words back would rewrite
         the neighbour's full-text entry on every write, for no measurable recall on LoCoMo.
+
+        Stored neighbours take one lookup per session (before its latest time in the batch),
+        and one more per memory only where a stored memory lies between the session's
+        memories in the batch (a backfill).
         """
-        newest: dict[str, tuple[Any, ...] | None] = {}
+        spans: dict[str, tuple[int, int]] = {}
+        for m in memories:
+            if m.session_id:
+                low, high = spans.get(m.session_id, (m.time_ns, m.time_ns))
+                spans[m.session_id] = (min(low, m.time_ns), max(high, m.time_ns))
+        latest = yield from self._stored_before(
+            org_id, [(session, high) for session, (_, high) in spans.items()]
+        )
+
+        def stored(m: MemoryRecord) -> tuple[int, str] | None:
+            return latest.get((m.session_id, spans[m.session_id][1]))
+
+        exact = yield from self._stored_before(
+            org_id,
+            sorted(
+                {
+                    (m.session_id, m.time_ns)
+                    for m in memories
+                    if m.session_id and (hit := stored(m)) is not None and hit[0] > m.time_ns
+                }
+            ),
+        )
         in_batch: dict[str, list[tuple[int, str]]] = {}
         contexts = []
-        latest_sql = (
-            "SELECT time, content FROM memories WHERE org_id = ? AND session_id = ?"
-            " ORDER BY time DESC, rid DESC LIMIT 1"
-        )
         for m in memories:
             session = m.session_id
             if not session:
                 contexts.append("")
                 continue
-            if session not in newest:
-                newest[session] = (yield Stmt(latest_sql, (org_id, session))).one()
-            best: tuple[Any, ...] | None = newest[session]
-            if best is not None and best[0] > m.time_ns:  # a backfill: look it up exactly
-                best = (
-                    yield Stmt(
-                        latest_sql.replace("ORDER", "AND time <= ? ORDER"),
-                        (org_id, session, m.time_ns),
-                    )
-                ).one()
+            best = stored(m)
+            if best is not None and best[0] > m.time_ns:
+                best = exact.get((session, m.time_ns))
             for when, content in in_batch.get(session, ()):  # later in the batch = inserted later
                 if when <= m.time_ns and (best is None or when >= best[0]):
                     best = (when, content)
@@ -940,37 +1014,56 @@ class SqlStore(ABC):
         return contexts
 
     def _insert(
-        self, org_id: str, memories: Sequence[MemoryRecord], retired: Sequence[Tally] = ()
+        self, groups: Sequence[tuple[str, Sequence[MemoryRecord]]], retired: Sequence[Tally] = ()
     ) -> Op[None]:
-        """Write memories and what follows from them: activity times and agent tallies
+        """Write each org's memories (in order) to every index, one statement per table, move
+        their agents' and sessions' last activity forward, and keep the agent tallies
         (``retired``: stored versions these memories superseded)."""
-        if memories:
+        new: list[NewMemory] = []
+        touched: dict[tuple[str, str, str], int] = {}
+        for org_id, memories in groups:
             contexts = yield from self._contexts(org_id, memories)
-            yield from self.write_memories(org_id, memories, contexts)
-            for (kind, ref), when in sorted(latest_activity(memories).items()):
+            new.extend(NewMemory(org_id, m, c) for m, c in zip(memories, contexts, strict=True))
+            for (kind, ref), when in latest_activity(memories).items():
+                touched[(kind, org_id, ref)] = when
+        if not new:
+            return
+        yield from self.write_memories(new)
+        for table in ("agents", "sessions"):
+            # sorted, so concurrent writers lock these rows in one order
+            rows = [
+                (when, org_id, ref, when)
+                for (kind, org_id, ref), when in sorted(touched.items())
+                if kind == table
+            ]
+            if rows:
                 yield Stmt(
-                    f"UPDATE {kind} SET last_active_at = ? WHERE org_id = ? AND id = ?"
+                    f"UPDATE {table} SET last_active_at = ? WHERE org_id = ? AND id = ?"
                     " AND (last_active_at IS NULL OR last_active_at < ?)",
-                    (when, org_id, ref, when),
+                    rows,
+                    many=True,
                 )
-        changes = tally([*memory_tallies(org_id, memories), *retired])
+        current = [t for org_id, memories in groups for t in memory_tallies(org_id, memories)]
+        changes = tally([*current, *retired])
         if changes is not None:
             yield changes
 
     def _supersede(
-        self, org_id: str, memories: Sequence[MemoryRecord], now_ns: int
+        self, org_id: str, memories: Sequence[MemoryRecord], nows: Sequence[int]
     ) -> Op[tuple[list[MemoryRecord], list[Tally]]]:
         """Apply keyed memories in order: each replaces the current version of its key unless
         that one is newer (by time; a tie goes to the later write), and so becomes history.
 
         Marks the stored version it replaces and returns the memories to insert, with
         ``superseded_by`` set on those that are history already, and the tally rows of the
-        stored versions that stopped being current.
+        stored versions that stopped being current. ``nows`` are the times of the writes, one
+        per memory: when a version stops being current.
         """
         out = list(memories)
         retired: list[Tally] = []
-        for agent_id, key in sorted({(m.agent_id, m.key) for m in memories if m.key}):
-            yield from self.lock(f"{org_id}|{agent_id}|{key}", KEY_LOCK)
+        keyed = sorted({(m.agent_id, m.key) for m in memories if m.key})
+        yield from self.locks([f"{org_id}|{agent_id}|{key}" for agent_id, key in keyed], KEY_LOCK)
+        for agent_id, key in keyed:
             of_key = "org_id = ? AND agent_id = ? AND memory_key = ?"
             row = (
                 yield Stmt(
@@ -984,6 +1077,7 @@ class SqlStore(ABC):
             for index, m in enumerate(out):
                 if m.key != key or m.agent_id != agent_id:
                     continue
+                now_ns = nows[index]
                 if current is not None and m.time_ns < current[1]:  # a backfill: history at once
                     out[index] = replace(m, superseded_by=current[0], superseded_at_ns=now_ns)
                     continue
@@ -1001,6 +1095,47 @@ class SqlStore(ABC):
                     out[current[2]] = replace(earlier, superseded_by=m.id, superseded_at_ns=now_ns)
                 current = (m.id, m.time_ns, index)
         return out, retired
+
+    def _insert_batches(self, batches: Sequence[MemoryBatch]) -> Op[list[list[bool]]]:
+        """Insert several calls' memories in one go, with the outcome of running them one
+        after another: which memories of each batch were stored (False: a duplicate).
+
+        One dedup query and one statement per table for all of them; a key written twice
+        keeps the later write (by the time rule of ``_supersede``). Orgs never meet: dedup,
+        keys and neighbours are looked up per org.
+        """
+        by_org: dict[str, list[int]] = {}
+        for index, batch in enumerate(batches):
+            by_org.setdefault(batch.org_id, []).append(index)
+        # Every dedup lock before any key lock, each kind sorted, so concurrent writers
+        # take them in one order and never deadlock.
+        dedup_keys = {
+            f"{b.org_id}|{m.dedup_key}"
+            for b in batches
+            if b.dedup_window_ns is not None
+            for m in b.memories
+            if m.dedup_key
+        }
+        yield from self.locks(sorted(dedup_keys), DEDUP_LOCK)
+        fresh: list[list[bool]] = [[] for _ in batches]
+        groups: list[tuple[str, Sequence[MemoryRecord]]] = []
+        retired: list[Tally] = []
+        for org_id in sorted(by_org):
+            mine = [batches[i] for i in by_org[org_id]]
+            stored = yield from self._stored_dedup_times(org_id, mine)
+            kept: list[MemoryRecord] = []
+            nows: list[int] = []
+            for index, batch, flags in zip(
+                by_org[org_id], mine, fresh_memories(mine, stored), strict=True
+            ):
+                fresh[index] = flags
+                kept.extend(m for m, ok in zip(batch.memories, flags, strict=True) if ok)
+                nows.extend(batch.now_ns for ok in flags if ok)
+            versions, replaced = yield from self._supersede(org_id, kept, nows)
+            groups.append((org_id, versions))
+            retired.extend(replaced)
+        yield from self._insert(groups, retired)
+        return fresh
 
     def _erase(self, condition: str, params: Sequence[Any]) -> Op[int]:
         """Erase memories from every index; where a key's current version goes, the newest
@@ -1049,23 +1184,12 @@ class SqlStore(ABC):
         now_ns: int,
     ) -> list[bool]:
         """Insert memories atomically, skipping duplicates within the window."""
+        batch = MemoryBatch(org_id, tuple(memories), dedup_window_ns, now_ns)
+        return await self._insert_batch(batch)
 
-        def op() -> Op[list[bool]]:
-            stored: dict[str, list[int]] = {}
-            if dedup_window_ns is not None:
-                # Sorted, so concurrent batches take the locks in one order and never deadlock.
-                for key in sorted({m.dedup_key for m in memories if m.dedup_key}):
-                    yield from self.lock(f"{org_id}|{key}", DEDUP_LOCK)
-                stored = yield from self._stored_dedup_times(
-                    org_id, memories, dedup_window_ns, now_ns
-                )
-            fresh = fresh_memories(memories, stored, dedup_window_ns)
-            kept = [m for m, ok in zip(memories, fresh, strict=True) if ok]
-            versions, retired = yield from self._supersede(org_id, kept, now_ns)
-            yield from self._insert(org_id, versions, retired)
-            return fresh
-
-        return await self._write(op())
+    async def _insert_batch(self, batch: MemoryBatch) -> list[bool]:
+        """Run one call of ``insert_memories``; a backend may coalesce concurrent calls."""
+        return (await self._write(self._insert_batches([batch])))[0]
 
     async def get_memory(self, org_id: str, ref: str) -> MemoryRecord | None:
         """A memory by id, else the newest one with that dedup key."""
@@ -1214,8 +1338,8 @@ class SqlStore(ABC):
                     new[m.id] = m
             history = [m for m in new.values() if m.superseded_by or not m.key]
             current = [m for m in new.values() if m.key and not m.superseded_by]
-            current, retired = yield from self._supersede(org_id, current, now_ns)
-            yield from self._insert(org_id, [*history, *current], retired)
+            current, retired = yield from self._supersede(org_id, current, [now_ns] * len(current))
+            yield from self._insert([(org_id, [*history, *current])], retired)
             return len(new)
 
         return await self._write(op())
