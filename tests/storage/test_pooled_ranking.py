@@ -27,21 +27,8 @@ def mem(n: int, content: str, org: str = "org_a", **kw: object) -> MemoryRecord:
     return MemoryRecord(id=f"mem_{t:016x}{n:010x}", org_id=org, content=content, **fields)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Store]:
-    if request.param == "postgres":
-        from memtrace_server.storage import postgres
-
-        monkeypatch.setattr(postgres, "RANKED_POOL", 5)
-        s = store_from_url(request.getfixturevalue("pg_url"))
-    else:
-        monkeypatch.setattr(sqlite_store, "EXACT", 20)
-        monkeypatch.setattr(sqlite_store, "RANKED_POOL", 5)
-        monkeypatch.setattr(sqlite_store, "WINDOW", 40)
-        s = store_from_url(f"sqlite:///{(tmp_path / 'pool.db').as_posix()}")
-    await s.open()
+async def fill(s: Store) -> None:
+    """Memories of a busy agent: a few hold both rare words, many newer ones one or none."""
     for org in ("org_a", "org_b"):
         await s.create_org(OrgRecord(org, org, NOW))
     memories = [
@@ -60,6 +47,24 @@ async def store(
     await s.insert_memories(  # another tenant, full of the same words
         "org_b", [mem(200 + n, "orchid violet customer", org="org_b") for n in range(30)], None, NOW
     )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Store]:
+    if request.param == "postgres":
+        from memtrace_server.storage import postgres
+
+        monkeypatch.setattr(postgres, "RANKED_POOL", 5)
+        s = store_from_url(request.getfixturevalue("pg_url"))
+    else:
+        monkeypatch.setattr(sqlite_store, "EXACT", 20)
+        monkeypatch.setattr(sqlite_store, "RANKED_POOL", 5)
+        monkeypatch.setattr(sqlite_store, "WINDOW", 40)
+        s = store_from_url(f"sqlite:///{(tmp_path / 'pool.db').as_posix()}")
+    await s.open()
+    await fill(s)
     yield s
     await s.close()
 
@@ -98,3 +103,22 @@ async def test_pages_do_not_overlap(store: Store) -> None:
 async def test_a_narrow_filter_is_ranked_over_every_match(store: Store) -> None:
     found = await ranked(store, memory_types=("decision",), limit=5)
     assert [m.content for m in found] == ["a violet orchid, the customer said"]
+
+
+async def test_an_agent_with_many_memories_is_ranked_over_a_pool_whatever_its_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FTS5's bm25() counts the scope's own memories on every query (SQLite): above a
+    size, an agent's queries use the pool even when their words are rare."""
+    store = store_from_url(f"sqlite:///{(tmp_path / 'big.db').as_posix()}")
+    await store.open()
+    try:
+        await fill(store)
+        monkeypatch.setattr(sqlite_store, "RANKED_POOL", 5)
+        exact = await ranked(store, limit=3)
+        monkeypatch.setattr(sqlite_store, "EXACT_SCOPE", 50)  # the agent holds 88
+        pooled = await ranked(store, limit=3)
+    finally:
+        await store.close()
+    assert {m.id for m in pooled} == {m.id for m in exact}
+    assert [m.score for m in pooled] != [m.score for m in exact]  # a different ranker ran

@@ -36,6 +36,7 @@ from memtrace_server.storage.base import (
     StoreFull,
 )
 from memtrace_server.storage.sql import (
+    ALL_TIME,
     CONFLICTS,
     MAX_COALESCED,
     MEMORY_COLUMNS,
@@ -66,7 +67,8 @@ RARE_NEEDLE = 2000  # a substring in fewer memories than this is found through i
 NEEDLE_TRIGRAMS = 12  # trigrams of a long substring looked up (the rest is left to instr())
 # BM25 weight of the neighbouring-memory column; LoCoMo dev recall is flat from 0.3 to 0.7.
 CONTEXT_WEIGHT = 0.5
-EXACT = 2000  # a query with fewer matches in its scope is ranked over all of them
+EXACT = 2000  # a query with fewer matches in its scope is ranked over all of them,
+EXACT_SCOPE = 20_000  # unless its agent has more memories than this
 RANKED_POOL = 250  # else, the most recent matches of each term are ranked
 PAIRED_TERMS = 5  # and those holding two of the rarest terms
 WINDOW = 2000  # recent memories of the scope that weigh the terms of a pooled ranking
@@ -503,7 +505,15 @@ class SQLiteStore(SqlStore):
         )
         recent = "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC"
         counted = yield Stmt(f"SELECT count(*) FROM ({recent} LIMIT ?)", (match(flt.query), EXACT))
-        if counted.rows[0][0] < EXACT:  # few matches: rank them all
+        size = 0  # bm25() also counts the scope's own memories: an agent's are tallied
+        if flt.agent_id is not None:
+            tallied = yield Stmt(
+                "SELECT coalesce(sum(memories), 0) FROM agent_tallies"
+                " WHERE org_id = ? AND agent_id = ? AND hour = ?",
+                (org_id, flt.agent_id, ALL_TIME),
+            )
+            size = int(tallied.rows[0][0])
+        if counted.rows[0][0] < EXACT and size < EXACT_SCOPE:  # rank every match
             return (yield everything)
         pool = max(RANKED_POOL, 2 * (flt.limit + flt.offset))
         lists = {}

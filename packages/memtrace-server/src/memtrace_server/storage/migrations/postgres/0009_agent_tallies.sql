@@ -10,6 +10,8 @@ CREATE TABLE agent_tallies (
     errors      BIGINT NOT NULL,
     PRIMARY KEY (org_id, agent_id, memory_type, hour)
 );
+-- An agent's rows by hour: its all-time rows, and the hours of a stats window.
+CREATE INDEX agent_tallies_hour ON agent_tallies (org_id, agent_id, hour);
 INSERT INTO agent_tallies (org_id, agent_id, memory_type, hour, memories, errors)
 SELECT org_id, agent_id, memory_type, -4611686018427387904, count(*),
        count(*) FILTER (WHERE event_type = 'error')
