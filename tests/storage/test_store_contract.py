@@ -304,7 +304,8 @@ async def test_query_filters(store: Contract) -> None:
     ]
 
 
-async def test_stats(store: Contract) -> None:
+async def agent_with_session(store: Contract) -> None:
+    """Agent ``agent_1`` of org A, with an open session ``s``."""
     await store.register_agent(
         "org_a", AgentRecord(id="agent_1", org_id="org_a", name="one", created_at_ns=NOW)
     )
@@ -314,6 +315,10 @@ async def test_stats(store: Contract) -> None:
             id="s", org_id="org_a", agent_id="agent_1", created_at_ns=NOW, updated_at_ns=NOW
         ),
     )
+
+
+async def test_stats(store: Contract) -> None:
+    await agent_with_session(store)
     await store.insert_memories(
         "org_a",
         [
@@ -395,15 +400,7 @@ async def test_stats_follow_every_change(store: Contract) -> None:
     base = (NOW // hour) * hour
     sinces = [base - 24 * hour, base - 24 * hour + 1, base - hour - 1, base - 7, NOW - WINDOW]
     sinces += [base - 24 * hour + 30 * MIN, -5 * hour - 1, -5 * hour, 0]
-    await store.register_agent(
-        "org_a", AgentRecord(id="agent_1", org_id="org_a", name="one", created_at_ns=NOW)
-    )
-    await store.create_session(
-        "org_a",
-        SessionRecord(
-            id="s", org_id="org_a", agent_id="agent_1", created_at_ns=NOW, updated_at_ns=NOW
-        ),
-    )
+    await agent_with_session(store)
 
     async def check(step: str) -> None:
         for org, agent in (("org_a", "agent_1"), ("org_a", "agent_2"), ("org_b", "agent_1")):

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 K1 = 1.2
 B = 0.75
-LABEL_WEIGHT = 0.4  # as the full-text index weighs tags and event type against content
-CONTEXT_WEIGHT = 0.5  # and the memory before it in its session
+# Column weights against content, for both rankers (FTS5's bm25() and the pool's):
+LABEL_WEIGHT = 0.4  # tags and event type
+CONTEXT_WEIGHT = 0.5  # the memory before it in its session; LoCoMo recall is flat 0.3-0.7
 _SUFFIXES = ("ations", "ation", "ings", "ing", "edly", "ies", "es", "ed", "ly", "s")
 
 

@@ -26,7 +26,13 @@ from typing import Any, TypeVar
 import orjson
 
 from memtrace_server.core.errors import ApiError
-from memtrace_server.core.ranking import Candidate, bm25, term_weights
+from memtrace_server.core.ranking import (
+    CONTEXT_WEIGHT,
+    LABEL_WEIGHT,
+    Candidate,
+    bm25,
+    term_weights,
+)
 from memtrace_server.core.records import MemoryBatch, MemoryFilter, MemoryRecord
 from memtrace_server.core.text import agent_scope, org_scope
 from memtrace_server.storage.base import (
@@ -65,8 +71,6 @@ MAX_GROUP = 256
 RARE_VALUE = 500
 RARE_NEEDLE = 2000  # a substring in fewer memories than this is found through its trigrams
 NEEDLE_TRIGRAMS = 12  # trigrams of a long substring looked up (the rest is left to instr())
-# BM25 weight of the neighbouring-memory column; LoCoMo dev recall is flat from 0.3 to 0.7.
-CONTEXT_WEIGHT = 0.5
 EXACT = 2000  # a query with fewer matches in its scope is ranked over all of them,
 EXACT_SCOPE = 20_000  # unless its agent has more memories than this
 RANKED_POOL = 250  # else, the most recent matches of each term are ranked
@@ -498,7 +502,7 @@ class SQLiteStore(SqlStore):
             return f'scope:"{scope}" AND {fields}:({quoted})'
 
         everything = Stmt(
-            f"SELECT {MEMORY_COLUMNS}, bm25(memories_fts, 0.0, 1.0, 0.4, {CONTEXT_WEIGHT}) AS rank"
+            f"SELECT {MEMORY_COLUMNS}, bm25(memories_fts, 0.0, 1.0, {LABEL_WEIGHT}, {CONTEXT_WEIGHT}) AS rank"
             " FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid"
             f" WHERE memories_fts MATCH ? AND {where} ORDER BY rank, m.time DESC LIMIT ? OFFSET ?",
             [match(flt.query), *params, flt.limit, flt.offset],
