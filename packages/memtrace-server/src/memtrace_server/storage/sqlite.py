@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import fcntl
 import itertools
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -261,6 +263,7 @@ class SQLiteStore(SqlStore):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._turn: int | None = None  # the writers' turn file, locked around each transaction
 
     # lifecycle
 
@@ -297,6 +300,7 @@ class SQLiteStore(SqlStore):
             conn = await asyncio.to_thread(self._open_sync)
         except (sqlite3.Error, ApiError) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        self._turn = os.open(f"{self.path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="memtrace-sqlite-writer", daemon=True
         )
@@ -311,6 +315,9 @@ class SQLiteStore(SqlStore):
             self._queue.put(None)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
+        if self._turn is not None:
+            os.close(self._turn)
+            self._turn = None
         if self._readers is not None:
             self._readers.shutdown(wait=True)
             self._readers = None
@@ -350,6 +357,11 @@ class SQLiteStore(SqlStore):
         ops = [(i, w) for i, (w, _, _) in enumerate(group) if not isinstance(w, MemoryBatch)]
         batches = [(i, w) for i, (w, _, _) in enumerate(group) if isinstance(w, MemoryBatch)]
         outcomes: dict[int, Outcome] = {}
+        # Writers of other processes on this file (``--workers``, the admin CLI) take turns
+        # through a lock they wait for in the kernel: SQLite's own busy handler polls with
+        # sleeps of up to 100 ms, so its waiters missed most of the other's idle moments.
+        assert self._turn is not None
+        fcntl.flock(self._turn, fcntl.LOCK_EX)
         try:
             conn.execute("BEGIN IMMEDIATE")
             for index, op in ops:
@@ -365,6 +377,8 @@ class SQLiteStore(SqlStore):
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             outcomes = dict.fromkeys(range(len(group)), (False, failure))
+        finally:
+            fcntl.flock(self._turn, fcntl.LOCK_UN)
         _answer(group, outcomes)
 
     def _run_batches(

@@ -1,0 +1,58 @@
+"""SQLite writers of several processes on one file take turns through a kernel lock."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from memtrace_server.core.records import OrgRecord
+from memtrace_server.storage.base import DuplicateName
+from memtrace_server.storage.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_a_write_waits_for_the_turn_another_writer_holds(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "memtrace.db")
+    await store.open()
+    # Another process's writer: an open file description of its own holding the lock.
+    other = os.open(tmp_path / "memtrace.db-writer", os.O_RDWR)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        write = asyncio.ensure_future(store.create_org(OrgRecord("org_a", "A", time.time())))
+        done, _ = await asyncio.wait({write}, timeout=0.3)
+        assert not done, "the write did not wait for the other writer's turn"
+        fcntl.flock(other, fcntl.LOCK_UN)
+        await asyncio.wait_for(write, timeout=10)
+        assert await store.get_org("org_a") is not None
+        # Between transactions the turn is free: the other writer gets it at once.
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_UN)
+    finally:
+        os.close(other)
+        await store.close()
+
+
+async def test_a_failed_transaction_gives_the_turn_back(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "memtrace.db")
+    await store.open()
+    other = os.open(tmp_path / "memtrace.db-writer", os.O_RDWR)
+    try:
+        await store.create_org(OrgRecord("org_a", "A", time.time()))
+        with pytest.raises(DuplicateName):
+            await store.create_org(OrgRecord("org_a", "again", time.time()))
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_UN)
+    finally:
+        os.close(other)
+        await store.close()
