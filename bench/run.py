@@ -276,8 +276,9 @@ def raw_executemany(db: Path, batch: int, rows: int) -> dict[str, float]:
 
     The rows are those the server stores for the batch benchmark's bodies (same agents,
     sessions, tags, dedup keys, scope tokens), one transaction per ``batch``: the memory
-    row, its tag rows and its full-text row. No dedup check, no neighbour lookup, no
-    validation, no HTTP: what SQLite itself allows.
+    row, its tag rows, its full-text row (with the session's previous memory as its
+    context) and its substring-index row. No dedup check, no neighbour lookup (the context
+    is kept in a dict), no validation, no HTTP: what SQLite itself allows.
     """
     from memtrace_server.core.dedup import dedup_key
     from memtrace_server.core.ids import new_memory_id
@@ -294,6 +295,7 @@ def raw_executemany(db: Path, batch: int, rows: int) -> dict[str, float]:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     org = "org_bench"
+    previous: dict[str, str] = {}  # the last content of each session
     started = time.perf_counter()
     for start in range(0, rows, batch):
         now = time.time_ns()
@@ -306,12 +308,15 @@ def raw_executemany(db: Path, batch: int, rows: int) -> dict[str, float]:
                 ),
             )
             tags = ["bench", f"t{n % 20}"]
+            session = f"sess_{n % 400}"
+            context = previous.get(session, "")
+            previous[session] = content
             items.append(
                 (
                     n,
                     new_memory_id(now + n),
                     agent,
-                    f"sess_{n % 400}",
+                    session,
                     content,
                     json.dumps(tags),
                     dedup_key(agent, "general", content),
@@ -319,6 +324,7 @@ def raw_executemany(db: Path, batch: int, rows: int) -> dict[str, float]:
                     f"{org_scope(org)} {agent_scope(org, agent)}",
                     " ".join([*tags, "general"]),
                     tags,
+                    context,
                 )
             )
         conn.execute("BEGIN")
@@ -334,8 +340,12 @@ def raw_executemany(db: Path, batch: int, rows: int) -> dict[str, float]:
         )
         conn.executemany(
             "INSERT INTO memories_fts (rowid, scope, content, labels, context)"
-            " VALUES (?, ?, ?, ?, '')",
-            [(it[0], it[8], it[4], it[9]) for it in items],
+            " VALUES (?, ?, ?, ?, ?)",
+            [(it[0], it[8], it[4], it[9], it[11]) for it in items],
+        )
+        conn.executemany(
+            "INSERT INTO memories_trigram (rowid, content) VALUES (?, ?)",
+            [(it[0], it[4]) for it in items],
         )
         conn.execute("COMMIT")
     took = time.perf_counter() - started
