@@ -127,10 +127,21 @@ def _drive(conn: sqlite3.Connection, op: Op[T]) -> tuple[T, bool]:
     return steps.value, steps.handled
 
 
-def _run_alone(conn: sqlite3.Connection, op: Op[T]) -> Outcome:
+def _run_alone(conn: sqlite3.Connection, op: Op[T], *, shared: bool = True) -> Outcome:
     """Run an op under its own savepoint: (True, its value) or (False, its error), its
-    writes undone on error. A store failure (disk, I/O) is raised: it ends the transaction."""
-    conn.execute("SAVEPOINT op")
+    writes undone on error. A store failure (disk, I/O) is raised: it ends the transaction.
+
+    When the op is the transaction's only write (not ``shared``), the transaction is its
+    savepoint: undoing rolls it back and begins another, and no statement journal is kept
+    of the pages it changes (a savepoint copies each one it touches first).
+    """
+    return _attempt(conn, op, shared)[0]
+
+
+def _attempt(conn: sqlite3.Connection, op: Op[T], shared: bool) -> tuple[Outcome, bool]:
+    """``_run_alone``'s outcome, and whether the op's writes were undone."""
+    if shared:
+        conn.execute("SAVEPOINT op")
     outcome: Outcome
     try:
         value, undo = _drive(conn, op)
@@ -140,10 +151,14 @@ def _run_alone(conn: sqlite3.Connection, op: Op[T]) -> Outcome:
     except Exception as exc:
         undo = True
         outcome = (False, exc)
-    if undo:
-        conn.execute("ROLLBACK TO op")
-    conn.execute("RELEASE op")
-    return outcome
+    if shared:
+        if undo:
+            conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+    elif undo:
+        conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+    return outcome, undo
 
 
 def _answer(group: list[Pending], outcomes: dict[int, Outcome]) -> None:
@@ -364,10 +379,11 @@ class SQLiteStore(SqlStore):
         fcntl.flock(self._turn, fcntl.LOCK_EX)
         try:
             conn.execute("BEGIN IMMEDIATE")
+            chunks = list(_chunks(batches))
             for index, op in ops:
-                outcomes[index] = _run_alone(conn, op)
-            for chunk in _chunks(batches):
-                answers = self._run_batches(conn, chunk)
+                outcomes[index] = _run_alone(conn, op, shared=len(group) > 1)
+            for chunk in chunks:
+                answers = self._run_batches(conn, chunk, shared=bool(ops) or len(chunks) > 1)
                 outcomes.update(zip((i for i, _ in chunk), answers, strict=True))
             conn.execute("COMMIT")
         except Exception as exc:
@@ -382,25 +398,20 @@ class SQLiteStore(SqlStore):
         _answer(group, outcomes)
 
     def _run_batches(
-        self, conn: sqlite3.Connection, chunk: list[tuple[int, MemoryBatch]]
+        self, conn: sqlite3.Connection, chunk: list[tuple[int, MemoryBatch]], *, shared: bool
     ) -> list[Outcome]:
-        """Coalesced calls: one op for all of them under one savepoint; if it fails on one
-        call's account, each call again under its own, so only that one fails."""
+        """Coalesced calls: one op for all of them under one savepoint (the transaction
+        itself unless other writes ``shared`` it); if it fails on one call's account, each
+        call again under its own, so only that one fails."""
         if len(chunk) > 1:
-            conn.execute("SAVEPOINT batches")
-            try:
-                values, undo = _drive(conn, self._insert_batches([b for _, b in chunk]))
-            except StoreError:
-                raise
-            except Exception:
-                undo = True
-            if undo:
-                conn.execute("ROLLBACK TO batches")
-            conn.execute("RELEASE batches")
-            if not undo:
+            (_, values), undone = _attempt(
+                conn, self._insert_batches([b for _, b in chunk]), shared
+            )
+            if not undone:
                 return [(True, value) for value in values]
-        alone = [_run_alone(conn, self._insert_batches([b])) for _, b in chunk]
-        return [(ok, value[0] if ok else value) for ok, value in alone]
+        alone = len(chunk) == 1 and not shared
+        ran = [_run_alone(conn, self._insert_batches([b]), shared=not alone) for _, b in chunk]
+        return [(ok, value[0] if ok else value) for ok, value in ran]
 
     async def _write(self, op: Op[T]) -> T:
         value: T = await self._submit(op)
