@@ -15,10 +15,18 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 class JSONFormatter(logging.Formatter):
     """Timestamp, level, logger, message and the record's ``extra`` fields as JSON."""
 
+    _second: tuple[int, str] = (-1, "")  # the last second formatted (one line per request)
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second[0]:
+            self._second = (second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S"))
+        return f"{self._second[1]}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         """Render one record."""
         out: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

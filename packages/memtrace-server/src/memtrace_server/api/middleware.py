@@ -116,16 +116,20 @@ class RequestMiddleware:
                 template = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
             self.metrics.observe_request(method, template, status, elapsed)
-            access_log.info(
-                "request",
-                extra={
+            if access_log.isEnabledFor(logging.INFO):
+                # Made and handled here: ``info()`` would walk the stack for the caller.
+                extra = {
                     "request_id": request_id,
                     "method": method,
                     "path": scope["path"],
                     "status": status,
                     "latency_ms": round(elapsed * 1000, 3),
-                },
-            )
+                }
+                access_log.handle(
+                    access_log.makeRecord(
+                        access_log.name, logging.INFO, __file__, 0, "request", (), None, extra=extra
+                    )
+                )
 
     async def _buffer_body(
         self, scope: Scope, receive: Receive
