@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -67,12 +67,17 @@ def invalid_response(errors: Sequence[Any]) -> Response:
     return json_response({"error": validation_message(errors)}, 400)
 
 
-def http_error_response(status: int, detail: Any) -> Response:
-    """The response for a Starlette ``HTTPException`` (unknown path, wrong method…)."""
+def http_error_response(
+    status: int, detail: Any, headers: Mapping[str, str] | None = None
+) -> Response:
+    """The response for a Starlette ``HTTPException`` (unknown path, wrong method…), with
+    its headers (``Allow`` on a 405)."""
     text = detail if isinstance(detail, str) else "request failed"
     if status == 404:
         text = "not found"
-    return json_response({"error": text.lower()}, status)
+    response = json_response({"error": text.lower()}, status)
+    response.headers.update(headers or {})
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -88,7 +93,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return http_error_response(exc.status_code, exc.detail)
+        return http_error_response(exc.status_code, exc.detail, exc.headers)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, invalid)
