@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import App
+from memtrace_server.api.app import create_app
+
+from conftest import App, make_settings
 
 V1 = "/api/v1"
 
@@ -266,3 +269,22 @@ def test_nul_characters_are_refused_alike_on_both_backends(
         assert client.get(V1 + "/agents/a%00b", headers=h).status_code in (400, 404)
         assert client.get(V1 + "/memories/mem%00x", headers=h).status_code in (400, 404)
         assert client.get(V1 + "/memories", headers=h).json()["count"] == 0
+
+
+def test_body_checks_apply_under_a_root_path(tmp_path: Path) -> None:
+    """Mounted under a prefix, the app still refuses what it refuses at the root."""
+    with TestClient(
+        create_app(make_settings(tmp_path)), root_path="/memtrace", raise_server_exceptions=False
+    ) as client:
+        app = App(client, make_settings(tmp_path))
+        key = app.new_key(app.new_org("Acme"))
+        url = "/memtrace/api/v1/memories"
+        nul = b'{"agent_id": "a", "content": "x\\u0000y"}'
+        refused = client.post(url, content=nul, headers={"x-api-key": key})
+        assert refused.status_code == 400 and "NUL" in refused.json()["error"]
+        plain = client.post(
+            url, content=b'{"agent_id": "a", "content": "fine"}', headers={"x-api-key": key}
+        )
+        assert plain.status_code == 201, plain.text
+        listed = client.get(url, headers={"x-api-key": key}).json()
+        assert [m["content"] for m in listed["memories"]] == ["fine"]

@@ -60,7 +60,7 @@ class RequestMiddleware:
             return
         started = time.perf_counter()
         request_id = _request_id(scope) or f"{self._id_prefix}{next(self._ids):08x}"
-        api = scope["path"].startswith("/api/")
+        api = _app_path(scope).startswith("/api/")
         hot = self.fast[0].match(scope) if api and self.fast is not None else None
         if api and hot is None:
             _treat_body_as_json(scope)
@@ -181,6 +181,13 @@ def _has_lone_surrogate(body: bytes) -> bool:
         if match.group(1) is None or match.group(2) is None:
             return True
     return False
+
+
+def _app_path(scope: Scope) -> str:
+    """The path within the app: without the prefix it is mounted under, if any."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _treat_body_as_json(scope: Scope) -> None:
