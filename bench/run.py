@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -496,7 +497,32 @@ def read_table(
         requests.write_text("".join("\t".join(READS[name](targets, i)) + "\n" for i in range(1000)))
         env = {"BENCH_KEY": targets["key"], "BENCH_REQUESTS": str(requests)}
         out[name] = {f"c{c}": bench.wrk(server, "targets.lua", c, env) for c in pop.concurrency}
+        out[name]["rows"] = answer_size(server, targets, name)
     return out
+
+
+def answer_size(
+    server: Server, targets: dict[str, Any], name: str, samples: int = 20
+) -> float | None:
+    """How many memories the read answers with, on average over ``samples`` of its requests
+    (None for reads that answer with something else): a read whose answer grows with the
+    store may grow with it."""
+    counts = []
+    for i in range(samples):
+        method, path, body = READS[name](targets, i)
+        request = urllib.request.Request(
+            server.url + path,
+            data=body.encode() if body else None,
+            method=method,
+            headers={"x-api-key": targets["key"], "content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        found = answer.get("memories", answer.get("results")) if isinstance(answer, dict) else None
+        if not isinstance(found, list):
+            return None
+        counts.append(len(found))
+    return sum(counts) / len(counts)
 
 
 def reads(bench: Bench, backend: Backend, work: Path, only: set[str]) -> dict[str, Any]:
@@ -715,8 +741,12 @@ def reads_report(backend: dict[str, Any]) -> list[str]:
         head + " |",
         "|---" + "|---:" * (3 * len(sizes) - 1) + "|",
     ]
+    answers = []
     for title, get in read_rows(res[first]):
         figures = [get(res[s]) for s in sizes]
+        rows = [get_rows(res[s], title) for s in sizes]
+        if all(r is not None for r in rows):
+            answers.append(f"| {title} | " + " | ".join(f"{r:.1f}" for r in rows) + " |")
         cells = [
             f"{c1['p50_us'] / 1000:.2f} / {c1['p95_us'] / 1000:.2f} / {c1['p99_us'] / 1000:.2f}"
             f" | {_rps(c32)}"
@@ -725,6 +755,16 @@ def reads_report(backend: dict[str, Any]) -> list[str]:
         first_p50 = figures[0][0]["p50_us"]
         growth = [f"{goals.ratio(c1['p50_us'], first_p50):.2f}" for c1, _ in figures[1:]]
         lines.append(f"| {title} | " + " | ".join(cells + growth) + " |")
+    if answers:
+        lines += [
+            "",
+            "Memories in each answer (mean of 20 of the read's requests): a read whose answer"
+            " grows with the store is not bounded by it.",
+            "",
+            "| Read | " + " | ".join(labels) + " |",
+            "|---" + "|---:" * len(sizes) + "|",
+            *answers,
+        ]
     lines += metadata_lines(res)
     rss = ", ".join(f"{goals.label(s)}: {res[s]['peak_rss_kb'] / 1024:.0f} MB" for s in sizes)
     lines += ["", f"Server peak RSS during reads: {rss}."]
@@ -749,6 +789,15 @@ def read_rows(phase: dict[str, Any]) -> Iterator[tuple[str, Callable[[dict[str, 
             )
     if "writes" in phase:
         yield "write with dedup check", lambda p: (p["writes"]["write with dedup check"], None)
+
+
+def get_rows(phase: dict[str, Any], title: str) -> float | None:
+    """The answer size of the read titled ``title`` in a size's phase, if it was counted."""
+    for name, pop in POPULATIONS.items():
+        if title.startswith(pop.title) and title[len(pop.title) :] in phase.get(name, {}):
+            rows = phase[name][title[len(pop.title) :]].get("rows")
+            return float(rows) if rows is not None else None
+    return None
 
 
 def load_summary(res: dict[str, Any]) -> str:
