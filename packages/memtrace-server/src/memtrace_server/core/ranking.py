@@ -9,7 +9,8 @@ in which every term's matches are known: the cost follows the pool, not the hist
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import string
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 K1 = 1.2
@@ -17,6 +18,8 @@ B = 0.75
 # Column weights against content, for both rankers (FTS5's bm25() and the pool's):
 LABEL_WEIGHT = 0.4  # tags and event type
 CONTEXT_WEIGHT = 0.5  # the memory before it in its session; LoCoMo recall is flat 0.3-0.7
+# Punctuation and other spacing separate words, like a space ("(refunds", "said:\nrefund").
+_SPACES = str.maketrans({c: " " for c in string.punctuation + "\t\n\r\f\v"})
 _SUFFIXES = ("ations", "ation", "ings", "ing", "edly", "ies", "es", "ed", "ly", "s")
 
 
@@ -44,30 +47,49 @@ def term_weights(terms: Sequence[str], window: int, matches: dict[str, int]) -> 
     weights = {}
     for term in terms:
         df = min(matches.get(term, 0), n)
-        weights[stem(term)] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        weights[stem(term)] = max(math.log((n - df + 0.5) / (df + 0.5)), 1e-6)
     return weights
 
 
-def bm25(candidates: Sequence[Candidate], weights: dict[str, float]) -> list[float]:
-    """The BM25 score of each candidate (higher is better).
+def length(c: Candidate) -> int:
+    """A memory's length for BM25: about its number of words, in every column."""
+    return sum(len(text.translate(_SPACES).split()) for text in (c.content, c.labels, c.context))
+
+
+def frequencies(candidate: Candidate, stems: Iterable[str]) -> dict[str, float]:
+    """How often each stem occurs in a candidate, its columns weighed.
 
     A word counts for a term when it begins with the term's stem ("refund" counts
-    "refunds" and "refunded"); a text's length is its number of words. Both are counted
-    with string methods: a pool is ranked in a few microseconds per memory.
+    "refunds" and "refunded"); words are counted with string methods, in a few
+    microseconds per memory.
     """
-    counted = []
-    for c in candidates:
-        content, labels, context = (" " + text.lower() for text in (c.content, c.labels, c.context))
-        tfs = {
-            t: content.count(" " + t)
-            + LABEL_WEIGHT * labels.count(" " + t)
-            + CONTEXT_WEIGHT * context.count(" " + t)
-            for t in weights
-        }
-        counted.append((tfs, content.count(" ") + labels.count(" ") + context.count(" ")))
-    average = sum(length for _, length in counted) / max(len(counted), 1) or 1.0
-    scores = []
-    for tfs, length in counted:
-        norm = K1 * (1 - B + B * length / average)
-        scores.append(sum(weights[t] * tf * (K1 + 1) / (tf + norm) for t, tf in tfs.items() if tf))
-    return scores
+    content, labels, context = (
+        " " + text.lower().translate(_SPACES)
+        for text in (candidate.content, candidate.labels, candidate.context)
+    )
+    return {
+        t: content.count(" " + t)
+        + LABEL_WEIGHT * labels.count(" " + t)
+        + CONTEXT_WEIGHT * context.count(" " + t)
+        for t in stems
+    }
+
+
+def bm25(candidates: Sequence[Candidate], weights: dict[str, float]) -> list[float]:
+    """The BM25 score of each candidate (higher is better), terms counted by
+    ``frequencies``."""
+    counted = [frequencies(c, weights) for c in candidates]
+    return scores(counted, [length(c) for c in candidates], weights)
+
+
+def scores(
+    frequencies: Sequence[Mapping[str, float]], lengths: Sequence[int], weights: Mapping[str, float]
+) -> list[float]:
+    """BM25 of documents from each one's (column-weighted) term frequencies and length,
+    against the average length of these documents (higher is better)."""
+    average = sum(lengths) / max(len(lengths), 1) or 1.0
+    out = []
+    for tfs, size in zip(frequencies, lengths, strict=True):
+        norm = K1 * (1 - B + B * size / average)
+        out.append(sum(weights[t] * tf * (K1 + 1) / (tf + norm) for t, tf in tfs.items() if tf))
+    return out
