@@ -19,7 +19,8 @@ B = 0.75
 LABEL_WEIGHT = 0.4  # tags and event type
 CONTEXT_WEIGHT = 0.5  # the memory before it in its session; LoCoMo recall is flat 0.3-0.7
 # Punctuation and other spacing separate words, like a space ("(refunds", "said:\nrefund").
-_SPACES = str.maketrans({c: " " for c in string.punctuation + "\t\n\r\f\v"})
+_SEPARATORS = (string.punctuation + string.whitespace).encode()
+_SPACES = bytes.maketrans(_SEPARATORS, b" " * len(_SEPARATORS))
 _SUFFIXES = ("ations", "ation", "ings", "ing", "edly", "ies", "es", "ed", "ly", "s")
 
 
@@ -51,35 +52,38 @@ def term_weights(terms: Sequence[str], window: int, matches: dict[str, int]) -> 
     return weights
 
 
-def length(c: Candidate) -> int:
-    """A memory's length for BM25: about its number of words, in every column."""
-    return sum(len(text.translate(_SPACES).split()) for text in (c.content, c.labels, c.context))
-
-
-def frequencies(candidate: Candidate, stems: Iterable[str]) -> dict[str, float]:
-    """How often each stem occurs in a candidate, its columns weighed.
+def counted(
+    candidates: Sequence[Candidate], stems: Iterable[str]
+) -> tuple[list[dict[str, float]], list[int]]:
+    """How often each stem occurs in each candidate, its columns weighed, and the
+    candidate's length in words.
 
     A word counts for a term when it begins with the term's stem ("refund" counts
-    "refunds" and "refunded"); words are counted with string methods, in a few
+    "refunds" and "refunded"); words are counted with bytes methods, in a few
     microseconds per memory.
     """
-    content, labels, context = (
-        " " + text.lower().translate(_SPACES)
-        for text in (candidate.content, candidate.labels, candidate.context)
-    )
-    return {
-        t: content.count(" " + t)
-        + LABEL_WEIGHT * labels.count(" " + t)
-        + CONTEXT_WEIGHT * context.count(" " + t)
-        for t in stems
-    }
+    keys = {t: b" " + t.encode() for t in stems}
+    frequencies, lengths = [], []
+    for c in candidates:
+        content, labels, context = (
+            b" " + text.lower().encode().translate(_SPACES)
+            for text in (c.content, c.labels, c.context)
+        )
+        frequencies.append(
+            {
+                t: content.count(k)
+                + LABEL_WEIGHT * labels.count(k)
+                + CONTEXT_WEIGHT * context.count(k)
+                for t, k in keys.items()
+            }
+        )
+        lengths.append(len(content.split()) + len(labels.split()) + len(context.split()))
+    return frequencies, lengths
 
 
 def bm25(candidates: Sequence[Candidate], weights: dict[str, float]) -> list[float]:
-    """The BM25 score of each candidate (higher is better), terms counted by
-    ``frequencies``."""
-    counted = [frequencies(c, weights) for c in candidates]
-    return scores(counted, [length(c) for c in candidates], weights)
+    """The BM25 score of each candidate (higher is better), terms counted by ``counted``."""
+    return scores(*counted(candidates, weights), weights)
 
 
 def scores(

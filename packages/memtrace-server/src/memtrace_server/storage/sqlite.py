@@ -33,8 +33,7 @@ from memtrace_server.core.ranking import (
     LABEL_WEIGHT,
     Candidate,
     bm25,
-    frequencies,
-    length,
+    counted,
     scores,
     stem,
     term_weights,
@@ -77,8 +76,8 @@ MAX_GROUP = 256
 RARE_VALUE = 500
 RARE_NEEDLE = 2000  # a substring in fewer memories than this is found through its trigrams
 NEEDLE_TRIGRAMS = 12  # trigrams of a long substring looked up (the rest is left to instr())
-EXACT = 500  # a query with fewer matches in its scope is ranked over all of them
-RANKED_POOL = 250  # else, the most recent matches of each term are ranked
+EXACT = 1000  # a query with fewer matches in its scope (a pool holds about as many)
+RANKED_POOL = 250  # is ranked over all of them; else the most recent matches of each term
 PAIRED_TERMS = 5  # and those holding two of the rarest terms,
 PAIRED_SPAN = 50  # among the scope's last windows of memories this many times longer
 WINDOW = 2000  # recent memories of the scope that weigh the terms of a pooled ranking
@@ -534,14 +533,12 @@ class SQLiteStore(SqlStore):
         every = (yield Stmt(f"{recent} LIMIT ?", (match(flt.query), EXACT))).rows
         if len(every) < EXACT:
             rows = yield from self._candidates((rid for (rid,) in every), where, params)
-            candidates = [Candidate(*row[2:]) for row in rows]
             stems = {t: stem(t) for t in flt.query}
-            counted = [frequencies(c, stems.values()) for c in candidates]
-            matches = {t: sum(1 for tfs in counted if tfs[s]) for t, s in stems.items()}
+            tfs, lengths = counted([Candidate(*row[2:]) for row in rows], stems.values())
+            matches = {t: sum(1 for found in tfs if found[s]) for t, s in stems.items()}
             size = yield from self._scope_size(org_id, flt.agent_id)
             weights = term_weights(flt.query, max(size, len(rows)), matches)
-            lengths = [length(c) for c in candidates]
-            return (yield from self._page(flt, rows, scores(counted, lengths, weights)))
+            return (yield from self._page(flt, rows, scores(tfs, lengths, weights)))
         pool = max(RANKED_POOL, 2 * (flt.limit + flt.offset))
         lists = {}
         for term in flt.query:
