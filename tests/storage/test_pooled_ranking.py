@@ -103,22 +103,3 @@ async def test_pages_do_not_overlap(store: Store) -> None:
 async def test_a_narrow_filter_is_ranked_over_every_match(store: Store) -> None:
     found = await ranked(store, memory_types=("decision",), limit=5)
     assert [m.content for m in found] == ["a violet orchid, the customer said"]
-
-
-async def test_an_agent_with_many_memories_is_ranked_over_a_pool_whatever_its_matches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """FTS5's bm25() counts the scope's own memories on every query (SQLite): above a
-    size, an agent's queries use the pool even when their words are rare."""
-    store = store_from_url(f"sqlite:///{(tmp_path / 'big.db').as_posix()}")
-    await store.open()
-    try:
-        await fill(store)
-        monkeypatch.setattr(sqlite_store, "RANKED_POOL", 5)
-        exact = await ranked(store, limit=3)
-        monkeypatch.setattr(sqlite_store, "EXACT_SCOPE", 50)  # the agent holds 88
-        pooled = await ranked(store, limit=3)
-    finally:
-        await store.close()
-    assert {m.id for m in pooled} == {m.id for m in exact}
-    assert [m.score for m in pooled] != [m.score for m in exact]  # a different ranker ran

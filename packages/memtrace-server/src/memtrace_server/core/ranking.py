@@ -9,7 +9,8 @@ in which every term's matches are known: the cost follows the pool, not the hist
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import string
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 K1 = 1.2
@@ -17,6 +18,9 @@ B = 0.75
 # Column weights against content, for both rankers (FTS5's bm25() and the pool's):
 LABEL_WEIGHT = 0.4  # tags and event type
 CONTEXT_WEIGHT = 0.5  # the memory before it in its session; LoCoMo recall is flat 0.3-0.7
+# Punctuation and other spacing separate words, like a space ("(refunds", "said:\nrefund").
+_SEPARATORS = (string.punctuation + string.whitespace).encode()
+_SPACES = bytes.maketrans(_SEPARATORS, b" " * len(_SEPARATORS))
 _SUFFIXES = ("ations", "ation", "ings", "ing", "edly", "ies", "es", "ed", "ly", "s")
 
 
@@ -44,30 +48,52 @@ def term_weights(terms: Sequence[str], window: int, matches: dict[str, int]) -> 
     weights = {}
     for term in terms:
         df = min(matches.get(term, 0), n)
-        weights[stem(term)] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        weights[stem(term)] = max(math.log((n - df + 0.5) / (df + 0.5)), 1e-6)
     return weights
 
 
-def bm25(candidates: Sequence[Candidate], weights: dict[str, float]) -> list[float]:
-    """The BM25 score of each candidate (higher is better).
+def counted(
+    candidates: Sequence[Candidate], stems: Iterable[str]
+) -> tuple[list[dict[str, float]], list[int]]:
+    """How often each stem occurs in each candidate, its columns weighed, and the
+    candidate's length in words.
 
     A word counts for a term when it begins with the term's stem ("refund" counts
-    "refunds" and "refunded"); a text's length is its number of words. Both are counted
-    with string methods: a pool is ranked in a few microseconds per memory.
+    "refunds" and "refunded"); words are counted with bytes methods, in a few
+    microseconds per memory.
     """
-    counted = []
+    keys = {t: b" " + t.encode() for t in stems}
+    frequencies, lengths = [], []
     for c in candidates:
-        content, labels, context = (" " + text.lower() for text in (c.content, c.labels, c.context))
-        tfs = {
-            t: content.count(" " + t)
-            + LABEL_WEIGHT * labels.count(" " + t)
-            + CONTEXT_WEIGHT * context.count(" " + t)
-            for t in weights
-        }
-        counted.append((tfs, content.count(" ") + labels.count(" ") + context.count(" ")))
-    average = sum(length for _, length in counted) / max(len(counted), 1) or 1.0
-    scores = []
-    for tfs, length in counted:
-        norm = K1 * (1 - B + B * length / average)
-        scores.append(sum(weights[t] * tf * (K1 + 1) / (tf + norm) for t, tf in tfs.items() if tf))
-    return scores
+        content, labels, context = (
+            b" " + text.lower().encode().translate(_SPACES)
+            for text in (c.content, c.labels, c.context)
+        )
+        frequencies.append(
+            {
+                t: content.count(k)
+                + LABEL_WEIGHT * labels.count(k)
+                + CONTEXT_WEIGHT * context.count(k)
+                for t, k in keys.items()
+            }
+        )
+        lengths.append(len(content.split()) + len(labels.split()) + len(context.split()))
+    return frequencies, lengths
+
+
+def bm25(candidates: Sequence[Candidate], weights: dict[str, float]) -> list[float]:
+    """The BM25 score of each candidate (higher is better), terms counted by ``counted``."""
+    return scores(*counted(candidates, weights), weights)
+
+
+def scores(
+    frequencies: Sequence[Mapping[str, float]], lengths: Sequence[int], weights: Mapping[str, float]
+) -> list[float]:
+    """BM25 of documents from each one's (column-weighted) term frequencies and length,
+    against the average length of these documents (higher is better)."""
+    average = sum(lengths) / max(len(lengths), 1) or 1.0
+    out = []
+    for tfs, size in zip(frequencies, lengths, strict=True):
+        norm = K1 * (1 - B + B * size / average)
+        out.append(sum(weights[t] * tf * (K1 + 1) / (tf + norm) for t, tf in tfs.items() if tf))
+    return out

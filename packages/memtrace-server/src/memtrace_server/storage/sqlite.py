@@ -20,7 +20,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +33,9 @@ from memtrace_server.core.ranking import (
     LABEL_WEIGHT,
     Candidate,
     bm25,
+    counted,
+    scores,
+    stem,
     term_weights,
 )
 from memtrace_server.core.records import MemoryBatch, MemoryFilter, MemoryRecord
@@ -73,15 +76,12 @@ MAX_GROUP = 256
 RARE_VALUE = 500
 RARE_NEEDLE = 2000  # a substring in fewer memories than this is found through its trigrams
 NEEDLE_TRIGRAMS = 12  # trigrams of a long substring looked up (the rest is left to instr())
-EXACT = 2000  # a query with fewer matches in its scope is ranked over all of them,
-EXACT_SCOPE = 20_000  # unless its agent has more memories than this
-RANKED_POOL = 250  # else, the most recent matches of each term are ranked
-PAIRED_TERMS = 5  # and those holding two of the rarest terms
+EXACT = 1000  # a query with fewer matches in its scope (a pool holds about as many)
+RANKED_POOL = 250  # is ranked over all of them; else the most recent matches of each term
+PAIRED_TERMS = 5  # and those holding two of the rarest terms,
+PAIRED_SPAN = 50  # among the scope's last windows of memories this many times longer
 WINDOW = 2000  # recent memories of the scope that weigh the terms of a pooled ranking
-CONTENT, EVENT, TAGS, TIME = (
-    [c.strip() for c in MEMORY_COLUMNS.split(",")].index(f"m.{name}")
-    for name in ("content", "event_type", "tags", "time")
-)
+Row = tuple[Any, ...]  # a ranked candidate: rid, time, then content, labels, context
 # SQLite's result codes (the sqlite3 module names them only from Python 3.11).
 SQLITE_FULL = 13
 SQLITE_CONSTRAINT_FOREIGNKEY = 787
@@ -510,14 +510,17 @@ class SQLiteStore(SqlStore):
         return f"{table} CROSS JOIN memories m ON m.rid = x0.rid AND {on}", params, "x0", rest
 
     def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Op[Result]:
-        """BM25 over FTS5, the org (or agent) scope inside the match.
+        """BM25 over the scope's matches, the org (or agent) scope inside the FTS5 match.
 
-        FTS5's ``bm25()`` reads every match of each term in the whole index, so when the
-        query has ``EXACT`` matches or more in the scope, the ranking moves to a pool: the
-        ``RANKED_POOL`` most recent matches of each term and of each pair of its rarest
-        terms, weighed by how common each term is among the scope's recent memories
-        (``core.ranking``). Its work follows the pool, not the history. A page the pool
-        cannot fill (a narrow filter on top) is ranked over every match instead.
+        FTS5's ``bm25()`` reads every match of each term (and of the scope token) in the
+        whole index, so it is left out: a query with fewer than ``EXACT`` matches in its
+        scope is ranked over all of them, each term weighed by its share of them among the
+        scope's memories. With more, the ranking moves to a pool: the ``RANKED_POOL`` most
+        recent matches of each term and of each pair of its rarest terms, weighed by how
+        common each term is among the scope's recent memories. Both are scored by
+        ``core.ranking``; the work follows the matches in the scope, not the store. A page
+        the pool cannot fill (a narrow filter on top) is ranked by ``bm25()`` over every
+        match instead.
         """
         scope = agent_scope(org_id, flt.agent_id) if flt.agent_id is not None else org_scope(org_id)
         fields = "{content labels context}"
@@ -526,24 +529,16 @@ class SQLiteStore(SqlStore):
             quoted = join.join('"' + t.replace('"', '""') + '"' for t in terms)
             return f'scope:"{scope}" AND {fields}:({quoted})'
 
-        everything = Stmt(
-            f"SELECT {MEMORY_COLUMNS}, bm25(memories_fts, 0.0, 1.0, {LABEL_WEIGHT}, {CONTEXT_WEIGHT}) AS rank"
-            " FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid"
-            f" WHERE memories_fts MATCH ? AND {where} ORDER BY rank, m.time DESC LIMIT ? OFFSET ?",
-            [match(flt.query), *params, flt.limit, flt.offset],
-        )
         recent = "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC"
-        counted = yield Stmt(f"SELECT count(*) FROM ({recent} LIMIT ?)", (match(flt.query), EXACT))
-        size = 0  # bm25() also counts the scope's own memories: an agent's are tallied
-        if flt.agent_id is not None:
-            tallied = yield Stmt(
-                "SELECT coalesce(sum(memories), 0) FROM agent_tallies"
-                " WHERE org_id = ? AND agent_id = ? AND hour = ?",
-                (org_id, flt.agent_id, ALL_TIME),
-            )
-            size = int(tallied.rows[0][0])
-        if counted.rows[0][0] < EXACT and size < EXACT_SCOPE:  # rank every match
-            return (yield everything)
+        every = (yield Stmt(f"{recent} LIMIT ?", (match(flt.query), EXACT))).rows
+        if len(every) < EXACT:
+            rows = yield from self._candidates((rid for (rid,) in every), where, params)
+            stems = {t: stem(t) for t in flt.query}
+            tfs, lengths = counted([Candidate(*row[2:]) for row in rows], stems.values())
+            matches = {t: sum(1 for found in tfs if found[s]) for t, s in stems.items()}
+            size = yield from self._scope_size(org_id, flt.agent_id)
+            weights = term_weights(flt.query, max(size, len(rows)), matches)
+            return (yield from self._page(flt, rows, scores(tfs, lengths, weights)))
         pool = max(RANKED_POOL, 2 * (flt.limit + flt.offset))
         lists = {}
         for term in flt.query:
@@ -561,31 +556,74 @@ class SQLiteStore(SqlStore):
                 matches[term] = pool * (top - floor + 1) // (top - rids[-1] + 1)
         weights = term_weights(flt.query, len(window), matches)
         # Memories holding two of the rarer terms outrank those holding one: take them
-        # from the whole history (their intersections are small, and cheap to walk).
+        # from a longer stretch of history, ``PAIRED_SPAN`` windows (intersections are
+        # small, but walking them costs as much as the terms' matches in the stretch).
         pooled = {rid for found in lists.values() for rid in found}
         rarest = sorted(lists, key=lambda t: len(lists[t]))[:PAIRED_TERMS]
+        since = top - PAIRED_SPAN * (top - floor + 1)
         for pair in itertools.combinations(rarest, 2):
-            found = yield Stmt(f"{recent} LIMIT ?", (match(pair, " AND "), pool))
-            pooled.update(row[0] for row in found.rows)
-        rows = (
-            yield Stmt(
-                f"SELECT {MEMORY_COLUMNS}, f.context FROM json_each(?) pool"
-                " CROSS JOIN memories m ON m.rid = pool.value"
-                f" CROSS JOIN memories_fts f ON f.rowid = m.rid WHERE {where}",
-                [orjson.dumps(sorted(pooled)).decode(), *params],
+            found = yield Stmt(
+                "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? AND rowid > ?"
+                " ORDER BY rowid DESC LIMIT ?",
+                (match(pair, " AND "), since, pool),
             )
-        ).rows
+            pooled.update(row[0] for row in found.rows)
+        rows = yield from self._candidates(pooled, where, params)
         if len(rows) < flt.limit + flt.offset:
-            return (yield everything)
-        candidates = [
-            Candidate(r[CONTENT], " ".join((*self.tags_of(r[TAGS]), r[EVENT])), r[-1] or "")
-            for r in rows
-        ]
-        scored = sorted(
-            zip(bm25(candidates, weights), rows, strict=True), key=lambda p: (-p[0], -p[1][TIME])
+            return (
+                yield Stmt(
+                    f"SELECT {MEMORY_COLUMNS}, bm25(memories_fts, 0.0, 1.0, {LABEL_WEIGHT},"
+                    f" {CONTEXT_WEIGHT}) AS rank FROM memories_fts"
+                    " JOIN memories m ON m.rid = memories_fts.rowid"
+                    f" WHERE memories_fts MATCH ? AND {where}"
+                    " ORDER BY rank, m.time DESC LIMIT ? OFFSET ?",
+                    [match(flt.query), *params, flt.limit, flt.offset],
+                )
+            )
+        scored = bm25([Candidate(*row[2:]) for row in rows], weights)
+        return (yield from self._page(flt, rows, scored))
+
+    def _candidates(self, rids: Iterable[int], where: str, params: list[Any]) -> Op[list[Row]]:
+        """``(rid, time, content, labels, context)`` of the memories of ``rids`` that pass
+        the filter: the text as indexed, read from FTS5's own content table (a plain
+        table, where a row costs a fraction of a lookup through the virtual table)."""
+        found = yield Stmt(
+            "SELECT m.rid, m.time, c.c1, c.c2, coalesce(c.c3, '') FROM json_each(?) pool"
+            " CROSS JOIN memories m ON m.rid = pool.value"
+            f" CROSS JOIN memories_fts_content c ON c.id = m.rid WHERE {where}",
+            [orjson.dumps(sorted(rids)).decode(), *params],
         )
-        page = scored[flt.offset : flt.offset + flt.limit]
-        return Result([(*row[:-1], -score) for score, row in page], len(page))
+        return list(found.rows)
+
+    def _scope_size(self, org_id: str, agent_id: str | None) -> Op[int]:
+        """How many current memories the agent (or, without one, the org) holds."""
+        if agent_id is not None:
+            found = yield Stmt(
+                "SELECT coalesce(sum(memories), 0) FROM agent_tallies"
+                " WHERE org_id = ? AND agent_id = ? AND hour = ?",
+                (org_id, agent_id, ALL_TIME),
+            )
+        else:
+            found = yield Stmt(
+                "SELECT coalesce(sum(t.memories), 0) FROM agents a"
+                " CROSS JOIN agent_tallies t INDEXED BY agent_tallies_hour"
+                " ON t.org_id = a.org_id AND t.agent_id = a.id AND t.hour = ? WHERE a.org_id = ?",
+                (ALL_TIME, org_id),
+            )
+        return int(found.rows[0][0])
+
+    def _page(self, flt: MemoryFilter, rows: Sequence[Row], scored: Sequence[float]) -> Op[Result]:
+        """The filter's page of ``_candidates`` rows, best score first (then newest): their
+        memories, each with its score negated like ``bm25()``'s."""
+        ranked = sorted(zip(scored, rows, strict=True), key=lambda p: (-p[0], -p[1][1]))
+        page = ranked[flt.offset : flt.offset + flt.limit]
+        found = yield Stmt(
+            f"SELECT m.rid, {MEMORY_COLUMNS} FROM json_each(?) pool"
+            " CROSS JOIN memories m ON m.rid = pool.value",
+            [orjson.dumps([row[0] for _, row in page]).decode()],
+        )
+        memories = {row[0]: row[1:] for row in found.rows}
+        return Result([(*memories[row[0]], -score) for score, row in page], len(page))
 
     def write_memories(self, memories: Sequence[NewMemory]) -> Op[None]:
         """A statement per table; the writer is the only one, so the next rids are known."""
