@@ -1,6 +1,6 @@
-"""SQLite's ranking of a query with few matches in its scope: every match is scored by
-``core.ranking`` with the scope's own statistics (FTS5's ``bm25()``, which counts the
-whole index, is not used), on a real SQLite file."""
+"""SQLite's ranking of a query with few matches in its scope, in a store too large for
+FTS5's ``bm25()`` (``BM25_STORE`` is set to 0 here): every match is scored by
+``core.ranking`` with the scope's own statistics, on a real SQLite file."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import memtrace_server.storage.sqlite as sqlite_store
 from memtrace_server.core.records import MemoryFilter, MemoryRecord, OrgRecord
 from memtrace_server.storage.base import Store
 from memtrace_server.storage.registry import store_from_url
@@ -27,7 +28,8 @@ def mem(n: int, content: str, org: str = "org_a", **kw: object) -> MemoryRecord:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Store]:
+    monkeypatch.setattr(sqlite_store, "BM25_STORE", 0)
     s = store_from_url(f"sqlite:///{(tmp_path / 'ranked.db').as_posix()}")
     await s.open()
     for org in ("org_a", "org_b"):
