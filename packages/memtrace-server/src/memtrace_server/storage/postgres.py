@@ -302,17 +302,20 @@ class PostgresStore(SqlStore):
         is ranked whole; with more, the work follows the pool, not the history."""
         # Terms are letters and digits only (core.text), so they are safe tsquery lexemes.
         pool = max(RANKED_POOL, 2 * (flt.limit + flt.offset))
+        # Ranked above the pool's LIMIT: only the pool's rows pay for ts_rank, not every match.
         newest = (
-            f"(SELECT {sql.MEMORY_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', m.tsv, q, 1) AS rank"
-            " FROM memories m, to_tsquery('english', ?) q, to_tsquery('english', ?) matched"
-            f" WHERE m.tsv @@ matched AND {where} ORDER BY m.time DESC LIMIT ?)"
+            f"(SELECT {sql.MEMORY_INSERT_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', n.tsv, q, 1)"
+            f" AS rank FROM (SELECT {sql.MEMORY_COLUMNS}, m.tsv"
+            " FROM memories m, to_tsquery('english', ?) matched"
+            f" WHERE m.tsv @@ matched AND {where} ORDER BY m.time DESC LIMIT ?) n,"
+            " to_tsquery('english', ?) q)"
         )
         any_term, every_term = " | ".join(flt.query), " & ".join(flt.query)
         found = yield Stmt(
             f"SELECT * FROM ({newest} UNION ALL {newest}) p ORDER BY rank DESC, time DESC LIMIT ?",
             [
-                *(any_term, any_term, *params, pool),
-                *(any_term, every_term, *params, pool),
+                *(any_term, *params, pool, any_term),
+                *(every_term, *params, pool, any_term),
                 2 * (flt.limit + flt.offset),
             ],
         )
