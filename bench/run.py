@@ -484,7 +484,20 @@ def grow(backend: Backend, store: StoreDir, size: int, work: Path) -> dict[str, 
         stdout=subprocess.DEVNULL,
         env={**os.environ, **backend.loader_env},
     )
+    if store.url:
+        analyze(store.url)
     return dict(json.loads(targets.read_text()))
+
+
+def analyze(url: str) -> None:
+    """Fresh planner statistics for a grown PostgreSQL store. Autovacuum analyzes a table
+    only after a share of it has changed, and never the partitioned parent: right after a
+    load, reads would otherwise be planned from the statistics of a store a tenth the size
+    (or none), which is not the steady state a server runs in."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
 
 
 def read_table(

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import orjson
 import psycopg
+from psycopg import AsyncPipeline as Pipeline
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from memtrace_server.core.records import MemoryBatch, MemoryFilter
@@ -62,23 +63,28 @@ def _dialect(text: str) -> str:
     return text.replace("%", "%%").replace("?", "%s")
 
 
-async def _execute(conn: Conn, stmt: Stmt) -> sql.Result:
+async def _execute(conn: Conn, stmt: Stmt, pipeline: Pipeline | None = None) -> sql.Result:
+    """Run one statement. In ``pipeline`` mode an executemany is only queued (nothing reads
+    its result; a failure surfaces at the next sync, at the latest the commit); any other
+    statement is synced, since the op reads its rows."""
     text = _dialect(stmt.sql)
     if stmt.many:
         async with conn.cursor() as cursor:
             await cursor.executemany(text, stmt.params)
             return sql.Result([], cursor.rowcount)
     cur = await conn.execute(text, stmt.params)
+    if pipeline is not None:
+        await pipeline.sync()
     return sql.Result(await cur.fetchall() if cur.description else [], cur.rowcount)
 
 
-async def _drive(conn: Conn, op: Op[T]) -> tuple[T, bool]:
+async def _drive(conn: Conn, op: Op[T], pipeline: Pipeline | None = None) -> tuple[T, bool]:
     """Run an op's statements on ``conn``: its value, and whether to undo its writes."""
     steps = sql.Steps(op)
     while (stmt := steps.next()) is not None:
         try:
             with _translated():
-                steps.result = await _execute(conn, stmt)
+                steps.result = await _execute(conn, stmt, pipeline)
         except sql.CONFLICTS as exc:
             steps.error = exc
     return steps.value, steps.handled
@@ -199,15 +205,22 @@ class PostgresStore(SqlStore):
             async with self._pool.connection(timeout=self.timeout) as conn:
                 return (await _drive(conn, op))[0]
 
-    async def _write(self, op: Op[T]) -> T:
+    async def _write(self, op: Op[T], pipelined: bool = False) -> T:
+        """Run ``op`` in a transaction. ``pipelined``: BEGIN, the executemany statements and
+        COMMIT go out with the statements around them instead of a round trip each, for an
+        op whose executemany statements may fail only fatally (not ``sql.guarded``)."""
         if self._pool is None:
             raise base.StoreError("store is not open")
         with _translated():
             async with self._pool.connection(timeout=self.timeout) as conn:
-                async with conn.transaction():
-                    value, undo = await _drive(conn, op)
-                    if undo:
-                        raise psycopg.Rollback()
+                async with contextlib.AsyncExitStack() as stack:
+                    pipeline = (
+                        await stack.enter_async_context(conn.pipeline()) if pipelined else None
+                    )
+                    async with conn.transaction():
+                        value, undo = await _drive(conn, op, pipeline)
+                        if undo:
+                            raise psycopg.Rollback()
                 return value
 
     async def _insert_batch(self, batch: MemoryBatch) -> list[bool]:
@@ -241,7 +254,7 @@ class PostgresStore(SqlStore):
         """One transaction for the chunk; if it fails on one call's account, each call in a
         transaction of its own, so only that one fails. A store failure fails them all."""
         try:
-            values = await self._write(self._insert_batches([b for b, _ in chunk]))
+            values = await self._write(self._insert_batches([b for b, _ in chunk]), pipelined=True)
         except base.StoreError as exc:
             for _, future in chunk:
                 _settle(future, error=exc)
@@ -302,17 +315,20 @@ class PostgresStore(SqlStore):
         is ranked whole; with more, the work follows the pool, not the history."""
         # Terms are letters and digits only (core.text), so they are safe tsquery lexemes.
         pool = max(RANKED_POOL, 2 * (flt.limit + flt.offset))
+        # Ranked above the pool's LIMIT: only the pool's rows pay for ts_rank, not every match.
         newest = (
-            f"(SELECT {sql.MEMORY_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', m.tsv, q, 1) AS rank"
-            " FROM memories m, to_tsquery('english', ?) q, to_tsquery('english', ?) matched"
-            f" WHERE m.tsv @@ matched AND {where} ORDER BY m.time DESC LIMIT ?)"
+            f"(SELECT {sql.MEMORY_INSERT_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', n.tsv, q, 1)"
+            f" AS rank FROM (SELECT {sql.MEMORY_COLUMNS}, m.tsv"
+            " FROM memories m, to_tsquery('english', ?) matched"
+            f" WHERE m.tsv @@ matched AND {where} ORDER BY m.time DESC LIMIT ?) n,"
+            " to_tsquery('english', ?) q)"
         )
         any_term, every_term = " | ".join(flt.query), " & ".join(flt.query)
         found = yield Stmt(
             f"SELECT * FROM ({newest} UNION ALL {newest}) p ORDER BY rank DESC, time DESC LIMIT ?",
             [
-                *(any_term, any_term, *params, pool),
-                *(any_term, every_term, *params, pool),
+                *(any_term, *params, pool, any_term),
+                *(every_term, *params, pool, any_term),
                 2 * (flt.limit + flt.offset),
             ],
         )

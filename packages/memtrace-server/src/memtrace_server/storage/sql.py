@@ -82,7 +82,8 @@ TALLY_SQL = (
 
 @dataclass(frozen=True, slots=True)
 class Stmt:
-    """One statement with ``?`` placeholders; with ``many``, ``params`` is a list of rows."""
+    """One statement with ``?`` placeholders; with ``many``, ``params`` is a list of rows
+    and the op does not read the result (a backend may queue it without waiting)."""
 
     sql: str
     params: Sequence[Any] = ()
