@@ -78,6 +78,12 @@ class Writers:
             t.start()
         return self
 
+    def wait_acked(self, count: int, timeout: float = 60) -> None:
+        """Until ``count`` writes are acknowledged (writes are then in flight too)."""
+        deadline = time.monotonic() + timeout
+        while len(self.acked) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def join(self) -> None:
         self.stop.set()
         for t in self._threads:
@@ -105,7 +111,7 @@ def test_kill_9_under_sustained_writes_loses_nothing(store_url: str, tmp_path: P
     acked: list[str] = []
     for _round in range(3):
         writers = Writers(server.url, key).start()
-        time.sleep(0.8)  # let writes pile up: the kill must land mid-flight
+        writers.wait_acked(50)  # writes keep coming: the kill lands mid-flight
         server.kill()
         writers.join()
         assert writers.acked and not writers.failures
@@ -124,7 +130,7 @@ def test_sigterm_shuts_down_cleanly_and_loses_nothing_acknowledged(
     server = LiveServer(tmp_path / "data", store_url=store_url).start()
     _, key = new_cli_key(server.data_dir, store_url=store_url)
     writers = Writers(server.url, key, threads=8, batch=200, keepalive=False).start()
-    time.sleep(0.5)
+    writers.wait_acked(400)  # writes keep coming: SIGTERM lands mid-flight
     assert server.proc is not None
     server.proc.send_signal(signal.SIGTERM)
     code = server.proc.wait(timeout=40)
@@ -164,7 +170,7 @@ def test_postgres_outage_fails_fast_and_recovers(own_cluster: Any, tmp_path: Pat
         )
         assert before.status_code == 201
         writers = Writers(server.url, key, threads=4).start()  # load through the outage
-        time.sleep(0.3)
+        writers.wait_acked(10)
         own_cluster.pause()
         for path, method in (("/api/v1/memories", "POST"), ("/api/v1/memories", "GET")):
             started = time.monotonic()
