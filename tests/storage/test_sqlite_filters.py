@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 import memtrace_server.storage.sqlite as sqlite_store
@@ -27,11 +28,12 @@ RARE = 20
 
 def mem(n: int, org: str, agent: str, tags: tuple[str, ...], **kw: Any) -> MemoryRecord:
     t = NOW - (2000 - n) * SEC
+    refund = " asked for a Refund" if n % 4 == 0 else ""
     return MemoryRecord(
         id=f"mem_{t:016x}{n:010x}",
         org_id=org,
         agent_id=agent,
-        content=f"memory {n}",
+        content=f"memory {n}{refund}",
         time_ns=t,
         tags=tags,
         **kw,
@@ -81,6 +83,7 @@ def matching(flt: MemoryFilter) -> Callable[[MemoryRecord], bool]:
             and flt.session_id in (None, m.session_id)
             and (flt.since_ns is None or m.time_ns > flt.since_ns)
             and (flt.until_ns is None or m.time_ns < flt.until_ns)
+            and (flt.content_contains or "") in m.content
         )
 
     return pick
@@ -103,13 +106,19 @@ FILTERS = [
     MemoryFilter(tags=("billing",), metadata=(("plan", "free"),), ascending=True),
     MemoryFilter(metadata=(("plan", "pro"),), tags=("t5",), since_ns=NOW - 900 * SEC),
     MemoryFilter(tags=("support", "missing")),
+    MemoryFilter(content_contains="r a Refu"),
+    MemoryFilter(content_contains="Refund", agent_id="busy", ascending=True),
+    MemoryFilter(content_contains="Refund", tags=("support", "billing")),
+    MemoryFilter(content_contains="refund"),  # case-sensitive: nothing
 ]
 
 
+@pytest.mark.parametrize("needles", [sqlite_store.RARE_NEEDLE, 3], ids=["trigrams", "scan"])
 @pytest.mark.parametrize("flt", FILTERS, ids=range(len(FILTERS)))
 async def test_every_path_answers_what_the_filter_says(
-    store: SQLiteStore, flt: MemoryFilter
+    store: SQLiteStore, flt: MemoryFilter, needles: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sqlite_store, "RARE_NEEDLE", needles)
     for limit in (100, 7):
         paged = replace(flt, limit=limit)
         assert [m.id for m in await store.query_memories("org_a", paged)] == expected(paged)
@@ -148,6 +157,12 @@ async def test_the_sparsest_range_drives(store: SQLiteStore) -> None:
     rare = replace(both, tags=("support", "t3"), since_ns=NOW - 950 * SEC)
     assert await driver(store, replace(rare, agent_id="small")) == ("memory_tags", ["org_a", "t3"])
     assert await driver(store, MemoryFilter(agent_id="busy")) is None
+    # a substring in few memories: its trigrams' matches, once
+    found = await store._read(
+        store.time_ordered_source("org_a", MemoryFilter(content_contains="Refund"))
+    )
+    assert found is not None and found[0].startswith("json_each(?) x0")
+    assert len(orjson.loads(found[1][0])) == len([m for m in ROWS + OTHER if "Refund" in m.content])
 
 
 async def test_another_org_never_shows(store: SQLiteStore) -> None:

@@ -536,13 +536,16 @@ class SQLiteStore(SqlStore):
                 sparsest = (spread, index)
         rare = sparsest[0][1] if sparsest is not None and sparsest[0][0] == 0 else None
         needle = _trigram_match(flt.content_contains or "")
-        if needle:
-            matches = "SELECT rowid FROM memories_trigram WHERE memories_trigram MATCH ?"
-            found = yield Stmt(f"SELECT count(*) FROM ({matches} LIMIT ?)", [needle, RARE_NEEDLE])
-            count = int(found.rows[0][0])
+        if needle:  # matched once: the rids themselves, not a count and the match again
+            found = yield Stmt(
+                "SELECT count(*), json_group_array(rowid) FROM (SELECT rowid FROM"
+                " memories_trigram WHERE memories_trigram MATCH ? LIMIT ?)",
+                [needle, RARE_NEEDLE],
+            )
+            count, rids = found.rows[0]
             if count < RARE_NEEDLE and (rare is None or count < rare):
-                source = f"({matches}) x0 CROSS JOIN memories m ON m.rid = x0.rowid"
-                return source, [needle], "m", flt
+                source = "json_each(?) x0 CROSS JOIN memories m ON m.rid = x0.value"
+                return source, [rids], "m", flt
         if sparsest is None:
             return None
         spread, index = sparsest
