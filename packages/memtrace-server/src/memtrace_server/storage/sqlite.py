@@ -233,15 +233,19 @@ def _window(flt: MemoryFilter, alias: str) -> tuple[str, list[Any]]:
 
 @dataclass(frozen=True)
 class IndexEntries:
-    """A tag or metadata value of a filter as index entries on alias ``x0`` (each with the
-    ``org_id``, ``time`` and ``rid`` of its memory): the table, the conditions that select
-    its entries (``org_id`` first, then ``key``), and a probe, by the full key of another
-    value's entry ``x0``, that the memory of that entry holds this value too."""
+    """A tag or metadata value of a filter as index entries (each with the ``org_id``,
+    ``time`` and ``rid`` of its memory): the table, the conditions on alias ``x0`` that
+    select its entries (``org_id`` first, then ``key``), and a probe of its index."""
 
     table: str
     condition: str
     key: list[Any]
-    probe: str
+    template: str  # the probe, ``{a}`` standing for the alias it looks up
+
+    def probe(self, alias: str) -> str:
+        """That the memory of ``alias`` (a memory, or another value's entry) holds this
+        value: one lookup by the index's full key, no table row read."""
+        return self.template.format(a=alias)
 
 
 def _index_entries(flt: MemoryFilter) -> list[IndexEntries]:
@@ -251,8 +255,8 @@ def _index_entries(flt: MemoryFilter) -> list[IndexEntries]:
             "memory_tags",
             "x0.org_id = ? AND x0.tag = ?",
             [tag],
-            "EXISTS (SELECT 1 FROM memory_tags t WHERE t.org_id = x0.org_id AND t.tag = ?"
-            " AND t.time = x0.time AND t.rid = x0.rid)",
+            "EXISTS (SELECT 1 FROM memory_tags t WHERE t.org_id = {a}.org_id AND t.tag = ?"
+            " AND t.time = {a}.time AND t.rid = {a}.rid)",
         )
         for tag in flt.tags
     ]
@@ -261,8 +265,8 @@ def _index_entries(flt: MemoryFilter) -> list[IndexEntries]:
             "memory_meta",
             "x0.org_id = ? AND x0.field = ? AND x0.vtype = ? AND x0.value IS ?",
             [field, *_typed(value)],
-            "EXISTS (SELECT 1 FROM memory_meta x WHERE x.org_id = x0.org_id AND x.field = ?"
-            " AND x.vtype = ? AND x.value IS ? AND x.time = x0.time AND x.rid = x0.rid)",
+            "EXISTS (SELECT 1 FROM memory_meta x WHERE x.org_id = {a}.org_id AND x.field = ?"
+            " AND x.vtype = ? AND x.value IS ? AND x.time = {a}.time AND x.rid = {a}.rid)",
         )
         for field, value in flt.metadata
     )
@@ -480,24 +484,17 @@ class SQLiteStore(SqlStore):
         return tuple(tags) if tags else ()
 
     def tags_clause(self, org_id: str, flt: MemoryFilter) -> tuple[list[str], list[Any]]:
-        """A ``memory_tags`` probe per tag and row (the rarest tag may drive the read
+        """A probe of ``memory_tags`` per tag and row (the sparsest tag may drive the read
         instead: ``time_ordered_source``)."""
-        clauses = ["EXISTS (SELECT 1 FROM memory_tags t WHERE t.rid = m.rid AND t.tag = ?)"]
-        return clauses * len(flt.tags), list(flt.tags)
+        entries = _index_entries(replace(flt, metadata=()))
+        return [e.probe("m") for e in entries], [p for e in entries for p in e.key]
 
     def metadata_clause(
         self, org_id: str, fields: Sequence[tuple[str, Any]]
     ) -> tuple[list[str], list[Any]]:
-        """One ``memory_meta`` probe per field (scalar fields are indexed on write)."""
-        clauses, params = [], []
-        for field, value in fields:
-            vtype, sql_value = _typed(value)
-            clauses.append(
-                "EXISTS (SELECT 1 FROM memory_meta x WHERE x.rid = m.rid AND x.field = ?"
-                " AND x.vtype = ? AND x.value IS ?)"
-            )
-            params.extend([field, vtype, sql_value])
-        return clauses, params
+        """A probe of ``memory_meta`` per field (scalar fields are indexed on write)."""
+        entries = _index_entries(MemoryFilter(metadata=tuple(fields)))
+        return [e.probe("m") for e in entries], [p for e in entries for p in e.key]
 
     def _sparseness(self, rows: str, params: list[Any], flt: MemoryFilter) -> Op[tuple[int, int]]:
         """How sparse a time-ordered range (on alias ``x0``) is in the filter's window, from
@@ -570,7 +567,7 @@ class SQLiteStore(SqlStore):
         entry = entries[index]
         bounds, bound_params = _window(flt, "x0")
         others = [e for i, e in enumerate(entries) if i != index]
-        on = f"{entry.condition}{bounds}" + "".join(f" AND {e.probe}" for e in others)
+        on = f"{entry.condition}{bounds}" + "".join(f" AND {e.probe('x0')}" for e in others)
         params = [org_id, *entry.key, *bound_params, *(p for e in others for p in e.key)]
         source = f"{entry.table} x0 CROSS JOIN memories m ON m.rid = x0.rid AND {on}"
         return source, params, "x0", replace(flt, tags=(), metadata=())
