@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -231,22 +231,45 @@ def _window(flt: MemoryFilter, alias: str) -> tuple[str, list[Any]]:
     return bounds, params
 
 
-def _index_entries(org_id: str, flt: MemoryFilter) -> list[tuple[str, list[Any], MemoryFilter]]:
-    """For each tag and metadata value of the filter: the conditions on alias ``x0`` that
-    select its index entries (in time order), and what the filter leaves to check."""
-    bounds, bound_params = _window(flt, "x0")
-    entries = []
-    for tag in flt.tags:
-        rest = replace(flt, tags=tuple(t for t in flt.tags if t != tag))
-        condition = f"memory_tags x0 WHERE x0.org_id = ? AND x0.tag = ?{bounds}"
-        entries.append((condition, [org_id, tag, *bound_params], rest))
-    for index, (field, value) in enumerate(flt.metadata):
-        rest = replace(flt, metadata=flt.metadata[:index] + flt.metadata[index + 1 :])
-        condition = (
-            "memory_meta x0 WHERE x0.org_id = ? AND x0.field = ? AND x0.vtype = ?"
-            f" AND x0.value IS ?{bounds}"
+@dataclass(frozen=True)
+class IndexEntries:
+    """A tag or metadata value of a filter as index entries (each with the ``org_id``,
+    ``time`` and ``rid`` of its memory): the table, the conditions on alias ``x0`` that
+    select its entries (``org_id`` first, then ``key``), and a probe of its index."""
+
+    table: str
+    condition: str
+    key: list[Any]
+    template: str  # the probe, ``{a}`` standing for the alias it looks up
+
+    def probe(self, alias: str) -> str:
+        """That the memory of ``alias`` (a memory, or another value's entry) holds this
+        value: one lookup by the index's full key, no table row read."""
+        return self.template.format(a=alias)
+
+
+def _index_entries(flt: MemoryFilter) -> list[IndexEntries]:
+    """The index entries of each tag and metadata value of the filter."""
+    entries = [
+        IndexEntries(
+            "memory_tags",
+            "x0.org_id = ? AND x0.tag = ?",
+            [tag],
+            "EXISTS (SELECT 1 FROM memory_tags t WHERE t.org_id = {a}.org_id AND t.tag = ?"
+            " AND t.time = {a}.time AND t.rid = {a}.rid)",
         )
-        entries.append((condition, [org_id, field, *_typed(value), *bound_params], rest))
+        for tag in flt.tags
+    ]
+    entries.extend(
+        IndexEntries(
+            "memory_meta",
+            "x0.org_id = ? AND x0.field = ? AND x0.vtype = ? AND x0.value IS ?",
+            [field, *_typed(value)],
+            "EXISTS (SELECT 1 FROM memory_meta x WHERE x.org_id = {a}.org_id AND x.field = ?"
+            " AND x.vtype = ? AND x.value IS ? AND x.time = {a}.time AND x.rid = {a}.rid)",
+        )
+        for field, value in flt.metadata
+    )
     return entries
 
 
@@ -461,54 +484,93 @@ class SQLiteStore(SqlStore):
         return tuple(tags) if tags else ()
 
     def tags_clause(self, org_id: str, flt: MemoryFilter) -> tuple[list[str], list[Any]]:
-        """A ``memory_tags`` probe per tag and row (the rarest tag may drive the read
+        """A probe of ``memory_tags`` per tag and row (the sparsest tag may drive the read
         instead: ``time_ordered_source``)."""
-        clauses = ["EXISTS (SELECT 1 FROM memory_tags t WHERE t.rid = m.rid AND t.tag = ?)"]
-        return clauses * len(flt.tags), list(flt.tags)
+        entries = _index_entries(replace(flt, metadata=()))
+        return [e.probe("m") for e in entries], [p for e in entries for p in e.key]
 
     def metadata_clause(
         self, org_id: str, fields: Sequence[tuple[str, Any]]
     ) -> tuple[list[str], list[Any]]:
-        """One ``memory_meta`` probe per field (scalar fields are indexed on write)."""
-        clauses, params = [], []
-        for field, value in fields:
-            vtype, sql_value = _typed(value)
-            clauses.append(
-                "EXISTS (SELECT 1 FROM memory_meta x WHERE x.rid = m.rid AND x.field = ?"
-                " AND x.vtype = ? AND x.value IS ?)"
-            )
-            params.extend([field, vtype, sql_value])
-        return clauses, params
+        """A probe of ``memory_meta`` per field (scalar fields are indexed on write)."""
+        entries = _index_entries(MemoryFilter(metadata=tuple(fields)))
+        return [e.probe("m") for e in entries], [p for e in entries for p in e.key]
+
+    def _sparseness(self, rows: str, params: list[Any], flt: MemoryFilter) -> Op[tuple[int, int]]:
+        """How sparse a time-ordered range (on alias ``x0``) is in the filter's window, from
+        at most ``RARE_VALUE`` of its entries in the read's order: ``(0, count)`` when it
+        holds fewer, else ``(1, how near the last of them is to the start of the read)``;
+        the smaller, the fewer entries a walk of it meets before a page is full."""
+        bounds, bound_params = _window(flt, "x0")
+        direction = "ASC" if flt.ascending else "DESC"
+        found = yield Stmt(
+            f"SELECT count(*), min(time), max(time) FROM (SELECT x0.time FROM {rows}{bounds}"
+            f" ORDER BY x0.time {direction} LIMIT ?)",
+            [*params, *bound_params, RARE_VALUE],
+        )
+        count, oldest, newest = found.rows[0]
+        if count < RARE_VALUE:
+            return 0, int(count)
+        return (1, -int(newest)) if flt.ascending else (1, int(oldest))
 
     def time_ordered_source(
         self, org_id: str, flt: MemoryFilter
     ) -> Op[tuple[str, list[Any], str, MemoryFilter] | None]:
-        """Rarest first: a tag or metadata value held by fewer than ``RARE_VALUE`` memories
-        of the org (in the filter's window) drives the read, its index entries walked in time
-        order and each memory joined, so the work is bounded by that count. Commoner values
-        are left to per-row probes of the time, agent or session scan, which meets a page's
-        worth of matches soon."""
-        rarest: tuple[int, str, list[Any], MemoryFilter] | None = None
-        for condition, params, rest in _index_entries(org_id, flt):
-            found = yield Stmt(
-                f"SELECT count(*) FROM (SELECT 1 FROM {condition} LIMIT ?)", [*params, RARE_VALUE]
-            )
-            count = int(found.rows[0][0])
-            if count < RARE_VALUE and (rarest is None or count < rarest[0]):
-                rarest = (count, condition, params, rest)
+        """The sparsest tag or metadata value drives the read: its index entries walked in
+        time order, each probed for the filter's other values by their index keys, and only
+        the memories holding them all read, so a page stops after about ``limit`` divided by
+        the share of its entries that match. A value held by fewer than ``RARE_VALUE``
+        memories of the org (in the filter's window) always drives; a commoner one only when
+        the agent's or session's own memories are denser still (and no key is asked for).
+        A substring whose trigrams are in fewer than ``RARE_NEEDLE`` memories, and rarer
+        than any value, drives instead: its memories, sorted (``instr()`` still decides)."""
+        entries = _index_entries(flt)
+        sparsest: tuple[tuple[int, int], int] | None = None
+        for index, entry in enumerate(entries):
+            rows = f"{entry.table} x0 WHERE {entry.condition}"
+            spread = yield from self._sparseness(rows, [org_id, *entry.key], flt)
+            if sparsest is None or spread < sparsest[0]:
+                sparsest = (spread, index)
+        rare = sparsest[0][1] if sparsest is not None and sparsest[0][0] == 0 else None
         needle = _trigram_match(flt.content_contains or "")
-        if needle:  # a rare substring: its trigrams' memories, sorted (instr() still decides)
-            matches = "SELECT rowid FROM memories_trigram WHERE memories_trigram MATCH ?"
-            found = yield Stmt(f"SELECT count(*) FROM ({matches} LIMIT ?)", [needle, RARE_NEEDLE])
-            count = int(found.rows[0][0])
-            if count < RARE_NEEDLE and (rarest is None or count < rarest[0]):
-                source = f"({matches}) x0 CROSS JOIN memories m ON m.rid = x0.rowid"
-                return source, [needle], "m", flt
-        if rarest is None:
+        if needle:  # matched once: the rids themselves, not a count and the match again
+            found = yield Stmt(
+                "SELECT count(*), json_group_array(rowid) FROM (SELECT rowid FROM"
+                " memories_trigram WHERE memories_trigram MATCH ? LIMIT ?)",
+                [needle, RARE_NEEDLE],
+            )
+            count, rids = found.rows[0]
+            if count < RARE_NEEDLE and (rare is None or count < rare):
+                source = "json_each(?) x0 CROSS JOIN memories m ON m.rid = x0.value"
+                return source, [rids], "m", flt
+        if sparsest is None:
             return None
-        _, condition, params, rest = rarest
-        table, on = condition.split(" WHERE ", 1)
-        return f"{table} CROSS JOIN memories m ON m.rid = x0.rid AND {on}", params, "x0", rest
+        spread, index = sparsest
+        if rare is None:
+            if flt.key is not None:
+                return None
+            scope = next(
+                (
+                    (column, value)
+                    for column, value in (
+                        ("session_id", flt.session_id),
+                        ("agent_id", flt.agent_id),
+                    )
+                    if value is not None
+                ),
+                None,
+            )
+            if scope is not None:
+                rows = f"memories x0 WHERE x0.org_id = ? AND x0.{scope[0]} = ?"
+                if (yield from self._sparseness(rows, [org_id, scope[1]], flt)) <= spread:
+                    return None
+        entry = entries[index]
+        bounds, bound_params = _window(flt, "x0")
+        others = [e for i, e in enumerate(entries) if i != index]
+        on = f"{entry.condition}{bounds}" + "".join(f" AND {e.probe('x0')}" for e in others)
+        params = [org_id, *entry.key, *bound_params, *(p for e in others for p in e.key)]
+        source = f"{entry.table} x0 CROSS JOIN memories m ON m.rid = x0.rid AND {on}"
+        return source, params, "x0", replace(flt, tags=(), metadata=())
 
     def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Op[Result]:
         """BM25 over the scope's matches, the org (or agent) scope inside the FTS5 match.
