@@ -756,8 +756,9 @@ def reads_report(backend: dict[str, Any]) -> list[str]:
     ]
     answers = []
     for title, get in read_rows(res[first]):
-        figures = [get(res[s]) for s in sizes]
-        rows = [get_rows(res[s], title) for s in sizes]
+        nodes = [get(res[s]) for s in sizes]
+        figures = [(node["c1"], node.get("c32")) for node in nodes]
+        rows = [node.get("rows") for node in nodes]
         if all(r is not None for r in rows):
             answers.append(f"| {title} | " + " | ".join(f"{r:.1f}" for r in rows) + " |")
         cells = [
@@ -789,28 +790,16 @@ def _rps(figures: dict[str, float] | None) -> str:
     return f"{figures['rps']:.0f}" if figures else "–"
 
 
-Figures = tuple[dict[str, float], dict[str, float] | None]
-
-
-def read_rows(phase: dict[str, Any]) -> Iterator[tuple[str, Callable[[dict[str, Any]], Figures]]]:
-    """(title, figures of a size's phase) of each row of the reads table."""
+def read_rows(
+    phase: dict[str, Any],
+) -> Iterator[tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]]:
+    """(title, a size's phase -> the read's figures: ``c1``, maybe ``c32`` and ``rows``) of
+    each row of the reads table."""
     for name, pop in POPULATIONS.items():
         for read in phase.get(name, {}):
-            yield (
-                pop.title + read,
-                lambda p, name=name, read=read: (p[name][read]["c1"], p[name][read].get("c32")),
-            )
+            yield pop.title + read, lambda p, name=name, read=read: dict(p[name][read])
     if "writes" in phase:
-        yield "write with dedup check", lambda p: (p["writes"]["write with dedup check"], None)
-
-
-def get_rows(phase: dict[str, Any], title: str) -> float | None:
-    """The answer size of the read titled ``title`` in a size's phase, if it was counted."""
-    for name, pop in POPULATIONS.items():
-        if title.startswith(pop.title) and title[len(pop.title) :] in phase.get(name, {}):
-            rows = phase[name][title[len(pop.title) :]].get("rows")
-            return float(rows) if rows is not None else None
-    return None
+        yield "write with dedup check", lambda p: {"c1": p["writes"]["write with dedup check"]}
 
 
 def load_summary(res: dict[str, Any]) -> str:
