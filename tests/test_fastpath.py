@@ -147,8 +147,11 @@ def test_the_hot_routes_run_on_the_fast_path(twins: Twins, monkeypatch: pytest.M
         ("GET", V1 + "/memories"),
         ("GET", V1 + "/memories/{m}"),
         ("POST", V1 + "/search"),
+        ("GET", V1 + "/sessions/s1/memories"),
         ("POST", V1 + "/sessions/s1/context"),
+        ("GET", V1 + "/agents/a/memories"),
         ("POST", V1 + "/agents/a/context"),
+        ("GET", V1 + "/agents/a/stats"),
     ]:
         twins.request(method, path, json={"agent_id": "a", "content": "y"})
     assert served == [
@@ -156,8 +159,11 @@ def test_the_hot_routes_run_on_the_fast_path(twins: Twins, monkeypatch: pytest.M
         "/api/v1/memories",
         "/api/v1/memories/{memory_id}",
         "/api/v1/search",
+        "/api/v1/sessions/{session_id}/memories",
         "/api/v1/sessions/{session_id}/context",
+        "/api/v1/agents/{agent_id}/memories",
         "/api/v1/agents/{agent_id}/context",
+        "/api/v1/agents/{agent_id}/stats",
     ]
     served.clear()
     # everything else is FastAPI's: other methods, other paths, a trailing slash
@@ -287,12 +293,17 @@ QUERIES: list[dict[str, str] | str] = [
 ]
 
 
-def test_list_queries_get_the_same_answer(twins: Twins) -> None:
-    twins.remember("m", {"agent_id": "a", "content": "x", "tags": ["t"], "key": "k"})
+@pytest.mark.parametrize("path", ["/memories", "/sessions/s/memories", "/agents/a/memories"])
+def test_list_queries_get_the_same_answer(twins: Twins, path: str) -> None:
+    twins.remember(
+        "m", {"agent_id": "a", "session_id": "s", "content": "x", "tags": ["t"], "key": "k"}
+    )
     for query in QUERIES:
-        twins.request("GET", V1 + "/memories", params=query)
-        twins.request("GET", V1 + "/memories", params=query, key="other")
-        twins.request("GET", V1 + "/memories", params=query, key=None)
+        twins.request("GET", V1 + path, params=query)
+        twins.request("GET", V1 + path, params=query, key="other")
+        twins.request("GET", V1 + path, params=query, key=None)
+    for bad in ("/sessions/bad%20id!/memories", "/agents/-x/memories", "/agents/a%00/stats"):
+        twins.request("GET", V1 + bad)
 
 
 def test_keys_permissions_and_request_ids_get_the_same_answer(twins: Twins) -> None:
@@ -302,8 +313,11 @@ def test_keys_permissions_and_request_ids_get_the_same_answer(twins: Twins) -> N
         ("GET", V1 + "/memories", None),
         ("GET", V1 + "/memories/{m}", None),
         ("POST", V1 + "/search", {}),
+        ("GET", V1 + "/sessions/s/memories", None),
         ("POST", V1 + "/sessions/s/context", {}),
+        ("GET", V1 + "/agents/a/memories", None),
         ("POST", V1 + "/agents/a/context", None),
+        ("GET", V1 + "/agents/a/stats", None),
     ]
     for method, path, body in routes:
         kwargs: dict[str, Any] = {} if body is None else {"json": body}
@@ -374,6 +388,9 @@ def test_hostile_content_round_trips_the_same(twins: Twins) -> None:
     twins.request("POST", V1 + "/search", json={"content_contains": "<script>"})
     twins.request("POST", V1 + "/search", json={"query": "DROP TABLE", "explain": True})
     twins.request("POST", V1 + "/sessions/sess_h/context", json={"max_tokens": 5000})
+    twins.request("GET", V1 + "/sessions/sess_h/memories", params={"order": "asc"})
+    twins.request("GET", V1 + "/agents/agent_h/memories", params={"since": "1h"})
+    twins.request("GET", V1 + "/agents/agent_h/stats")
     twins.request("POST", V1 + "/agents/agent_h/context", json={"query": "script"})
     twins.request("GET", V1 + "/memories/<script>")
     twins.request("GET", V1 + "/memories/" + "%00" * 3)
@@ -394,12 +411,17 @@ def test_another_orgs_key_reads_nothing_on_any_hot_route(twins: Twins) -> None:
         twins.request("POST", V1 + "/search", json={"agent_id": "spy_target"}, key="other"),
         twins.request("POST", V1 + "/sessions/sess_secret/context", json={}, key="other"),
         twins.request("POST", V1 + "/agents/spy_target/context", key="other"),
+        twins.request("GET", V1 + "/sessions/sess_secret/memories", key="other"),
+        twins.request("GET", V1 + "/agents/spy_target/memories", key="other"),
+        twins.request("GET", V1 + "/agents/spy_target/stats", key="other"),
     ]
     assert [a.status_code for a in answers[:2]] == [404, 404]
     for answer in answers:
         assert secret not in answer.text
     assert answers[2].json()["count"] == 0 and answers[4].json()["count"] == 0
     assert answers[6].json()["memory_count"] == 0 == answers[7].json()["memory_count"]
+    assert answers[8].json()["count"] == 0 == answers[9].json()["count"]
+    assert answers[10].json()["memory_count"] == 0
     # and the owner does see it, on the same routes
     assert secret in twins.request("GET", V1 + "/memories/{secret}").text
     assert secret in twins.request("POST", V1 + "/sessions/sess_secret/context", json={}).text

@@ -2,9 +2,9 @@
 
 FastAPI declares every route, generates the OpenAPI document from those declarations and
 serves most requests. For the routes called most often (memory create, list and get,
-search, session and agent context) its routing through nested routers, its dependency
-solving and its ``Request`` objects cost more than the work itself, so ``RequestMiddleware``
-serves them straight from a table built here, by calling the very same route functions.
+search, a session's or an agent's memories and context, agent stats) its routing through
+nested routers, its dependency solving and its ``Request`` objects cost more than the work
+itself, so ``RequestMiddleware`` serves them straight from a table built here, by calling the very same route functions.
 
 Nothing about a route is written twice: at start-up each hot route's signature is read once
 (the way FastAPI reads it, for the few kinds of parameter these routes use) into a plan, and
@@ -51,8 +51,11 @@ HOT_ENDPOINTS: tuple[Endpoint, ...] = (
     memories.list_memories,
     memories.get_memory,
     memories.search,
+    sessions.session_memories,
     sessions.session_context,
+    agents.agent_memories,
     agents.agent_context,
+    agents.agent_stats,
 )
 HOT_ROUTERS: tuple[APIRouter, ...] = (memories.router, sessions.router, agents.router)
 
