@@ -214,6 +214,7 @@ def test_org_retention(lapp: App, two_orgs: tuple[dict[str, str], dict[str, str]
     for h in (a, b):
         post(lapp, h, agent_id="bot", content="ten days old", time=_iso(-timedelta(days=10)))
         post(lapp, h, agent_id="bot", content="fresh")
+    assert c.get(V1 + "/memories", headers=a).json()["count"] == 2  # the org's row is read
     lapp.call(lapp.admin.set_retention, lapp.keys[a["x-api-key"]], 7)
     assert [m["content"] for m in c.get(V1 + "/memories", headers=a).json()["memories"]] == [
         "fresh"

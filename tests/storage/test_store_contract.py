@@ -113,6 +113,31 @@ def mem(n: int, org: str = "org_a", **kw: Any) -> MemoryRecord:
     return MemoryRecord(id=f"mem_{fields['time_ns']:016x}{n:010x}", org_id=org, **fields)
 
 
+async def test_an_orgs_row_is_kept_for_the_refresh_window(
+    store: Contract, make_store: Callable[[], Contract]
+) -> None:
+    """``Stores.org`` (read by every memory read for the retention) keeps an org's row for
+    ``refresh_seconds``: another process's change applies after it, this process's at once."""
+    other = make_store()  # a second process on the same database
+    await other.open()
+    try:
+        store.stores.refresh_seconds = 3600
+        assert (await store.stores.org("org_a")) == OrgRecord("org_a", "A", NOW)
+        await other.set_org_retention("org_a", 7)
+        assert (await store.stores.org("org_a")) == OrgRecord("org_a", "A", NOW)  # still kept
+        store.stores.refresh_seconds = 0
+        assert (await store.stores.org("org_a")) == OrgRecord("org_a", "A", NOW, 7)
+        store.stores.refresh_seconds = 3600
+        await store.set_org_retention("org_a", 30)
+        store.stores.forget_org("org_a")
+        assert (await store.stores.org("org_a")) == OrgRecord("org_a", "A", NOW, 30)
+        assert (await store.stores.org("org_b")) == OrgRecord("org_b", "B", NOW + 1)
+        await store.delete_org("org_a")
+        assert (await store.stores.org("org_a")) is None
+    finally:
+        await other.close()
+
+
 async def test_orgs(store: Contract) -> None:
     assert [o.id for o in await store.list_orgs()] == ["org_a", "org_b"]
     assert (await store.get_org("org_a")) == OrgRecord("org_a", "A", NOW)

@@ -111,9 +111,11 @@ class Admin:
             raise AdminError(f"key {key_id} not found")
 
     async def set_retention(self, org_id: str, days: int) -> None:
-        """Keep an org's memories ``days`` days (0: forever)."""
+        """Keep an org's memories ``days`` days (0: forever). Reads in this process apply it
+        at once; servers sharing the store, within a second (``Stores.org``)."""
         if not await self.control.set_org_retention(org_id, days or None):
             raise AdminError(f"org '{org_id}' not found")
+        self.stores.forget_org(org_id)
 
     async def retention_days(self, org_id: str) -> int | None:
         """How many days the org keeps memories (None: forever)."""

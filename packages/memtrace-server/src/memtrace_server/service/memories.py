@@ -200,7 +200,7 @@ class Memories:
         return found
 
     async def _retention_floor(self, org_id: str, now: int) -> int | None:
-        org = await self.stores.control.get_org(org_id)
+        org = await self.stores.org(org_id)
         if org is None or not org.retention_days:
             return None
         return now - org.retention_days * DAY_NS

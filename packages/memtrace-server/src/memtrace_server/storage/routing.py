@@ -2,7 +2,8 @@
 of its own, while orgs, keys and bindings stay in the control (default) store.
 
 Bindings are re-read from the control store at most once a second, so a binding set or
-removed by ``memtrace org set-store`` (any process) takes effect without a restart.
+removed by ``memtrace org set-store`` (any process) takes effect without a restart. An
+org's row (its retention, read by every memory read) is kept for as long.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import logging
 import time
 from collections.abc import Callable
 
-from memtrace_server.core.records import OrgStoreBinding
+from memtrace_server.core.records import OrgRecord, OrgStoreBinding
 from memtrace_server.storage.base import ControlStore, Store, StoreError, TenantStore
 from memtrace_server.storage.secrets import SecretError, unseal
 
 log = logging.getLogger("memtrace.storage")
 REFRESH_SECONDS = 1.0
+MAX_CACHED_ORGS = 10_000
 
 
 class Stores:
@@ -40,6 +42,7 @@ class Stores:
         self._loaded_at = float("-inf")
         self._stores: dict[str, Store] = {}
         self._ready: set[tuple[str, str]] = set()
+        self._orgs: dict[str, tuple[float, OrgRecord | None]] = {}
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -74,6 +77,23 @@ class Stores:
     def forget_bindings(self) -> None:
         """Re-read the bindings on the next request (after this process changed one)."""
         self._loaded_at = float("-inf")
+
+    async def org(self, org_id: str) -> OrgRecord | None:
+        """The org's row, read again at most every ``refresh_seconds``: a change made by
+        another process applies within that time, one made here at once (``forget_org``)."""
+        now = time.monotonic()
+        hit = self._orgs.get(org_id)
+        if hit is not None and now - hit[0] <= self.refresh_seconds:
+            return hit[1]
+        org = await self.control.get_org(org_id)
+        if len(self._orgs) >= MAX_CACHED_ORGS:
+            self._orgs.clear()
+        self._orgs[org_id] = (now, org)
+        return org
+
+    def forget_org(self, org_id: str) -> None:
+        """Read the org's row again on its next request (after this process changed it)."""
+        self._orgs.pop(org_id, None)
 
     def tenants(self) -> list[TenantStore]:
         """The default store and every org store opened so far."""
@@ -124,4 +144,5 @@ class Stores:
         await self.default.erase_org(org_id)
         deleted = await self.default.delete_org(org_id)
         self.forget_bindings()
+        self.forget_org(org_id)
         return deleted
