@@ -10,7 +10,9 @@ MetadataScalar = str | int | float | bool | None
 PERMISSIONS = ("read", "write", "admin")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a read builds one per row, and a frozen dataclass's __init__ sets each of
+# its 18 fields through object.__setattr__ (2.6 against 1.1 µs a record). Nothing mutates one.
+@dataclass(slots=True)
 class MemoryRecord:
     """One stored memory. ``time_ns`` is UTC nanoseconds; empty strings mean "not set"."""
 

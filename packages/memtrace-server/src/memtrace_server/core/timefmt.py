@@ -38,13 +38,24 @@ def now_ns() -> int:
     return _time.time_ns()
 
 
+_DATES: dict[int, str] = {}  # day since the epoch -> "YYYY-MM-DDT"
+_MAX_DATES = 4096
+
+
 def format_rfc3339(ns: int) -> str:
     """Render UTC nanoseconds like Go's RFC3339Nano: fraction trimmed of zeros, ``Z``."""
     seconds, frac = divmod(ns, NS_PER_SECOND)
-    base = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(seconds))
+    day, second = divmod(seconds, 86400)
+    date = _DATES.get(day)
+    if date is None:
+        if len(_DATES) >= _MAX_DATES:
+            _DATES.clear()
+        date = _DATES[day] = _time.strftime("%Y-%m-%dT", _time.gmtime(day * 86400))
+    hour, second = divmod(second, 3600)
+    minute, second = divmod(second, 60)
     if frac:
-        return f"{base}.{frac:09d}".rstrip("0") + "Z"
-    return base + "Z"
+        return f"{date}{hour:02d}:{minute:02d}:{second:02d}.{frac:09d}".rstrip("0") + "Z"
+    return f"{date}{hour:02d}:{minute:02d}:{second:02d}Z"
 
 
 def parse_relative(value: str) -> int | None:
