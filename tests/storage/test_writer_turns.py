@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -56,3 +57,34 @@ async def test_a_failed_transaction_gives_the_turn_back(tmp_path: Path) -> None:
     finally:
         os.close(other)
         await store.close()
+
+
+
+
+async def test_opening_the_file_waits_for_the_turn_of_a_process_migrating_it(
+    tmp_path: Path,
+) -> None:
+    """Servers started together (``--workers``) each switch the file to WAL and migrate
+    it. SQLite refuses that switch at once ("database is locked"), without waiting, while
+    another connection writes the file in rollback mode, so opening takes its turn too."""
+    path = tmp_path / "memtrace.db"
+    # Another process opening the file first: it holds the turn and writes.
+    other = sqlite3.connect(path, isolation_level=None)
+    turn = os.open(tmp_path / "memtrace.db-writer", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("CREATE TABLE early (x)")
+        store = SQLiteStore(path)
+        opening = asyncio.ensure_future(store.open())
+        done, _ = await asyncio.wait({opening}, timeout=0.3)
+        assert not done, "opening did not wait for the other process's turn"
+        other.execute("COMMIT")
+        fcntl.flock(turn, fcntl.LOCK_UN)
+        await asyncio.wait_for(opening, timeout=10)
+        await store.create_org(OrgRecord("org_a", "A", time.time_ns()))
+        assert await store.get_org("org_a") is not None
+        await store.close()
+    finally:
+        other.close()
+        os.close(turn)

@@ -319,27 +319,41 @@ class SQLiteStore(SqlStore):
             self._connections.append(conn)
         return conn
 
-    def _open_sync(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect()
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA wal_autocheckpoint = 8192")
-        conn.execute("BEGIN IMMEDIATE")  # the write lock: one process migrates at a time
+    def _open_sync(self, turn: int) -> sqlite3.Connection:
+        # Under the writers' turn lock: a new file's switch to WAL needs it to itself, and
+        # SQLite refuses it at once ("database is locked") while another process migrates.
+        fcntl.flock(turn, fcntl.LOCK_EX)
         try:
-            _drive(conn, self._migrate(int(time.time())))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return conn
+            conn = self._connect()
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA wal_autocheckpoint = 8192")
+            conn.execute("BEGIN IMMEDIATE")  # the write lock: one process migrates at a time
+            try:
+                _drive(conn, self._migrate(int(time.time())))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return conn
+        finally:
+            fcntl.flock(turn, fcntl.LOCK_UN)
 
     async def open(self) -> None:
         """Create the file if needed, apply migrations and start the writer and readers."""
         try:
-            conn = await asyncio.to_thread(self._open_sync)
-        except (sqlite3.Error, ApiError) as exc:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            turn = os.open(f"{self.path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
-        self._turn = os.open(f"{self.path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            conn = await asyncio.to_thread(self._open_sync, turn)
+        except (sqlite3.Error, ApiError) as exc:
+            os.close(turn)
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        except BaseException:
+            os.close(turn)
+            raise
+        self._turn = turn
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="memtrace-sqlite-writer", daemon=True
         )
