@@ -59,8 +59,6 @@ async def test_a_failed_transaction_gives_the_turn_back(tmp_path: Path) -> None:
         await store.close()
 
 
-
-
 async def test_opening_the_file_waits_for_the_turn_of_a_process_migrating_it(
     tmp_path: Path,
 ) -> None:

@@ -198,7 +198,7 @@ class PostgresStore(SqlStore):
 
     # running ops
 
-    async def _read(self, op: Op[T]) -> T:
+    async def _read(self, op: Op[T], *, brief: bool = False) -> T:
         if self._pool is None:
             raise base.StoreError("store is not open")
         with _translated():

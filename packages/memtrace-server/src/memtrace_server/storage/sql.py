@@ -169,6 +169,26 @@ def guarded(stmt: Stmt, *, duplicate: str | None = None, missing: str | None = N
         raise MissingReference(missing) from exc
 
 
+BRIEF_ROWS = 2000  # a page of a brief list reads at most this many rows
+
+
+def page_bounded(flt: MemoryFilter) -> bool:
+    """Whether a list's read is brief: it walks an index of its scope (org, agent or
+    session) in time order and stops at its page. Ranking, substrings, tags, metadata,
+    types, importance and keys may each skip any number of rows first."""
+    return (
+        not flt.query
+        and flt.content_contains is None
+        and not flt.tags
+        and not flt.metadata
+        and not flt.memory_types
+        and not flt.event_types
+        and flt.min_importance is None
+        and flt.key is None
+        and flt.offset + flt.limit <= BRIEF_ROWS
+    )
+
+
 def hour_of(time_ns: int) -> int:
     """The tally hour of a time, truncated toward zero like SQL's integer division."""
     return time_ns // HOUR_NS if time_ns >= 0 else -(-time_ns // HOUR_NS)
@@ -381,18 +401,22 @@ class SqlStore(ABC):
     # running ops
 
     @abstractmethod
-    async def _read(self, op: Op[T]) -> T:
-        """Run a read-only op."""
+    async def _read(self, op: Op[T], *, brief: bool = False) -> T:
+        """Run a read-only op. A ``brief`` one is bounded by a few index lookups and its
+        page (see ``page_bounded``): a backend may run it on the caller's thread."""
 
     @abstractmethod
     async def _write(self, op: Op[T]) -> T:
         """Run an op in one transaction; it is committed when this returns."""
 
-    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return (await self._read(run(Stmt(sql, params)))).rows
+    async def _rows(
+        self, sql: str, params: Sequence[Any] = (), *, brief: bool = False
+    ) -> list[tuple[Any, ...]]:
+        return (await self._read(run(Stmt(sql, params)), brief=brief)).rows
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        return (await self._read(run(Stmt(sql, params)))).one()
+        """The first row of a statement that looks up one row by a key (a brief read)."""
+        return (await self._read(run(Stmt(sql, params)), brief=True)).one()
 
     async def _changed(self, sql: str, params: Sequence[Any] = ()) -> int:
         return (await self._write(run(Stmt(sql, params)))).rowcount
@@ -557,7 +581,7 @@ class SqlStore(ABC):
 
     async def list_org_stores(self) -> list[OrgStoreBinding]:
         """Every binding."""
-        rows = await self._rows(f"SELECT {BINDING_COLUMNS} FROM org_stores")
+        rows = await self._rows(f"SELECT {BINDING_COLUMNS} FROM org_stores", brief=True)
         return [OrgStoreBinding(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in rows]
 
     async def delete_org_store(self, org_id: str) -> bool:
@@ -656,7 +680,7 @@ class SqlStore(ABC):
 
     async def get_agent(self, org_id: str, ref: str) -> AgentRecord | None:
         """The agent with this id, else this name."""
-        return await self._read(self._find_agent(org_id, ref))
+        return await self._read(self._find_agent(org_id, ref), brief=True)
 
     async def list_agents(self, org_id: str) -> list[AgentRecord]:
         """Agents of an org, newest first."""
@@ -815,7 +839,7 @@ class SqlStore(ABC):
 
     async def get_session(self, org_id: str, session_id: str) -> SessionRecord | None:
         """One session."""
-        return await self._read(self._find_session(org_id, session_id))
+        return await self._read(self._find_session(org_id, session_id), brief=True)
 
     async def list_sessions(self, org_id: str, agent_id: str | None) -> list[SessionRecord]:
         """Sessions, newest first."""
@@ -1216,7 +1240,7 @@ class SqlStore(ABC):
             )
             return self._memory(row) if row else None
 
-        return await self._read(op())
+        return await self._read(op(), brief=True)
 
     def _scan(self, org_id: str, flt: MemoryFilter) -> Op[tuple[str, list[Any], str]]:
         """``FROM … WHERE …`` of a filter, its parameters, and the alias whose time and rid
@@ -1244,7 +1268,7 @@ class SqlStore(ABC):
             )
             return result.rows
 
-        return [self._memory(r) for r in await self._read(op())]
+        return [self._memory(r) for r in await self._read(op(), brief=page_bounded(flt))]
 
     async def count_memories(self, org_id: str, flt: MemoryFilter) -> int:
         """How many memories match the filter."""
