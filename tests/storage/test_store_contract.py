@@ -24,7 +24,7 @@ from memtrace_server.core.records import (
     SessionRecord,
 )
 from memtrace_server.core.rules import stats_window_start
-from memtrace_server.storage.base import DuplicateName, InvalidValue, StoreError
+from memtrace_server.storage.base import DuplicateName, InvalidValue, MissingReference, StoreError
 from memtrace_server.storage.registry import store_from_url
 from memtrace_server.storage.routing import Stores
 from memtrace_server.storage.secrets import seal
@@ -416,6 +416,55 @@ async def counted_stats(store: Contract, org: str, agent: str, since: int) -> tu
 async def stats_of(store: Contract, org: str, agent: str, since: int) -> tuple[Any, ...]:
     s = await store.agent_stats(org, agent, since)
     return s.memory_count, s.memory_types, s.memories_24h, s.errors_24h
+
+
+async def test_stats_count_sessions_through_every_change(store: Contract) -> None:
+    """Agent stats read an agent's session counts from ``agent_sessions``, kept by every
+    operation that adds, closes, reopens or removes a session; held against the sessions."""
+
+    async def counts(org: str = "org_a", agent: str = "agent_1") -> tuple[int, int]:
+        stats = await store.agent_stats(org, agent, stats_window_start(NOW))
+        listed = await store.list_sessions(org, agent)
+        assert stats.session_count == len(listed)
+        assert stats.active_sessions == sum(1 for s in listed if s.status == "active")
+        return stats.session_count, stats.active_sessions
+
+    def session(sid: str, org: str = "org_a", **kw: Any) -> SessionRecord:
+        return SessionRecord(
+            id=sid, org_id=org, agent_id="agent_1", created_at_ns=NOW, updated_at_ns=NOW, **kw
+        )
+
+    for org in ("org_a", "org_b"):  # the same agent id in another org
+        await store.register_agent(org, AgentRecord("agent_1", org, "one", NOW))
+    assert await counts() == (0, 0)
+    for sid in ("s1", "s2", "s3"):
+        await store.create_session("org_a", session(sid))
+    await store.create_session("org_a", session("s4", status="closed"))
+    await store.create_session("org_b", session("s1", "org_b"))
+    assert await counts() == (4, 3) and await counts("org_b") == (1, 1)
+    with pytest.raises(DuplicateName):
+        await store.create_session("org_a", session("s1"))
+    with pytest.raises(MissingReference):
+        await store.create_session("org_a", replace(session("s9"), agent_id="nobody"))
+    assert await counts() == (4, 3)
+    await store.update_session("org_a", "s1", "closed", None, NOW + 1)
+    await store.update_session("org_a", "s1", "closed", {"note": "again"}, NOW + 2)
+    await store.update_session("org_a", "s4", "active", None, NOW + 3)
+    await store.update_session("org_a", "s2", None, {"only": "metadata"}, NOW + 4)
+    assert await counts() == (4, 3)
+    assert await store.delete_session("org_a", "s2", cascade=False)
+    assert not await store.delete_session("org_a", "s2", cascade=False)
+    assert await counts() == (3, 2)
+    assert await store.import_session("org_a", session("s5", status="closed"))
+    assert not await store.import_session("org_a", session("s3"))
+    assert await counts() == (4, 2) and await counts("org_b") == (1, 1)
+    await store.erase_agent("org_a", AgentRecord("agent_1", "org_a", "one", NOW))
+    assert await counts() == (0, 0) and await counts("org_b") == (1, 1)
+    await store.register_agent("org_a", AgentRecord("agent_1", "org_a", "one", NOW))
+    await store.create_session("org_a", session("s6"))
+    assert await counts() == (1, 1)
+    await store.erase_org("org_b")
+    assert await counts("org_b") == (0, 0) and await counts() == (1, 1)
 
 
 async def test_stats_follow_every_change(store: Contract) -> None:
@@ -825,13 +874,19 @@ async def test_common_and_rare_tags_and_metadata_give_the_same_answers(store: Co
 
 
 async def test_tallies_are_built_from_a_store_that_had_none(tmp_path: Path) -> None:
-    """The migration that adds tallies counts what an older store already holds."""
+    """The migrations that add tallies and session counts count what an older store
+    already holds."""
     import sqlite3
 
     db = tmp_path / "old.db"
     store = store_from_url(f"sqlite:///{db.as_posix()}")
     await store.open()
     await store.create_org(OrgRecord("org_a", "A", NOW))
+    await store.register_agent("org_a", AgentRecord("agent_1", "org_a", "one", NOW))
+    for sid, status in (("s1", "active"), ("s2", "closed"), ("s3", "active")):
+        await store.create_session(
+            "org_a", SessionRecord(sid, "org_a", "agent_1", NOW, NOW, status=status)
+        )
     kinds = ("episodic", "decision")
     batch = [
         mem(n, memory_type=kinds[n % 2], event_type=("error", "general")[n % 3 > 0])
@@ -844,12 +899,15 @@ async def test_tallies_are_built_from_a_store_that_had_none(tmp_path: Path) -> N
     with sqlite3.connect(db) as conn:  # as the store was before the tallies' migration
         assert conn.execute("SELECT count(*) FROM agent_tallies").fetchone()[0] > 0
         conn.execute("DROP TABLE agent_tallies")
-        conn.execute("DELETE FROM schema_migrations WHERE version = 10")  # 0010_agent_tallies
+        conn.execute("DROP TABLE agent_sessions")
+        # 0010_agent_tallies and 0013_agent_sessions
+        conn.execute("DELETE FROM schema_migrations WHERE version IN (10, 13)")
     reopened = store_from_url(f"sqlite:///{db.as_posix()}")
     await reopened.open()
     try:
         after = await reopened.agent_stats("org_a", "agent_1", NOW - WINDOW)
         assert after == before and after.memory_count == 31
+        assert (after.session_count, after.active_sessions) == (3, 2)
     finally:
         await reopened.close()
 

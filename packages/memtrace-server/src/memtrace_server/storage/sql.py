@@ -78,6 +78,12 @@ TALLY_SQL = (
     " SET memories = agent_tallies.memories + excluded.memories,"
     " errors = agent_tallies.errors + excluded.errors"
 )
+SESSIONS_SQL = (
+    "INSERT INTO agent_sessions (org_id, agent_id, sessions, active) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (org_id, agent_id) DO UPDATE"
+    " SET sessions = agent_sessions.sessions + excluded.sessions,"
+    " active = agent_sessions.active + excluded.active"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +159,11 @@ class Steps(Generic[T]):
 def run(stmt: Stmt) -> Op[Result]:
     """An op of one statement."""
     return (yield stmt)
+
+
+def counted_sessions(org_id: str, agent_id: str, sessions: int, active: int) -> Stmt:
+    """Add to an agent's session counts (``agent_sessions``, read by agent stats)."""
+    return Stmt(SESSIONS_SQL, (org_id, agent_id, sessions, active))
 
 
 def guarded(stmt: Stmt, *, duplicate: str | None = None, missing: str | None = None) -> Op[Result]:
@@ -602,7 +613,7 @@ class SqlStore(ABC):
 
         def op() -> Op[None]:
             yield from self.erase_where("m.org_id = ?", (org_id,))
-            for table in ("sessions", "agents", "agent_tallies"):
+            for table in ("sessions", "agent_sessions", "agents", "agent_tallies"):
                 yield Stmt(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))
 
         await self._write(op())
@@ -745,8 +756,8 @@ class SqlStore(ABC):
         def op() -> Op[None]:
             condition = "m.org_id = ? AND m.agent_id IN (?, ?)"
             yield from self.erase_where(condition, (org_id, agent.id, agent.name))
-            for table in ("sessions", "agents"):
-                column = "agent_id" if table == "sessions" else "id"
+            for table in ("sessions", "agent_sessions", "agents"):
+                column = "id" if table == "agents" else "agent_id"
                 yield Stmt(
                     f"DELETE FROM {table} WHERE org_id = ? AND {column} = ?", (org_id, agent.id)
                 )
@@ -798,12 +809,12 @@ class SqlStore(ABC):
                     (org_id, agent_id),
                 )
             ).one()
-            sessions, active = (
+            counted = (
                 yield Stmt(
-                    f"SELECT count(*), count(*) FILTER (WHERE status = 'active') FROM sessions {scope}",
-                    (org_id, agent_id),
+                    f"SELECT sessions, active FROM agent_sessions {scope}", (org_id, agent_id)
                 )
-            ).rows[0]
+            ).one()
+            sessions, active = counted or (0, 0)
             return AgentStatsRecord(
                 memory_count=sum(types.values()),
                 memories_24h=int(later) + int(first),
@@ -835,7 +846,12 @@ class SqlStore(ABC):
             f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({marks(9)})",
             session_values(org_id, session),
         )
-        await self._write(guarded(stmt, missing=f"agent '{session.agent_id}' not found"))
+
+        def op() -> Op[None]:
+            yield from guarded(stmt, missing=f"agent '{session.agent_id}' not found")
+            yield counted_sessions(org_id, session.agent_id, 1, int(session.status == "active"))
+
+        await self._write(op())
 
     async def get_session(self, org_id: str, session_id: str) -> SessionRecord | None:
         """One session."""
@@ -865,6 +881,9 @@ class SqlStore(ABC):
             if current is None:
                 return None
             new = updated_session(current, status, metadata_patch, now_ns)
+            opened = (new.status == "active") - (current.status == "active")
+            if opened:
+                yield counted_sessions(org_id, current.agent_id, 0, opened)
             yield Stmt(
                 "UPDATE sessions SET status = ?, metadata_json = ?, updated_at = ?, closed_at = ?"
                 " WHERE org_id = ? AND id = ?",
@@ -885,9 +904,12 @@ class SqlStore(ABC):
         """Delete a session (and, with ``cascade``, the memories that carry its id)."""
 
         def op() -> Op[bool]:
-            sql = "DELETE FROM sessions WHERE org_id = ? AND id = ?"
-            if (yield Stmt(sql, (org_id, session_id))).rowcount == 0:
+            current = yield from self._find_session(org_id, session_id, self.for_update)
+            if current is None:
                 return False
+            sql = "DELETE FROM sessions WHERE org_id = ? AND id = ?"
+            yield Stmt(sql, (org_id, session_id))
+            yield counted_sessions(org_id, current.agent_id, -1, -(current.status == "active"))
             if cascade:
                 yield from self._erase("m.org_id = ? AND m.session_id = ?", (org_id, session_id))
             return True
@@ -1378,7 +1400,14 @@ class SqlStore(ABC):
     async def import_session(self, org_id: str, session: SessionRecord) -> bool:
         """Insert a session unless its id exists."""
         sql = f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({marks(9)}) ON CONFLICT DO NOTHING"
-        return await self._changed(sql, session_values(org_id, session)) > 0
+
+        def op() -> Op[bool]:
+            if (yield Stmt(sql, session_values(org_id, session))).rowcount == 0:
+                return False
+            yield counted_sessions(org_id, session.agent_id, 1, int(session.status == "active"))
+            return True
+
+        return await self._write(op())
 
     # web console sign-ins (control)
 
