@@ -89,11 +89,14 @@ SESSIONS_SQL = (
 @dataclass(frozen=True, slots=True)
 class Stmt:
     """One statement with ``?`` placeholders; with ``many``, ``params`` is a list of rows
-    and the op does not read the result (a backend may queue it without waiting)."""
+    and the op does not read the result (a backend may queue it without waiting). With
+    ``replan``, its best plan depends on its values (a text search's terms): a backend
+    that caches plans across executions plans it for its values every time."""
 
     sql: str
     params: Sequence[Any] = ()
     many: bool = False
+    replan: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,66 @@
+"""PostgreSQL plans a ranked search for its terms every time. psycopg prepares a statement
+it has run five times, and PostgreSQL may then plan it once for any values: a generic plan
+of a text search was 7-16x slower than the plans for its own terms."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+
+from memtrace_server.core.records import MemoryFilter, MemoryRecord, OrgRecord
+from memtrace_server.storage.postgres import PostgresStore
+from memtrace_server.storage.sql import Op, Stmt, run
+
+pytestmark = pytest.mark.anyio
+NOW = time.time_ns()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
+    s = PostgresStore(pg_url, max_size=1)  # one connection: the one whose statements we see
+    await s.open()
+    await s.create_org(OrgRecord("org_a", "A", NOW))
+    memories = [
+        MemoryRecord(
+            id=f"mem_{NOW - n:016x}{n:010x}",
+            org_id="org_a",
+            agent_id="agent_1",
+            content=f"invoice {n} refund",
+            time_ns=NOW - n * 10**9,
+        )
+        for n in range(30)
+    ]
+    await s.insert_memories("org_a", memories, None, NOW)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def prepared(store: PostgresStore, runs: Sequence[Op[Any]]) -> Op[list[str]]:
+    """Run ops in turn on one connection; the statements it then holds prepared."""
+    for op in runs:
+        yield from op
+    found = yield Stmt("SELECT statement FROM pg_prepared_statements")
+    return [row[0] for row in found.rows]
+
+
+async def test_a_ranked_search_is_never_prepared_but_a_lookup_is(store: PostgresStore) -> None:
+    flt = MemoryFilter(agent_id="agent_1", query=("refund",), limit=5)
+    where, params = store.memory_filter("org_a", flt)
+    runs: list[Op[Any]] = [store.ranked("org_a", flt, where, params) for _ in range(8)]
+    lookup = "SELECT id FROM memories WHERE org_id = ? AND agent_id = ? LIMIT 1"
+    runs += [run(Stmt(lookup, ("org_a", "agent_1"))) for _ in range(8)]
+    statements = await store._read(prepared(store, runs))
+    assert any("LIMIT 1" in s for s in statements), statements  # psycopg does prepare
+    assert not any("ts_rank" in s for s in statements), statements
+    ranked = await store.query_memories("org_a", flt)
+    assert len(ranked) == 5 and all(m.score for m in ranked)
