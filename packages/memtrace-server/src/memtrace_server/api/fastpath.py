@@ -4,7 +4,8 @@ FastAPI declares every route, generates the OpenAPI document from those declarat
 serves most requests. For the routes called most often (memory create, list and get,
 search, a session's or an agent's memories and context, agent stats) its routing through
 nested routers, its dependency solving and its ``Request`` objects cost more than the work
-itself, so ``RequestMiddleware`` serves them straight from a table built here, by calling the very same route functions.
+itself, so ``RequestMiddleware`` serves them straight from a table built here, by calling
+the very same route functions.
 
 Nothing about a route is written twice: at start-up each hot route's signature is read once
 (the way FastAPI reads it, for the few kinds of parameter these routes use) into a plan, and
