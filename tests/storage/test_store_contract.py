@@ -418,6 +418,29 @@ async def stats_of(store: Contract, org: str, agent: str, since: int) -> tuple[A
     return s.memory_count, s.memory_types, s.memories_24h, s.errors_24h
 
 
+async def test_counts_by_day_are_the_counts_of_each_day(store: Contract) -> None:
+    """One scan counts a window's memories per day, as many counts of a day each would."""
+    day = 24 * 60 * MIN
+    start = NOW // day * day - 4 * day
+    times = [start - 1, start, start + 5, start + day - 1, start + day, start + 3 * day + 7]
+    times += [start + 5 * day, start + 5 * day + 1]  # after the window
+    memories = [mem(n, time_ns=t, agent_id=f"agent_{n % 2}") for n, t in enumerate(times)]
+    memories.append(mem(20, time_ns=start + 2 * day, key="k", superseded_by="mem_newer"))
+    await store.insert_memories("org_a", memories, None, NOW)
+    await store.insert_memories("org_b", [mem(30, "org_b", time_ns=start + 1)], None, NOW)
+    for flt in (MemoryFilter(), MemoryFilter(agent_id="agent_0"), MemoryFilter(agent_id="x")):
+        counts = await store.count_by_day("org_a", flt, start, 5)
+        each = [
+            await store.count_memories(
+                "org_a", replace(flt, since_ns=start + n * day - 1, until_ns=start + (n + 1) * day)
+            )
+            for n in range(5)
+        ]
+        assert counts == each
+    assert await store.count_by_day("org_a", MemoryFilter(), start, 5) == [3, 1, 0, 1, 0]
+    assert await store.count_by_day("org_b", MemoryFilter(), start, 5) == [1, 0, 0, 0, 0]
+
+
 async def test_stats_count_sessions_through_every_change(store: Contract) -> None:
     """Agent stats read an agent's session counts from ``agent_sessions``, kept by every
     operation that adds, closes, reopens or removes a session; held against the sessions."""

@@ -58,15 +58,9 @@ class Overview:
     ) -> list[DayCount]:
         """Memories written per UTC day over the last ``days`` days, oldest first."""
         store = await self.stores.tenant(org_id)
-        today = now_ns() // DAY_NS * DAY_NS
-        starts = [today - n * DAY_NS for n in range(days - 1, -1, -1)]
-        counts = [
-            await store.count_memories(
-                org_id, MemoryFilter(agent_id=agent_id, since_ns=start - 1, until_ns=start + DAY_NS)
-            )
-            for start in starts
-        ]
-        return [DayCount(start, count) for start, count in zip(starts, counts, strict=True)]
+        first = now_ns() // DAY_NS * DAY_NS - (days - 1) * DAY_NS
+        counts = await store.count_by_day(org_id, MemoryFilter(agent_id=agent_id), first, days)
+        return [DayCount(first + n * DAY_NS, count) for n, count in enumerate(counts)]
 
     async def most_active(self, org_id: str, limit: int = 5) -> list[ActiveAgent]:
         """The agents active most recently, with the memories written under their names

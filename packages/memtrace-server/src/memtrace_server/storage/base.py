@@ -232,6 +232,12 @@ class TenantStore(Lifecycle, Protocol):
     async def count_memories(self, org_id: str, flt: MemoryFilter) -> int:
         """How many memories match the filter (limit/offset ignored)."""
 
+    async def count_by_day(
+        self, org_id: str, flt: MemoryFilter, start_ns: int, days: int
+    ) -> list[int]:
+        """How many memories match the filter on each of ``days`` days (of 24 h) from
+        ``start_ns``; the filter's own window is replaced by theirs."""
+
     async def delete_memory(self, org_id: str, memory_id: str) -> bool:
         """Erase one memory from every index; False if this org has none with that id."""
 

@@ -39,6 +39,7 @@ from memtrace_server.core.records import (
     SessionRecord,
 )
 from memtrace_server.core.rules import (
+    DAY_NS,
     adopted_agent,
     fresh_memories,
     latest_activity,
@@ -1301,6 +1302,26 @@ class SqlStore(ABC):
         def op() -> Op[int]:
             scan, params, _ = yield from self._scan(org_id, flt)
             return int((yield Stmt(f"SELECT count(*) FROM {scan}", params)).rows[0][0])
+
+        return await self._read(op())
+
+    async def count_by_day(
+        self, org_id: str, flt: MemoryFilter, start_ns: int, days: int
+    ) -> list[int]:
+        """How many memories match the filter on each of ``days`` days of ``DAY_NS`` from
+        ``start_ns`` (the filter's own window is replaced): one statement of a count per
+        day, each an index range like ``count_memories``'s."""
+
+        def op() -> Op[list[int]]:
+            counts, values = [], []
+            for n in range(days):
+                since = start_ns + n * DAY_NS
+                day = replace(flt, since_ns=since - 1, until_ns=since + DAY_NS)
+                scan, params, _ = yield from self._scan(org_id, day)
+                counts.append(f"(SELECT count(*) FROM {scan})")
+                values.extend(params)
+            found = yield Stmt(f"SELECT {', '.join(counts)}", values)
+            return [int(count) for count in found.rows[0]]
 
         return await self._read(op())
 
