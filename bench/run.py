@@ -277,13 +277,13 @@ def raw_executemany(db: Path, batch: int, rows: int) -> dict[str, float]:
 
     The rows are those the server stores for the batch benchmark's bodies (same agents,
     sessions, tags, dedup keys, scope tokens), one transaction per ``batch``: the memory
-    row, its tag rows, its full-text row (with the session's previous memory as its
-    context) and its substring-index row. No dedup check, no neighbour lookup (the context
+    row, its tag rows, its text and its word-index row (the org's words, with the
+    session's previous memory as its context) and its substring-index row. No dedup check, no neighbour lookup (the context
     is kept in a dict), no validation, no HTTP: what SQLite itself allows.
     """
     from memtrace_server.core.dedup import dedup_key
     from memtrace_server.core.ids import new_memory_id
-    from memtrace_server.core.text import agent_scope, org_scope
+    from memtrace_server.core.text import agent_scope, org_scope, org_words, term_prefix
     from memtrace_server.storage.sqlite import SQLiteStore
 
     async def migrate() -> None:
@@ -340,9 +340,17 @@ def raw_executemany(db: Path, batch: int, rows: int) -> dict[str, float]:
             [(tag, it[7], it[0]) for it in items for tag in it[10]],
         )
         conn.executemany(
-            "INSERT INTO memories_fts (rowid, scope, content, labels, context)"
+            "INSERT INTO memory_text (rid, content, labels, context) VALUES (?, ?, ?, ?)",
+            [(it[0], it[4], it[9], it[11]) for it in items],
+        )
+        prefix = term_prefix(org)
+        conn.executemany(
+            "INSERT INTO memory_terms (rowid, scope, content, labels, context)"
             " VALUES (?, ?, ?, ?, ?)",
-            [(it[0], it[8], it[4], it[9], it[11]) for it in items],
+            [
+                (it[0], it[8], *(org_words(prefix, text) for text in (it[4], it[9], it[11])))
+                for it in items
+            ],
         )
         conn.executemany(
             "INSERT INTO memories_trigram (rowid, content) VALUES (?, ?)",

@@ -3,8 +3,9 @@
 Every write is an op (``storage.sql``) run by the writer inside a shared transaction; all
 ops queued while a commit is in progress run in the next one, so concurrent requests
 share one commit (and one fsync), and their memory inserts run as one op. A caller's
-future resolves only after COMMIT returns, so an acknowledged write is on disk. What is SQLite's own: the writer, tags in a side
-table, and the FTS5 index (kept by hand, since memories and their index rows share rids).
+future resolves only after COMMIT returns, so an acknowledged write is on disk. What is
+SQLite's own: the writer, tags in a side table, and the FTS5 indexes (kept by hand, since
+memories and their index rows share rids; the word index holds each org's words apart).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from memtrace_server.core.ranking import (
     term_weights,
 )
 from memtrace_server.core.records import MemoryBatch, MemoryFilter, MemoryRecord
-from memtrace_server.core.text import agent_scope, org_scope
+from memtrace_server.core.text import agent_scope, org_scope, org_words, term_prefix
 from memtrace_server.storage.base import (
     DuplicateName,
     MissingReference,
@@ -76,12 +77,13 @@ MAX_GROUP = 256
 RARE_VALUE = 500
 RARE_NEEDLE = 2000  # a substring in fewer memories than this is found through its trigrams
 NEEDLE_TRIGRAMS = 12  # trigrams of a long substring looked up (the rest is left to instr())
-EXACT = 1000  # a query with fewer matches in its scope is ranked over all of them,
-BM25_STORE = 1_000_000  # by FTS5's bm25() in a store with fewer memories than this
+EXACT = 2000  # a query with fewer matches in its scope is ranked over all of them,
+BM25_MATCHES = 2000  # by FTS5's bm25() when its org has fewer matches than this,
 RANKED_POOL = 250  # else the most recent matches of each term are ranked
 PAIRED_TERMS = 5  # and those holding two of the rarest terms,
 PAIRED_SPAN = 50  # among the scope's last windows of memories this many times longer
 WINDOW = 2000  # recent memories of the scope that weigh the terms of a pooled ranking
+BM25 = f"bm25(memory_terms, 0.0, 1.0, {LABEL_WEIGHT}, {CONTEXT_WEIGHT})"  # scope, then text
 Row = tuple[Any, ...]  # a ranked candidate: rid, time, then content, labels, context
 # SQLite's result codes (the sqlite3 module names them only from Python 3.11).
 SQLITE_FULL = 13
@@ -273,6 +275,18 @@ def _index_entries(flt: MemoryFilter) -> list[IndexEntries]:
     return entries
 
 
+def _org_words(org_id: str, text: str) -> str:
+    """``core.text.org_words`` for an org, as a SQL function."""
+    return org_words(term_prefix(org_id), text)
+
+
+def _text_row(org_id: str, agent_id: str, rid: int, text: tuple[str, str, str]) -> Row:
+    """A ``memory_terms`` row: the memory's scope tokens, and its text as the org's words."""
+    prefix = term_prefix(org_id)
+    scope = f"{org_scope(org_id)} {agent_scope(org_id, agent_id)}"
+    return (rid, scope, *(org_words(prefix, column) for column in text))
+
+
 def _trigram_match(needle: str) -> str:
     """An FTS5 query for memories holding every trigram of ``needle`` (at most
     ``NEEDLE_TRIGRAMS`` of them, spread over it); empty when it is too short."""
@@ -325,6 +339,7 @@ class SQLiteStore(SqlStore):
         fcntl.flock(turn, fcntl.LOCK_EX)
         try:
             conn = self._connect()
+            conn.create_function("org_words", 2, _org_words, deterministic=True)  # migrations
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA wal_autocheckpoint = 8192")
             conn.execute("BEGIN IMMEDIATE")  # the write lock: one process migrates at a time
@@ -593,41 +608,46 @@ class SQLiteStore(SqlStore):
         return source, params, "x0", replace(flt, tags=(), metadata=())
 
     def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Op[Result]:
-        """BM25 over the scope's matches, the org (or agent) scope inside the FTS5 match.
+        """BM25 over the org's own words (``core.text.term_prefix``), the agent's scope token
+        inside the match when there is one.
 
-        FTS5's ``bm25()`` reads every match of each term (and of the scope token) in the
-        whole index, so it ranks only in a store of fewer than ``BM25_STORE`` memories,
-        where its C is quicker than scoring in Python (LoCoMo, 3,435 memories: p50 2.7
-        against 12.5 ms). In a larger store, a query with fewer than ``EXACT`` matches in
-        its scope is ranked over all of them, each term weighed by its share of them among
-        the scope's memories. With more, the ranking moves to a pool: the ``RANKED_POOL`` most
-        recent matches of each term and of each pair of its rarest terms, weighed by how
-        common each term is among the scope's recent memories. Both are scored by
-        ``core.ranking``; the work follows the matches in the scope, not the store. A page
-        the pool cannot fill (a narrow filter on top) is ranked by ``bm25()`` over every
-        match instead.
+        A query with fewer than ``EXACT`` matches in its scope is ranked over all of them:
+        by FTS5's ``bm25()`` when its org has fewer than ``BM25_MATCHES`` (``bm25()`` counts
+        each term's matches in the org: its term weights are the org's own, while the
+        number of rows and their average length it reads are the whole index's); else by
+        ``core.ranking``, each term weighed by its share of the scope's memories. With more matches, the ranking
+        moves to a pool: the ``RANKED_POOL`` most recent matches of each term and of each
+        pair of its rarest terms, weighed by how common each term is among the scope's
+        recent memories. The work follows the matches in the scope, never the store; a
+        page the pool cannot fill (a narrow filter on top) is ranked by ``bm25()`` over
+        every match instead.
         """
+        prefix = term_prefix(org_id)
         scope = agent_scope(org_id, flt.agent_id) if flt.agent_id is not None else org_scope(org_id)
-        fields = "{content labels context}"
 
-        def match(terms: Sequence[str], join: str = " OR ") -> str:
-            quoted = join.join('"' + t.replace('"', '""') + '"' for t in terms)
-            return f'scope:"{scope}" AND {fields}:({quoted})'
+        def match(terms: Sequence[str], join: str = " OR ", *, agent: bool = True) -> str:
+            quoted = join.join('"' + (prefix + t).replace('"', '""') + '"' for t in terms)
+            words = f"{{content labels context}}:({quoted})"
+            return f'scope:"{scope}" AND {words}' if agent and flt.agent_id is not None else words
 
         everything = Stmt(
-            f"SELECT {MEMORY_COLUMNS}, bm25(memories_fts, 0.0, 1.0, {LABEL_WEIGHT},"
-            f" {CONTEXT_WEIGHT}) AS rank FROM memories_fts"
-            " JOIN memories m ON m.rid = memories_fts.rowid"
-            f" WHERE memories_fts MATCH ? AND {where}"
+            f"SELECT {MEMORY_COLUMNS}, {BM25} AS rank FROM memory_terms"
+            " JOIN memories m ON m.rid = memory_terms.rowid"
+            f" WHERE memory_terms MATCH ? AND {where}"
             " ORDER BY rank, m.time DESC LIMIT ? OFFSET ?",
             [match(flt.query), *params, flt.limit, flt.offset],
         )
-        recent = "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC"
+        recent = "SELECT rowid FROM memory_terms WHERE memory_terms MATCH ? ORDER BY rowid DESC"
         every = (yield Stmt(f"{recent} LIMIT ?", (match(flt.query), EXACT))).rows
         if len(every) < EXACT:
-            stored = (yield Stmt("SELECT coalesce(max(rid), 0) FROM memories")).rows[0][0]
-            if stored < BM25_STORE:  # its whole-index counts are still cheap
-                return (yield everything)
+            org_wide = every
+            if flt.agent_id is not None:
+                found = yield Stmt(
+                    f"{recent} LIMIT ?", (match(flt.query, agent=False), BM25_MATCHES)
+                )
+                org_wide = found.rows
+            if len(org_wide) < BM25_MATCHES:
+                return (yield from self._best(flt, match(flt.query), everything, where, params))
             rows = yield from self._candidates((rid for (rid,) in every), where, params)
             stems = {t: stem(t) for t in flt.query}
             tfs, lengths = counted([Candidate(*row[2:]) for row in rows], stems.values())
@@ -659,7 +679,7 @@ class SQLiteStore(SqlStore):
         since = top - PAIRED_SPAN * (top - floor + 1)
         for pair in itertools.combinations(rarest, 2):
             found = yield Stmt(
-                "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? AND rowid > ?"
+                "SELECT rowid FROM memory_terms WHERE memory_terms MATCH ? AND rowid > ?"
                 " ORDER BY rowid DESC LIMIT ?",
                 (match(pair, " AND "), since, pool),
             )
@@ -670,14 +690,41 @@ class SQLiteStore(SqlStore):
         scored = bm25([Candidate(*row[2:]) for row in rows], weights)
         return (yield from self._page(flt, rows, scored))
 
+    def _best(
+        self, flt: MemoryFilter, query: str, everything: Stmt, where: str, params: list[Any]
+    ) -> Op[Result]:
+        """``bm25()``'s page: the best matches ranked by the index alone (a look-up in
+        ``memories`` per match cost 4 times the ranking), then those of them that pass the
+        filter. ``everything`` ranks with the filter inside when too few pass, or when the
+        last match read ties the page's last."""
+        want = flt.offset + flt.limit
+        read = 2 * want + 16
+        top = yield Stmt(
+            f"SELECT rowid, {BM25} AS rank FROM memory_terms WHERE memory_terms MATCH ?"
+            " ORDER BY rank LIMIT ?",
+            (query, read),
+        )
+        rank = dict(top.rows)
+        found = yield Stmt(
+            f"SELECT m.rid, m.time, {MEMORY_COLUMNS} FROM json_each(?) pool"
+            f" CROSS JOIN memories m ON m.rid = pool.value WHERE {where}",
+            [orjson.dumps(list(rank)).decode(), *params],
+        )
+        rows = sorted(found.rows, key=lambda r: (rank[r[0]], -r[1]))
+        if len(top.rows) == read and (
+            len(rows) < want or (want and rank[rows[want - 1][0]] >= top.rows[-1][1])
+        ):
+            return (yield everything)
+        page = rows[flt.offset : want]
+        return Result([(*row[2:], rank[row[0]]) for row in page], len(page))
+
     def _candidates(self, rids: Iterable[int], where: str, params: list[Any]) -> Op[list[Row]]:
         """``(rid, time, content, labels, context)`` of the memories of ``rids`` that pass
-        the filter: the text as indexed, read from FTS5's own content table (a plain
-        table, where a row costs a fraction of a lookup through the virtual table)."""
+        the filter: the text the index was given, read from ``memory_text``."""
         found = yield Stmt(
-            "SELECT m.rid, m.time, c.c1, c.c2, coalesce(c.c3, '') FROM json_each(?) pool"
+            "SELECT m.rid, m.time, c.content, c.labels, c.context FROM json_each(?) pool"
             " CROSS JOIN memories m ON m.rid = pool.value"
-            f" CROSS JOIN memories_fts_content c ON c.id = m.rid WHERE {where}",
+            f" CROSS JOIN memory_text c ON c.rid = m.rid WHERE {where}",
             [orjson.dumps(sorted(rids)).decode(), *params],
         )
         return list(found.rows)
@@ -718,13 +765,15 @@ class SQLiteStore(SqlStore):
         rows: list[tuple[Any, ...]] = []
         tag_rows: list[tuple[Any, ...]] = []
         text_rows: list[tuple[Any, ...]] = []
+        term_rows: list[tuple[Any, ...]] = []
         meta_rows: list[tuple[Any, ...]] = []
         for rid, (org_id, m, context) in enumerate(memories, start=base + 1):
             rows.append((rid, *memory_values(org_id, m, self.tag_value(m.tags))))
             tag_rows.extend((org_id, tag, m.time_ns, rid) for tag in m.tags)
             meta_rows.extend(_meta_rows(m, org_id, rid))
-            scope = f"{org_scope(org_id)} {agent_scope(org_id, m.agent_id)}"
-            text_rows.append((rid, scope, m.content, " ".join((*m.tags, m.event_type)), context))
+            text = (m.content, " ".join((*m.tags, m.event_type)), context)
+            text_rows.append((rid, *text))
+            term_rows.append(_text_row(org_id, m.agent_id, rid, text))
         yield Stmt(
             f"INSERT INTO memories (rid, {MEMORY_INSERT_COLUMNS}) VALUES ({marks(MEMORY_FIELDS + 1)})",
             rows,
@@ -737,25 +786,34 @@ class SQLiteStore(SqlStore):
             " VALUES (?, ?, ?, ?, ?, ?)"
         )
         yield Stmt(sql, meta_rows, True)
-        yield Stmt(
-            "INSERT INTO memories_fts (rowid, scope, content, labels, context) VALUES (?, ?, ?, ?, ?)",
-            text_rows,
-            True,
-        )
+        sql = "INSERT INTO memory_text (rid, content, labels, context) VALUES (?, ?, ?, ?)"
+        yield Stmt(sql, text_rows, True)
+        sql = "INSERT INTO memory_terms (rowid, scope, content, labels, context) VALUES (?, ?, ?, ?, ?)"
+        yield Stmt(sql, term_rows, True)
         sql = "INSERT INTO memories_trigram (rowid, content) VALUES (?, ?)"
-        yield Stmt(sql, [(row[0], row[2]) for row in text_rows], True)
+        yield Stmt(sql, [(row[0], row[1]) for row in text_rows], True)
 
     def erase_where(self, condition: str, params: Sequence[Any]) -> Op[int]:
         """Collect the rids first (the condition may read ``memory_tags``), then erase them
-        from the table, the tags and the full-text index."""
-        found = yield Stmt(f"SELECT m.rid, m.content FROM memories m WHERE {condition}", params)
+        from the table, the tags and the full-text indexes (the contentless ones are told
+        the text they were given)."""
+        found = yield Stmt(
+            "SELECT m.rid, m.org_id, m.agent_id, t.content, t.labels, t.context FROM memories m"
+            f" CROSS JOIN memory_text t ON t.rid = m.rid WHERE {condition}",
+            params,
+        )
         rids = [(row[0],) for row in found.rows]
         sql = "INSERT INTO memories_trigram (memories_trigram, rowid, content) VALUES ('delete', ?, ?)"
-        yield Stmt(sql, found.rows, True)
+        yield Stmt(sql, [(row[0], row[3]) for row in found.rows], True)
+        sql = (
+            "INSERT INTO memory_terms (memory_terms, rowid, scope, content, labels, context)"
+            " VALUES ('delete', ?, ?, ?, ?, ?)"
+        )
+        yield Stmt(sql, [_text_row(r[1], r[2], r[0], r[3:]) for r in found.rows], True)
         for table, column in (
             ("memory_tags", "rid"),
             ("memory_meta", "rid"),
-            ("memories_fts", "rowid"),
+            ("memory_text", "rid"),
             ("memories", "rid"),
         ):
             yield Stmt(f"DELETE FROM {table} WHERE {column} = ?", rids, True)
