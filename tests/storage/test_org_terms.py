@@ -195,3 +195,35 @@ async def test_pages_of_a_ranking_with_ties_and_filters_are_exact(store: Store) 
     assert [m.id for m in paged] == [m.id for m in every]
     decisions = await ranked(store, "orchid", memory_types=("decision",), limit=2)
     assert [m.id for m in decisions] == [m.id for m in every[63:65]]
+
+
+async def test_a_large_agent_is_ranked_within_its_orgs_ranking(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``SCOPE_WALK`` memories, an agent's scope token leaves the match (bm25() would
+    walk its whole list) and the filter picks the agent's memories from the org's ranking:
+    the same pages, the same scores."""
+    import memtrace_server.storage.sqlite as sqlite_store
+
+    await store.insert_memories(
+        "org_a",
+        [
+            *[mem(n, f"orchid note {n}" + " word" * (n % 7), agent_id="big") for n in range(40)],
+            *[mem(100 + n, f"orchid violet {n}", agent_id="small") for n in range(5)],
+            *[mem(200 + n, "violet only", agent_id="small") for n in range(3)],
+        ],
+        None,
+        NOW,
+    )
+
+    async def pages(agent: str) -> list[tuple[str, float | None]]:
+        found = []
+        for offset in (0, 2, 5):
+            flt = MemoryFilter(query=("orchid", "violet"), agent_id=agent, limit=3, offset=offset)
+            found += [(m.id, m.score) for m in await store.query_memories("org_a", flt)]
+        return found
+
+    scoped = {agent: await pages(agent) for agent in ("big", "small")}
+    assert len(scoped["small"]) == len(scoped["big"]) == 9  # pages of 3 at 0, 2 and 5
+    monkeypatch.setattr(sqlite_store, "SCOPE_WALK", 0)
+    assert {agent: await pages(agent) for agent in ("big", "small")} == scoped

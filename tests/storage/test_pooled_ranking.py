@@ -59,7 +59,8 @@ async def store(
         monkeypatch.setattr(postgres, "RANKED_POOL", 5)
         s = store_from_url(request.getfixturevalue("pg_url"))
     else:
-        monkeypatch.setattr(sqlite_store, "EXACT", 20)
+        for bound in ("EXACT", "BM25_MATCHES", "TERM_WALK"):
+            monkeypatch.setattr(sqlite_store, bound, 20)
         monkeypatch.setattr(sqlite_store, "RANKED_POOL", 5)
         monkeypatch.setattr(sqlite_store, "WINDOW", 40)
         s = store_from_url(f"sqlite:///{(tmp_path / 'pool.db').as_posix()}")

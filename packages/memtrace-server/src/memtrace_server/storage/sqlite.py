@@ -77,8 +77,10 @@ MAX_GROUP = 256
 RARE_VALUE = 500
 RARE_NEEDLE = 2000  # a substring in fewer memories than this is found through its trigrams
 NEEDLE_TRIGRAMS = 12  # trigrams of a long substring looked up (the rest is left to instr())
-EXACT = 2000  # a query with fewer matches in its scope is ranked over all of them,
-BM25_MATCHES = 2000  # by FTS5's bm25() when its org has fewer matches than this,
+BM25_MATCHES = 2000  # a query with fewer matches in its org is ranked by FTS5's bm25(),
+SCOPE_WALK = 20_000  # an agent's with its scope token in the match up to this many memories,
+TERM_WALK = 10_000  # and then while its org has fewer matches than this;
+EXACT = 1000  # an agent's query with fewer matches is ranked over all of them in Python,
 RANKED_POOL = 250  # else the most recent matches of each term are ranked
 PAIRED_TERMS = 5  # and those holding two of the rarest terms,
 PAIRED_SPAN = 50  # among the scope's last windows of memories this many times longer
@@ -609,18 +611,22 @@ class SQLiteStore(SqlStore):
 
     def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Op[Result]:
         """BM25 over the org's own words (``core.text.term_prefix``), the agent's scope token
-        inside the match when there is one.
+        inside the match when there is one. The work follows the matches in the org or the
+        agent, never the store.
 
-        A query with fewer than ``EXACT`` matches in its scope is ranked over all of them:
-        by FTS5's ``bm25()`` when its org has fewer than ``BM25_MATCHES`` (``bm25()`` counts
-        each term's matches in the org: its term weights are the org's own, while the
-        number of rows and their average length it reads are the whole index's); else by
-        ``core.ranking``, each term weighed by its share of the scope's memories. With more matches, the ranking
-        moves to a pool: the ``RANKED_POOL`` most recent matches of each term and of each
-        pair of its rarest terms, weighed by how common each term is among the scope's
-        recent memories. The work follows the matches in the scope, never the store; a
-        page the pool cannot fill (a narrow filter on top) is ranked by ``bm25()`` over
-        every match instead.
+        FTS5's ``bm25()`` ranks every match when the org has fewer than ``BM25_MATCHES``.
+        It counts each term's matches in the org (so its term weights are the org's own,
+        while the number of rows and their average length it reads are the whole index's),
+        and the matches of an agent's scope token: an agent of up to ``SCOPE_WALK``
+        memories keeps the token in its match, and is ranked so while its org has fewer
+        than ``TERM_WALK`` matches; a larger agent's memories are picked from the org's
+        ranking by the filter. Past those bounds, an agent's query with fewer than
+        ``EXACT`` matches is ranked over all of them by ``core.ranking``, each term weighed
+        by its share of the agent's memories. Otherwise the ranking moves to a pool: the
+        ``RANKED_POOL`` most recent matches of each term and of each pair of its rarest
+        terms, weighed by how common each term is among the scope's recent memories. A page
+        the pool cannot fill (a narrow filter on top) is ranked by ``bm25()`` over every
+        match instead.
         """
         prefix = term_prefix(org_id)
         scope = agent_scope(org_id, flt.agent_id) if flt.agent_id is not None else org_scope(org_id)
@@ -630,31 +636,43 @@ class SQLiteStore(SqlStore):
             words = f"{{content labels context}}:({quoted})"
             return f'scope:"{scope}" AND {words}' if agent and flt.agent_id is not None else words
 
-        everything = Stmt(
-            f"SELECT {MEMORY_COLUMNS}, {BM25} AS rank FROM memory_terms"
-            " JOIN memories m ON m.rid = memory_terms.rowid"
-            f" WHERE memory_terms MATCH ? AND {where}"
-            " ORDER BY rank, m.time DESC LIMIT ? OFFSET ?",
-            [match(flt.query), *params, flt.limit, flt.offset],
-        )
+        def everything(query: str) -> Stmt:
+            return Stmt(
+                f"SELECT {MEMORY_COLUMNS}, {BM25} AS rank FROM memory_terms"
+                " JOIN memories m ON m.rid = memory_terms.rowid"
+                f" WHERE memory_terms MATCH ? AND {where}"
+                " ORDER BY rank, m.time DESC LIMIT ? OFFSET ?",
+                [query, *params, flt.limit, flt.offset],
+            )
+
         recent = "SELECT rowid FROM memory_terms WHERE memory_terms MATCH ? ORDER BY rowid DESC"
-        every = (yield Stmt(f"{recent} LIMIT ?", (match(flt.query), EXACT))).rows
-        if len(every) < EXACT:
-            org_wide = every
-            if flt.agent_id is not None:
-                found = yield Stmt(
-                    f"{recent} LIMIT ?", (match(flt.query, agent=False), BM25_MATCHES)
-                )
-                org_wide = found.rows
-            if len(org_wide) < BM25_MATCHES:
-                return (yield from self._best(flt, match(flt.query), everything, where, params))
-            rows = yield from self._candidates((rid for (rid,) in every), where, params)
-            stems = {t: stem(t) for t in flt.query}
-            tfs, lengths = counted([Candidate(*row[2:]) for row in rows], stems.values())
-            matches = {t: sum(1 for found in tfs if found[s]) for t, s in stems.items()}
+
+        def matches_up_to(query: str, most: int) -> Op[int]:
+            sql = "SELECT count(*) FROM (SELECT 1 FROM memory_terms WHERE memory_terms MATCH ? LIMIT ?)"
+            return int((yield Stmt(sql, (query, most))).rows[0][0])
+
+        size, bound = 0, BM25_MATCHES
+        if flt.agent_id is not None:
             size = yield from self._scope_size(org_id, flt.agent_id)
-            weights = term_weights(flt.query, max(size, len(rows)), matches)
-            return (yield from self._page(flt, rows, scores(tfs, lengths, weights)))
+            bound = TERM_WALK if size <= SCOPE_WALK else BM25_MATCHES
+        in_org = yield from matches_up_to(match(flt.query, agent=False), bound)
+        if in_org < bound:
+            query, share = match(flt.query), 1.0
+            if size > SCOPE_WALK:
+                mine = yield from matches_up_to(query, BM25_MATCHES)
+                query, share = match(flt.query, agent=False), mine / max(in_org, 1)
+            return (yield from self._best(flt, query, everything(query), where, params, share))
+        if flt.agent_id is not None or in_org < EXACT:
+            every = (yield Stmt(f"{recent} LIMIT ?", (match(flt.query), EXACT))).rows
+            if len(every) < EXACT:
+                rows = yield from self._candidates((rid for (rid,) in every), where, params)
+                stems = {t: stem(t) for t in flt.query}
+                tfs, lengths = counted([Candidate(*row[2:]) for row in rows], stems.values())
+                matches = {t: sum(1 for found in tfs if found[s]) for t, s in stems.items()}
+                if flt.agent_id is None:
+                    size = yield from self._scope_size(org_id, None)
+                weights = term_weights(flt.query, max(size, len(rows)), matches)
+                return (yield from self._page(flt, rows, scores(tfs, lengths, weights)))
         pool = max(RANKED_POOL, 2 * (flt.limit + flt.offset))
         lists = {}
         for term in flt.query:
@@ -686,19 +704,33 @@ class SQLiteStore(SqlStore):
             pooled.update(row[0] for row in found.rows)
         rows = yield from self._candidates(pooled, where, params)
         if len(rows) < flt.limit + flt.offset:
-            return (yield everything)
+            return (yield everything(match(flt.query)))
         scored = bm25([Candidate(*row[2:]) for row in rows], weights)
         return (yield from self._page(flt, rows, scored))
 
     def _best(
-        self, flt: MemoryFilter, query: str, everything: Stmt, where: str, params: list[Any]
+        self,
+        flt: MemoryFilter,
+        query: str,
+        everything: Stmt,
+        where: str,
+        params: list[Any],
+        share: float = 1.0,
     ) -> Op[Result]:
         """``bm25()``'s page: the best matches ranked by the index alone (a look-up in
-        ``memories`` per match cost 4 times the ranking), then those of them that pass the
-        filter. ``everything`` ranks with the filter inside when too few pass, or when the
-        last match read ties the page's last."""
+        ``memories`` per match costs more than ranking it), then those of them that pass
+        the filter, of which ``share`` of the matches are expected to be the scope's (more
+        are read when the filter narrows further: a window, tags, metadata, types, ...). ``everything``
+        ranks with the filter inside when too few pass, or when the last match read ties
+        the page's last."""
         want = flt.offset + flt.limit
-        read = 2 * want + 16
+        narrowed = any(
+            (flt.session_id, flt.tags, flt.metadata, flt.memory_types, flt.event_types)
+        ) or any(
+            v is not None
+            for v in (flt.min_importance, flt.key, flt.content_contains, flt.since_ns, flt.until_ns)
+        )
+        read = int(((8 * want + 200) if narrowed else (2 * want + 16)) / max(share, 0.01))
         top = yield Stmt(
             f"SELECT rowid, {BM25} AS rank FROM memory_terms WHERE memory_terms MATCH ?"
             " ORDER BY rank LIMIT ?",
@@ -706,7 +738,7 @@ class SQLiteStore(SqlStore):
         )
         rank = dict(top.rows)
         found = yield Stmt(
-            f"SELECT m.rid, m.time, {MEMORY_COLUMNS} FROM json_each(?) pool"
+            "SELECT m.rid, m.time FROM json_each(?) pool"
             f" CROSS JOIN memories m ON m.rid = pool.value WHERE {where}",
             [orjson.dumps(list(rank)).decode(), *params],
         )
@@ -715,8 +747,7 @@ class SQLiteStore(SqlStore):
             len(rows) < want or (want and rank[rows[want - 1][0]] >= top.rows[-1][1])
         ):
             return (yield everything)
-        page = rows[flt.offset : want]
-        return Result([(*row[2:], rank[row[0]]) for row in page], len(page))
+        return (yield from self._page(flt, rows, [-rank[row[0]] for row in rows]))
 
     def _candidates(self, rids: Iterable[int], where: str, params: list[Any]) -> Op[list[Row]]:
         """``(rid, time, content, labels, context)`` of the memories of ``rids`` that pass
@@ -733,7 +764,7 @@ class SQLiteStore(SqlStore):
         """How many current memories the agent (or, without one, the org) holds."""
         if agent_id is not None:
             found = yield Stmt(
-                "SELECT coalesce(sum(memories), 0) FROM agent_tallies"
+                "SELECT coalesce(sum(memories), 0) FROM agent_tallies INDEXED BY agent_tallies_hour"
                 " WHERE org_id = ? AND agent_id = ? AND hour = ?",
                 (org_id, agent_id, ALL_TIME),
             )
