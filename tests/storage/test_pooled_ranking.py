@@ -1,7 +1,8 @@
 """Ranked search over a pool: when a query's words are common in its scope, recent matches
 are ranked, not every match (SQLite: of each term and of each pair of its rarest terms;
 PostgreSQL: of any term and of every term). Small pool sizes here make a small store
-behave like a large one."""
+behave like a large one. SQLite walks the org's matches for an agent that holds most of
+its org's memories, and the agent's own for one that does not ("crowded")."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ async def fill(s: Store) -> None:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-crowded", "postgres"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Store]:
@@ -66,6 +67,12 @@ async def store(
         s = store_from_url(f"sqlite:///{(tmp_path / 'pool.db').as_posix()}")
     await s.open()
     await fill(s)
+    if request.param == "sqlite-crowded":  # the agent is a minority of its org: scoped walks
+        crowd = [
+            mem(300 + n, f"customer orchid violet crowd note {n}", agent_id="crowd")
+            for n in range(120)
+        ]
+        await s.insert_memories("org_a", crowd, None, NOW)
     yield s
     await s.close()
 

@@ -674,13 +674,18 @@ class SQLiteStore(SqlStore):
                 weights = term_weights(flt.query, max(size, len(rows)), matches)
                 return (yield from self._page(flt, rows, scores(tfs, lengths, weights)))
         pool = max(RANKED_POOL, 2 * (flt.limit + flt.offset))
+        # An agent that holds most of its org's memories is pooled from the org's matches,
+        # the filter keeping its own: intersecting its dense scope list with a word's, newest
+        # first, steps through the scope list (8 ms a pair for the 3M store's busy agent).
+        scoped = flt.agent_id is not None and 2 * size < (yield from self._scope_size(org_id, None))
         lists = {}
         for term in flt.query:
-            found = yield Stmt(f"{recent} LIMIT ?", (match([term]), pool))
+            found = yield Stmt(f"{recent} LIMIT ?", (match([term], agent=scoped), pool))
             lists[term] = [row[0] for row in found.rows]
         # The window: the scope's most recent memories, where each term's share is known
         # (or, for a term too common for its pool to reach the window's start, estimated).
-        window = (yield Stmt(f"{recent} LIMIT ?", (f'scope:"{scope}"', WINDOW))).rows
+        walked = scope if scoped else org_scope(org_id)
+        window = (yield Stmt(f"{recent} LIMIT ?", (f'scope:"{walked}"', WINDOW))).rows
         top, floor = window[0][0], window[-1][0]
         matches = {}
         for term, rids in lists.items():
@@ -699,7 +704,7 @@ class SQLiteStore(SqlStore):
             found = yield Stmt(
                 "SELECT rowid FROM memory_terms WHERE memory_terms MATCH ? AND rowid > ?"
                 " ORDER BY rowid DESC LIMIT ?",
-                (match(pair, " AND "), since, pool),
+                (match(pair, " AND ", agent=scoped), since, pool),
             )
             pooled.update(row[0] for row in found.rows)
         rows = yield from self._candidates(pooled, where, params)
