@@ -164,3 +164,14 @@ def test_any_content_metadata_and_tags_round_trip_literally(
             "/api/v1/search", json={"content_contains": content, "agent_id": "prop"}
         ).json()
         assert r.json()["id"] in [m["id"] for m in found["results"]]
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_an_org_s_words_are_the_query_s_words_behind_its_prefix(text: str) -> None:
+    """The ASCII fast path of ``org_words`` splits exactly where ``query_terms`` does."""
+    from memtrace_server.core.text import _WORD, org_words, query_terms, term_prefix
+
+    prefix = term_prefix("org_a")
+    words = _WORD.findall(text)
+    assert org_words(prefix, text) == " ".join(prefix + w for w in words)
+    assert {prefix + w.lower() for w in words} >= {prefix + t for t in query_terms(text)}
