@@ -724,10 +724,10 @@ class SQLiteStore(SqlStore):
     ) -> Op[Result]:
         """``bm25()``'s page: the best matches ranked by the index alone (a look-up in
         ``memories`` per match costs more than ranking it), then those of them that pass
-        the filter, of which ``share`` of the matches are expected to be the scope's (more
-        are read when the filter narrows further: a window, tags, metadata, types, ...). ``everything``
-        ranks with the filter inside when too few pass, or when the last match read ties
-        the page's last."""
+        the filter, of which ``share`` of the matches are expected to be the scope's. More
+        are read when the filter narrows further (a window, tags, metadata, types, ...).
+        ``everything`` ranks with the filter inside when too few pass, or when the last
+        match read ties the page's last."""
         want = flt.offset + flt.limit
         narrowed = any(
             (flt.session_id, flt.tags, flt.metadata, flt.memory_types, flt.event_types)
