@@ -1,5 +1,5 @@
 """SQLite's ranking of a query with few matches in its scope, when FTS5's ``bm25()`` does
-not rank it (``BM25_MATCHES`` is set to 0 here): every match is scored by
+not rank it (``BM25_MATCHES`` and ``TERM_WALK`` are set to 0 here): every match is scored by
 ``core.ranking`` with the scope's own statistics, on a real SQLite file."""
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def mem(n: int, content: str, org: str = "org_a", **kw: object) -> MemoryRecord:
 
 @pytest.fixture
 async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Store]:
-    monkeypatch.setattr(sqlite_store, "BM25_MATCHES", 0)
+    for bound in ("BM25_MATCHES", "TERM_WALK"):  # an org's and an agent's queries alike
+        monkeypatch.setattr(sqlite_store, bound, 0)
     s = store_from_url(f"sqlite:///{(tmp_path / 'ranked.db').as_posix()}")
     await s.open()
     for org in ("org_a", "org_b"):
