@@ -227,3 +227,17 @@ async def test_a_large_agent_is_ranked_within_its_orgs_ranking(
     assert len(scoped["small"]) == len(scoped["big"]) == 9  # pages of 3 at 0, 2 and 5
     monkeypatch.setattr(sqlite_store, "SCOPE_WALK", 0)
     assert {agent: await pages(agent) for agent in ("big", "small")} == scoped
+
+
+async def test_a_memory_whose_text_row_is_missing_is_still_erased(
+    store: Store, tmp_path: Path
+) -> None:
+    await store.insert_memories(
+        "org_a", [mem(1, "orchid kept"), mem(2, "orchid damaged")], None, NOW
+    )
+    with sqlite3.connect(tmp_path / "terms.db") as conn:  # a damaged store: one text row lost
+        conn.execute("DELETE FROM memory_text WHERE content = 'orchid damaged'")
+    await store.erase_org("org_a")
+    assert await store.query_memories("org_a", MemoryFilter(limit=10)) == []
+    with sqlite3.connect(tmp_path / "terms.db") as conn:
+        assert conn.execute("SELECT count(*) FROM memory_text").fetchone()[0] == 0

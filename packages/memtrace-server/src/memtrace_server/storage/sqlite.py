@@ -834,18 +834,19 @@ class SQLiteStore(SqlStore):
         from the table, the tags and the full-text indexes (the contentless ones are told
         the text they were given)."""
         found = yield Stmt(
-            "SELECT m.rid, m.org_id, m.agent_id, t.content, t.labels, t.context FROM memories m"
-            f" CROSS JOIN memory_text t ON t.rid = m.rid WHERE {condition}",
+            "SELECT m.rid, m.org_id, m.agent_id, t.content, t.labels, t.context, m.content"
+            f" FROM memories m LEFT JOIN memory_text t ON t.rid = m.rid WHERE {condition}",
             params,
         )
         rids = [(row[0],) for row in found.rows]
         sql = "INSERT INTO memories_trigram (memories_trigram, rowid, content) VALUES ('delete', ?, ?)"
-        yield Stmt(sql, [(row[0], row[3]) for row in found.rows], True)
+        yield Stmt(sql, [(row[0], row[6]) for row in found.rows], True)
+        indexed = [row for row in found.rows if row[3] is not None]  # all, unless damaged
         sql = (
             "INSERT INTO memory_terms (memory_terms, rowid, scope, content, labels, context)"
             " VALUES ('delete', ?, ?, ?, ?, ?)"
         )
-        yield Stmt(sql, [_text_row(r[1], r[2], r[0], r[3:]) for r in found.rows], True)
+        yield Stmt(sql, [_text_row(r[1], r[2], r[0], r[3:6]) for r in indexed], True)
         for table, column in (
             ("memory_tags", "rid"),
             ("memory_meta", "rid"),
