@@ -64,3 +64,21 @@ async def test_a_ranked_search_is_never_prepared_but_a_lookup_is(store: Postgres
     assert not any("ts_rank" in s for s in statements), statements
     ranked = await store.query_memories("org_a", flt)
     assert len(ranked) == 5 and all(m.score for m in ranked)
+
+
+async def test_every_gin_index_of_memories_is_keyed_by_org_first(store: PostgresStore) -> None:
+    """Words, trigrams, tags and metadata are each found through a GIN index whose first
+    column is the org: a lookup reads its own org's entries, not every org's matches
+    intersected with the org's rows afterwards (migration 0013)."""
+    found = await store._read(
+        run(
+            Stmt(
+                "SELECT pg_get_indexdef(indexrelid) FROM pg_index"
+                " WHERE indrelid = 'memories'::regclass"
+            )
+        )
+    )
+    gin = [row[0] for row in found.rows if "USING gin" in row[0]]
+    for keyed in ("tsv", "content gin_trgm_ops", "tags", "jsonb) jsonb_path_ops"):
+        assert any(keyed in d for d in gin), gin
+    assert all("USING gin (org_id, " in d for d in gin), gin
