@@ -33,6 +33,10 @@ log = logging.getLogger("memtrace.storage")
 
 PARTITION_LOCK = 4
 RANKED_POOL = 2000  # newest matches ranked, per query form
+DAY_NS = 86_400 * 10**9
+DAY = f"(m.time / {DAY_NS})"  # the day key of the substring and tag indexes, as indexed
+WALK_DAYS = 7  # a busy agent's substring or tag read walks this many newest days first,
+WALK_MEMORIES = 10_000  # for an agent with at least this many memories in those days
 # Concurrent inserts share transactions: at most this many run at once, and calls arriving
 # meanwhile wait for the next one (at 32 concurrent single creates, 2 did best: 2.8x the
 # requests per second of a transaction each, a third of the CPU per request).
@@ -105,6 +109,16 @@ def _settle(
     else:
         assert value is not None
         future.set_result(value)
+
+
+def _day(time_ns: int) -> int:
+    """A time's day as PostgreSQL's ``DAY`` computes it (integer division truncates)."""
+    return time_ns // DAY_NS if time_ns >= 0 else -(-time_ns // DAY_NS)
+
+
+def _day_start(day: int) -> int:
+    """The first time of a ``_day`` (day 0 spans a day either side of the epoch)."""
+    return day * DAY_NS if day > 0 else (day - 1) * DAY_NS + 1
 
 
 def _month_start(year: int, month: int) -> int:
@@ -308,6 +322,48 @@ class PostgresStore(SqlStore):
     ) -> tuple[list[str], list[Any]]:
         """jsonb containment of the fields (GIN expression index)."""
         return ["m.metadata_json::jsonb @> ?::jsonb"], [orjson.dumps(dict(fields)).decode()]
+
+    def recent_page(self, org_id: str, flt: MemoryFilter) -> Op[list[tuple[Any, ...]] | None]:
+        """A substring or tag read of a busy agent, newest first, walks the agent's newest
+        ``WALK_DAYS`` days one day at a time (the substring and tag indexes are keyed by org
+        and day) and stops at its page: a read of the whole history fetches every match to
+        sort them, and a busy agent's substring may match thousands. Only for an agent with
+        at least ``WALK_MEMORIES`` memories in those days (its tallies say): for a quieter
+        scope the day-by-day probes cost more than its matches. None when the walk does not
+        apply, or the page is not full within those days and the filter's window reaches
+        further back: then the history is read."""
+        if flt.query or flt.ascending or flt.key is not None or flt.session_id is not None:
+            return None
+        if flt.agent_id is None or not (flt.content_contains or flt.tags):
+            return None
+        now = flt.visible_at_ns if flt.visible_at_ns is not None else time.time_ns()
+        newest, recent = (
+            yield Stmt(
+                "SELECT (SELECT max(x.time) FROM memories x WHERE x.org_id = ? AND x.agent_id = ?),"
+                " (SELECT sum(t.memories) FROM agent_tallies t WHERE t.org_id = ? AND t.agent_id = ?"
+                " AND t.hour >= ?)",
+                [org_id, flt.agent_id, org_id, flt.agent_id, sql.hour_of(now - WALK_DAYS * DAY_NS)],
+            )
+        ).rows[0]
+        if newest is None or (recent or 0) < WALK_MEMORIES:
+            return None
+        if flt.until_ns is not None:
+            newest = min(newest, flt.until_ns - 1)
+        high = _day(newest)
+        low = high - WALK_DAYS + 1
+        whole = flt.since_ns is not None and _day(flt.since_ns + 1) >= low
+        if flt.since_ns is not None:
+            low = max(low, _day(flt.since_ns + 1))
+        where, params = self.memory_filter(org_id, flt)
+        found = yield Stmt(
+            f"SELECT y.* FROM generate_series(?::bigint, ?::bigint, -1) d, LATERAL"
+            f" (SELECT {sql.MEMORY_COLUMNS} FROM memories m WHERE {where} AND {DAY} = d"
+            # the days' bounds as times too: only their partitions are planned and probed
+            " AND m.time >= ? AND m.time < ? ORDER BY m.time DESC, m.rid DESC) y LIMIT ? OFFSET ?",
+            [high, low, *params, _day_start(low), _day_start(high + 1), flt.limit, flt.offset],
+            replan=True,
+        )
+        return found.rows if whole or len(found.rows) == flt.limit else None
 
     def ranked(
         self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]
