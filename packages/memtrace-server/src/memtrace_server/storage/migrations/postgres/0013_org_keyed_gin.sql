@@ -6,7 +6,7 @@
 -- Substrings and tags are keyed by day too: a read of them walks its scope's newest days
 -- one at a time and stops at its page, instead of fetching every match to sort them.
 -- btree_gin (the org column in a GIN index) is a trusted extension of PostgreSQL's contrib
--- (13+), like pg_trgm: a database owner may create it. Building these took 61 s on a copy of
+-- (13+), like pg_trgm: a database owner may create it. Building these took 72 s on a copy of
 -- the benchmark's 1M-memory store; start-up waits for it.
 CREATE EXTENSION IF NOT EXISTS btree_gin;
 CREATE INDEX memories_org_terms ON memories USING gin (org_id, tsv);
