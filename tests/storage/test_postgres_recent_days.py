@@ -107,4 +107,8 @@ async def test_a_page_within_the_newest_days_is_read_from_them_alone(
     await store.query_memories("org_a", MemoryFilter(content_contains="Needle", limit=2))
     monkeypatch.setattr(postgres, "WALK_MEMORIES", 1000)  # a quiet agent: not walked
     await store.query_memories("org_a", MemoryFilter(content_contains="Needle", limit=2, **a))
-    assert answered == [True, True, False, False, False]
+    monkeypatch.setattr(postgres, "WALK_MEMORIES", 1)  # busy again, but found quiet a moment ago
+    await store.query_memories("org_a", MemoryFilter(content_contains="Needle", limit=2, **a))
+    b = {"agent_id": "agent_b"}  # another agent is checked for itself
+    await store.query_memories("org_a", MemoryFilter(content_contains="Needle", limit=1, **b))
+    assert answered == [True, True, False, False, False, False, True]

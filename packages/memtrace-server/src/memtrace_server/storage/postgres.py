@@ -36,7 +36,9 @@ RANKED_POOL = 2000  # newest matches ranked, per query form
 DAY_NS = 86_400 * 10**9
 DAY = f"(m.time / {DAY_NS})"  # the day key of the substring and tag indexes, as indexed
 WALK_DAYS = 7  # a busy agent's substring or tag read walks this many newest days first,
-WALK_MEMORIES = 10_000  # for an agent with at least this many memories in those days
+WALK_MEMORIES = 10_000  # for an agent with at least this many memories in those days;
+QUIET_NS = 60 * 10**9  # one found with fewer is not checked again for this long
+QUIET_AGENTS = 10_000  # (of at most this many agents remembered)
 # Concurrent inserts share transactions: at most this many run at once, and calls arriving
 # meanwhile wait for the next one (at 32 concurrent single creates, 2 did best: 2.8x the
 # requests per second of a transaction each, a third of the CPU per request).
@@ -156,6 +158,7 @@ class PostgresStore(SqlStore):
             collections.deque()
         )
         self._flushers: set[asyncio.Task[None]] = set()
+        self._quiet: dict[tuple[str, str], int] = {}  # agents not walked, until (monotonic ns)
 
     # lifecycle
 
@@ -329,12 +332,16 @@ class PostgresStore(SqlStore):
         and day) and stops at its page: a read of the whole history fetches every match to
         sort them, and a busy agent's substring may match thousands. Only for an agent with
         at least ``WALK_MEMORIES`` memories in those days (its tallies say): for a quieter
-        scope the day-by-day probes cost more than its matches. None when the walk does not
+        scope the day-by-day probes cost more than its matches, and an agent found quiet is
+        not checked again for ``QUIET_NS`` (the check is a statement of its own). None when the walk does not
         apply, or the page is not full within those days and the filter's window reaches
         further back: then the history is read."""
         if flt.query or flt.ascending or flt.key is not None or flt.session_id is not None:
             return None
         if flt.agent_id is None or not (flt.content_contains or flt.tags):
+            return None
+        agent = (org_id, flt.agent_id)
+        if self._quiet.get(agent, 0) > time.monotonic_ns():
             return None
         now = flt.visible_at_ns if flt.visible_at_ns is not None else time.time_ns()
         newest, recent = (
@@ -346,6 +353,9 @@ class PostgresStore(SqlStore):
             )
         ).rows[0]
         if newest is None or (recent or 0) < WALK_MEMORIES:
+            if len(self._quiet) >= QUIET_AGENTS:
+                self._quiet.clear()
+            self._quiet[agent] = time.monotonic_ns() + QUIET_NS  # most agents: one check a while
             return None
         if flt.until_ns is not None:
             newest = min(newest, flt.until_ns - 1)
