@@ -333,9 +333,9 @@ class PostgresStore(SqlStore):
         sort them, and a busy agent's substring may match thousands. Only for an agent with
         at least ``WALK_MEMORIES`` memories in those days (its tallies say): for a quieter
         scope the day-by-day probes cost more than its matches, and an agent found quiet is
-        not checked again for ``QUIET_NS`` (the check is a statement of its own). None when the walk does not
-        apply, or the page is not full within those days and the filter's window reaches
-        further back: then the history is read."""
+        not checked again for ``QUIET_NS`` (the check is a statement of its own). None when
+        the walk does not apply, or the page is not full within those days and the filter's
+        window reaches further back: then the history is read."""
         if flt.query or flt.ascending or flt.key is not None or flt.session_id is not None:
             return None
         if flt.agent_id is None or not (flt.content_contains or flt.tags):
