@@ -82,3 +82,45 @@ async def test_every_gin_index_of_memories_is_keyed_by_org_first(store: Postgres
     for keyed in ("tsv", "content gin_trgm_ops", "tags", "jsonb) jsonb_path_ops"):
         assert any(keyed in d for d in gin), gin
     assert all("USING gin (org_id, " in d for d in gin), gin
+
+
+@pytest.mark.parametrize(("threshold", "analyzed"), [(1, True), (1 << 40, False)])
+async def test_a_partition_filled_before_any_statistics_is_analyzed(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, threshold: int, analyzed: bool
+) -> None:
+    """Writes look for partitions that hold memories but no statistics yet, and analyze
+    them: until autovacuum does, PostgreSQL plans their lookups blind (a bulk load's dedup
+    lookups walked the org's time index)."""
+    from memtrace_server.storage import postgres
+
+    monkeypatch.setattr(postgres, "ANALYZE_EVERY", 50)
+    monkeypatch.setattr(postgres, "ANALYZE_BYTES", threshold)
+    s = PostgresStore(pg_url)
+    await s.open()
+    try:
+        await s.create_org(OrgRecord("org_a", "A", NOW))
+        memories = [
+            MemoryRecord(
+                id=f"mem_{n:026d}",
+                org_id="org_a",
+                agent_id="a",
+                content=f"note {n}",
+                time_ns=NOW - n,
+            )
+            for n in range(60)
+        ]
+        await s.insert_memories("org_a", memories, None, NOW)
+        if s._analyzer is not None:
+            await s._analyzer
+        found = await s._read(
+            run(
+                Stmt(
+                    "SELECT count(*) FROM pg_stats WHERE tablename IN"
+                    " (SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                    " WHERE i.inhparent = 'memories'::regclass)"
+                )
+            )
+        )
+        assert (found.rows[0][0] > 0) is analyzed
+    finally:
+        await s.close()
