@@ -23,12 +23,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
-    s = PostgresStore(pg_url, max_size=1)  # one connection: the one whose statements we see
-    await s.open()
-    await s.create_org(OrgRecord("org_a", "A", NOW))
-    memories = [
+def memories(first: int, count: int) -> list[MemoryRecord]:
+    """Memories ``first`` to ``first + count`` of one agent of org_a, a second apart."""
+    return [
         MemoryRecord(
             id=f"mem_{NOW - n:016x}{n:010x}",
             org_id="org_a",
@@ -36,9 +33,16 @@ async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
             content=f"invoice {n} refund",
             time_ns=NOW - n * 10**9,
         )
-        for n in range(30)
+        for n in range(first, first + count)
     ]
-    await s.insert_memories("org_a", memories, None, NOW)
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
+    s = PostgresStore(pg_url, max_size=1)  # one connection: the one whose statements we see
+    await s.open()
+    await s.create_org(OrgRecord("org_a", "A", NOW))
+    await s.insert_memories("org_a", memories(0, 30), None, NOW)
     try:
         yield s
     finally:
@@ -86,7 +90,7 @@ async def test_every_gin_index_of_memories_is_keyed_by_org_first(store: Postgres
 
 @pytest.mark.parametrize(("threshold", "analyzed"), [(1, True), (1 << 40, False)])
 async def test_a_partition_filled_before_any_statistics_is_analyzed(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch, threshold: int, analyzed: bool
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch, threshold: int, analyzed: bool
 ) -> None:
     """Writes look for partitions that hold memories but no statistics yet, and analyze
     them: until autovacuum does, PostgreSQL plans their lookups blind (a bulk load's dedup
@@ -95,32 +99,16 @@ async def test_a_partition_filled_before_any_statistics_is_analyzed(
 
     monkeypatch.setattr(postgres, "ANALYZE_EVERY", 50)
     monkeypatch.setattr(postgres, "ANALYZE_BYTES", threshold)
-    s = PostgresStore(pg_url)
-    await s.open()
-    try:
-        await s.create_org(OrgRecord("org_a", "A", NOW))
-        memories = [
-            MemoryRecord(
-                id=f"mem_{n:026d}",
-                org_id="org_a",
-                agent_id="a",
-                content=f"note {n}",
-                time_ns=NOW - n,
-            )
-            for n in range(60)
-        ]
-        await s.insert_memories("org_a", memories, None, NOW)
-        if s._analyzer is not None:
-            await s._analyzer
-        found = await s._read(
-            run(
-                Stmt(
-                    "SELECT count(*) FROM pg_stats WHERE tablename IN"
-                    " (SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                    " WHERE i.inhparent = 'memories'::regclass)"
-                )
+    await store.insert_memories("org_a", memories(30, 30), None, NOW)  # 60 since the start
+    if store._analyzer is not None:
+        await store._analyzer
+    found = await store._read(
+        run(
+            Stmt(
+                "SELECT count(*) FROM pg_stats WHERE tablename IN"
+                " (SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'memories'::regclass)"
             )
         )
-        assert (found.rows[0][0] > 0) is analyzed
-    finally:
-        await s.close()
+    )
+    assert (found.rows[0][0] > 0) is analyzed
