@@ -175,3 +175,17 @@ def test_an_org_s_words_are_the_query_s_words_behind_its_prefix(text: str) -> No
     words = _WORD.findall(text)
     assert org_words(prefix, text) == " ".join(prefix + w for w in words)
     assert {prefix + w.lower() for w in words} >= {prefix + t for t in query_terms(text)}
+
+
+@given(
+    t=st.integers(min_value=-(2**62), max_value=2**62),
+    unit=st.sampled_from([3600 * 10**9, 86_400 * 10**9]),
+)
+def test_a_time_lies_within_its_bucket_as_sql_truncates_it(t: int, unit: int) -> None:
+    """Tally hours and PostgreSQL's day keys are SQL's integer division of a time (toward
+    zero); ``bucket_start`` bounds each bucket, as the stats window and the day walk read."""
+    from memtrace_server.storage.sql import bucket_of, bucket_start
+
+    b = bucket_of(t, unit)
+    assert (b >= 0) is (t > -unit) and (b <= 0) is (t < unit)  # 0 holds (-unit, unit)
+    assert bucket_start(b, unit) <= t < bucket_start(b + 1, unit)

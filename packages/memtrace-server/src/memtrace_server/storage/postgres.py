@@ -117,16 +117,6 @@ def _settle(
         future.set_result(value)
 
 
-def _day(time_ns: int) -> int:
-    """A time's day as PostgreSQL's ``DAY`` computes it (integer division truncates)."""
-    return time_ns // DAY_NS if time_ns >= 0 else -(-time_ns // DAY_NS)
-
-
-def _day_start(day: int) -> int:
-    """The first time of a ``_day`` (day 0 spans a day either side of the epoch)."""
-    return day * DAY_NS if day > 0 else (day - 1) * DAY_NS + 1
-
-
 def _month_start(year: int, month: int) -> int:
     return int(datetime(year, month, 1, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
 
@@ -393,18 +383,26 @@ class PostgresStore(SqlStore):
             return None
         if flt.until_ns is not None:
             newest = min(newest, flt.until_ns - 1)
-        high = _day(newest)
+        high = sql.bucket_of(newest, DAY_NS)
         low = high - WALK_DAYS + 1
-        whole = flt.since_ns is not None and _day(flt.since_ns + 1) >= low
+        whole = flt.since_ns is not None and sql.bucket_of(flt.since_ns + 1, DAY_NS) >= low
         if flt.since_ns is not None:
-            low = max(low, _day(flt.since_ns + 1))
+            low = max(low, sql.bucket_of(flt.since_ns + 1, DAY_NS))
         where, params = self.memory_filter(org_id, flt)
         found = yield Stmt(
             f"SELECT y.* FROM generate_series(?::bigint, ?::bigint, -1) d, LATERAL"
             f" (SELECT {sql.MEMORY_COLUMNS} FROM memories m WHERE {where} AND {DAY} = d"
             # the days' bounds as times too: only their partitions are planned and probed
             " AND m.time >= ? AND m.time < ? ORDER BY m.time DESC, m.rid DESC) y LIMIT ? OFFSET ?",
-            [high, low, *params, _day_start(low), _day_start(high + 1), flt.limit, flt.offset],
+            [
+                high,
+                low,
+                *params,
+                sql.bucket_start(low, DAY_NS),
+                sql.bucket_start(high + 1, DAY_NS),
+                flt.limit,
+                flt.offset,
+            ],
             replan=True,
         )
         return found.rows if whole or len(found.rows) == flt.limit else None

@@ -204,9 +204,20 @@ def page_bounded(flt: MemoryFilter) -> bool:
     )
 
 
+def bucket_of(time_ns: int, unit: int) -> int:
+    """A time divided by ``unit``, truncated toward zero like SQL's integer division."""
+    return time_ns // unit if time_ns >= 0 else -(-time_ns // unit)
+
+
+def bucket_start(bucket: int, unit: int) -> int:
+    """The first time of a ``bucket_of``: bucket b < 0 holds ((b - 1) unit, b unit], bucket 0
+    (-unit, unit)."""
+    return bucket * unit if bucket > 0 else (bucket - 1) * unit + 1
+
+
 def hour_of(time_ns: int) -> int:
-    """The tally hour of a time, truncated toward zero like SQL's integer division."""
-    return time_ns // HOUR_NS if time_ns >= 0 else -(-time_ns // HOUR_NS)
+    """The tally hour of a time (``bucket_of`` hours)."""
+    return bucket_of(time_ns, HOUR_NS)
 
 
 Tally = tuple[str, str, str, int, int, int]  # org, agent, memory type, hour, memories, errors
@@ -783,8 +794,7 @@ class SqlStore(ABC):
         the window and one hour of memories, not by the agent's history."""
         scope = "WHERE org_id = ? AND agent_id = ?"
         hour = hour_of(since_ns)
-        # Hours truncate toward zero: hour h < 0 holds ((h - 1) H, h H], hour 0 (-H, H).
-        hour_end = (hour + 1) * HOUR_NS if hour >= 0 else hour * HOUR_NS + 1
+        hour_end = bucket_start(hour + 1, HOUR_NS)
 
         def op() -> Op[AgentStatsRecord]:
             types = {
