@@ -86,38 +86,3 @@ async def test_every_gin_index_of_memories_is_keyed_by_org_first(store: Postgres
     for keyed in ("tsv", "content gin_trgm_ops", "tags", "jsonb) jsonb_path_ops"):
         assert any(keyed in d for d in gin), gin
     assert all("USING gin (org_id, " in d for d in gin), gin
-
-
-@pytest.mark.parametrize(("threshold", "analyzed"), [(1, True), (1 << 40, False)])
-async def test_a_partition_filled_before_any_statistics_is_analyzed(
-    store: PostgresStore, monkeypatch: pytest.MonkeyPatch, threshold: int, analyzed: bool
-) -> None:
-    """Writes look for partitions that hold memories but no statistics yet, and analyze
-    them: until autovacuum does, PostgreSQL plans their lookups blind (a bulk load's dedup
-    lookups walked the org's time index)."""
-    from memtrace_server.storage import postgres
-
-    monkeypatch.setattr(postgres, "ANALYZE_EVERY", 50)
-    monkeypatch.setattr(postgres, "ANALYZE_BYTES", threshold)
-    partitions = await store._read(
-        run(
-            Stmt(
-                "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'memories'::regclass"
-            )
-        )
-    )
-    for (name,) in partitions.rows:  # only the store analyzes them here, not autovacuum
-        await store._write(run(Stmt(f"ALTER TABLE {name} SET (autovacuum_enabled = false)")))
-    await store.insert_memories("org_a", memories(30, 30), None, NOW)  # 60 since the start
-    if store._analyzer is not None:
-        await store._analyzer
-    found = await store._read(
-        run(
-            Stmt(
-                "SELECT count(*) FROM pg_stats WHERE tablename IN"
-                " (SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                " WHERE i.inhparent = 'memories'::regclass)"
-            )
-        )
-    )
-    assert (found.rows[0][0] > 0) is analyzed

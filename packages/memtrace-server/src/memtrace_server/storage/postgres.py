@@ -13,7 +13,6 @@ import collections
 import contextlib
 import functools
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -40,9 +39,6 @@ WALK_DAYS = 7  # a busy agent's substring or tag read walks this many newest day
 WALK_MEMORIES = 10_000  # for an agent with at least this many memories in those days;
 QUIET_NS = 60 * 10**9  # one found with fewer is not checked again for this long
 QUIET_AGENTS = 10_000  # (of at most this many agents remembered)
-ANALYZE_EVERY = 5_000  # memories a process inserts between looks for unanalyzed partitions,
-ANALYZE_BYTES = 1 << 20  # which are analyzed once they hold this much with no statistics
-PARTITION_NAME = re.compile(r"memories_(p\d{6}|default)")
 # Concurrent inserts share transactions: at most this many run at once, and calls arriving
 # meanwhile wait for the next one (at 32 concurrent single creates, 2 did best: 2.8x the
 # requests per second of a transaction each, a third of the CPU per request).
@@ -153,8 +149,6 @@ class PostgresStore(SqlStore):
         )
         self._flushers: set[asyncio.Task[None]] = set()
         self._quiet: dict[tuple[str, str], int] = {}  # agents not walked, until (monotonic ns)
-        self._written = 0  # memories inserted since the last look for unanalyzed partitions
-        self._analyzer: asyncio.Task[None] | None = None
 
     # lifecycle
 
@@ -182,8 +176,6 @@ class PostgresStore(SqlStore):
         """Finish coalesced inserts, stop the upkeep task and close the pool."""
         while self._flushers:
             await asyncio.gather(*self._flushers, return_exceptions=True)
-        if self._analyzer is not None:
-            await asyncio.gather(self._analyzer, return_exceptions=True)
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -290,32 +282,6 @@ class PostgresStore(SqlStore):
             return
         for (_, future), value in zip(chunk, values, strict=True):
             _settle(future, value)
-        self._written += sum(len(batch.memories) for batch, _ in chunk)
-        if self._written >= ANALYZE_EVERY and (self._analyzer is None or self._analyzer.done()):
-            self._written = 0
-            self._analyzer = asyncio.get_running_loop().create_task(self._analyze_new())
-
-    async def _analyze_new(self) -> None:
-        """``ANALYZE`` the partitions that writes filled before any statistics were taken of
-        them (``ANALYZE_BYTES``): until autovacuum gets to one (up to a minute after a bulk
-        load), PostgreSQL plans its lookups blind, and a write's dedup lookup walked the
-        org's time index: 63.8 ms at 77,000 memories, 0.1 ms once analyzed."""
-        try:
-            found = await self._read(
-                sql.run(
-                    Stmt(
-                        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                        " WHERE i.inhparent = 'memories'::regclass AND pg_relation_size(c.oid) >= ?"
-                        " AND NOT EXISTS (SELECT 1 FROM pg_stats s WHERE s.tablename = c.relname)",
-                        (ANALYZE_BYTES,),
-                    )
-                )
-            )
-            for (name,) in found.rows:
-                if PARTITION_NAME.fullmatch(name):
-                    await self._write(sql.run(Stmt(f"ANALYZE {name}")))
-        except base.StoreError as exc:
-            log.warning("analyzing new partitions failed: %s", exc)
 
     # dialect hooks
 
