@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from memtrace_server.core.records import MemoryFilter, MemoryRecord, OrgRecord
 from memtrace_server.storage.postgres import PostgresStore
-from memtrace_server.storage.sql import Op, Stmt, run
+from memtrace_server.storage.sql import Op, SqlStore, Stmt, run
 
 pytestmark = pytest.mark.anyio
 NOW = time.time_ns()
@@ -31,6 +32,7 @@ def memories(first: int, count: int) -> list[MemoryRecord]:
             org_id="org_a",
             agent_id="agent_1",
             content=f"invoice {n} refund",
+            dedup_key=f"key{n}",
             time_ns=NOW - n * 10**9,
         )
         for n in range(first, first + count)
@@ -86,3 +88,30 @@ async def test_every_gin_index_of_memories_is_keyed_by_org_first(store: Postgres
     for keyed in ("tsv", "content gin_trgm_ops", "tags", "jsonb) jsonb_path_ops"):
         assert any(keyed in d for d in gin), gin
     assert all("USING gin (org_id, " in d for d in gin), gin
+
+
+async def test_a_dedup_lookup_probes_the_dedup_index_before_any_statistics(
+    store: PostgresStore,
+) -> None:
+    """A partition just filled by a bulk import has no statistics until autovacuum gets to
+    it. Looked up as one list (``dedup_key IN (...)``), its keys were then found by walking
+    the org's time index; the store's lookup probes the dedup index per key whatever the
+    planner knows."""
+    when = datetime.fromtimestamp(NOW / 1e9, timezone.utc)
+    partition = f"memories_p{when.year:04d}{when.month:02d}"
+    await store._write(run(Stmt(f"ALTER TABLE {partition} SET (autovacuum_enabled = false)")))
+    for first in range(30, 3030, 1000):
+        await store.insert_memories("org_a", memories(first, 1000), None, NOW)
+    keys = [f"key{n}" for n in range(8)]
+    window = (NOW - 86400 * 10**9, NOW + 1, NOW)
+
+    async def plan(stmt: Stmt) -> str:
+        found = await store._read(run(Stmt("EXPLAIN " + stmt.sql, stmt.params)))
+        return "\n".join(row[0] for row in found.rows)
+
+    as_a_list = await plan(SqlStore.dedup_lookup(store, "org_a", keys, window))
+    assert "org_id_time_idx" in as_a_list, as_a_list  # what the store no longer does
+    probed = await plan(store.dedup_lookup("org_a", keys, window))
+    assert "org_id_dedup_key_time_idx" in probed and "org_id_time_idx" not in probed, probed
+    found = await store._read(run(store.dedup_lookup("org_a", ["key100", "absent"], window)))
+    assert [(key, time) for key, time, _ in found.rows] == [("key100", NOW - 100 * 10**9)]

@@ -316,6 +316,20 @@ class PostgresStore(SqlStore):
         """jsonb containment of the fields (GIN expression index)."""
         return ["m.metadata_json::jsonb @> ?::jsonb"], [orjson.dumps(dict(fields)).decode()]
 
+    def dedup_lookup(self, org_id: str, keys: Sequence[str], window: Sequence[int]) -> Stmt:
+        """One probe of the dedup index per key, whatever the statistics. As one list
+        (``dedup_key IN (...)``), a partition that no ``ANALYZE`` had seen yet (just filled
+        by a bulk import) was read through the org's time index instead: 53-87 ms a lookup
+        for 4 to 512 keys in an 80,000-memory partition, against 0.05-4 ms. ``OFFSET 0``
+        keeps the planner from flattening the probes back into one scan."""
+        return Stmt(
+            "SELECT k.key, m.time, m.expires_at FROM unnest(?::text[]) AS k(key)"
+            " CROSS JOIN LATERAL (SELECT time, expires_at FROM memories WHERE org_id = ?"
+            " AND dedup_key = k.key AND time > ? AND time < ?"
+            " AND (expires_at IS NULL OR expires_at > ?) OFFSET 0) m",
+            (list(keys), org_id, *window),
+        )
+
     def recent_page(self, org_id: str, flt: MemoryFilter) -> Op[list[tuple[Any, ...]] | None]:
         """A substring or tag read of a busy agent, newest first, walks the agent's newest
         ``WALK_DAYS`` days one day at a time (the substring and tag indexes are keyed by org

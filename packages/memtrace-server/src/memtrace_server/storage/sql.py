@@ -485,6 +485,17 @@ class SqlStore(ABC):
         yield from ()
         return None
 
+    def dedup_lookup(self, org_id: str, keys: Sequence[str], window: Sequence[int]) -> Stmt:
+        """(dedup key, time, expiry) of the org's stored memories holding one of ``keys`` (at
+        most ``DEDUP_KEYS_PER_QUERY``), with ``window`` = (after, before, unexpired at)."""
+        chunk = padded(keys)
+        return Stmt(
+            "SELECT dedup_key, time, expires_at FROM memories WHERE org_id = ?"
+            f" AND dedup_key IN ({marks(len(chunk))}) AND time > ? AND time < ?"
+            " AND (expires_at IS NULL OR expires_at > ?)",
+            (org_id, *chunk, *window),
+        )
+
     def recent_page(self, org_id: str, flt: MemoryFilter) -> Op[list[tuple[Any, ...]] | None]:
         """A page of a time-ordered read from a backend's faster walk of the scope's recent
         memories, when that walk alone is enough; None to read it the usual way."""
@@ -995,13 +1006,8 @@ class SqlStore(ABC):
         high = max(m.time_ns + window for m, window in probes)
         now = min(b.now_ns for b in batches)
         for start in range(0, len(keys), DEDUP_KEYS_PER_QUERY):
-            chunk = padded(keys[start : start + DEDUP_KEYS_PER_QUERY])
-            result = yield Stmt(
-                "SELECT dedup_key, time, expires_at FROM memories WHERE org_id = ?"
-                f" AND dedup_key IN ({marks(len(chunk))}) AND time > ? AND time < ?"
-                " AND (expires_at IS NULL OR expires_at > ?)",
-                (org_id, *chunk, low, high, now),
-            )
+            chunk = keys[start : start + DEDUP_KEYS_PER_QUERY]
+            result = yield self.dedup_lookup(org_id, chunk, (low, high, now))
             for key, when, expires in result.rows:
                 found.setdefault(key, []).append((when, expires))
         return found
