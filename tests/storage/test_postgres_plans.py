@@ -91,12 +91,15 @@ async def test_every_gin_index_of_memories_is_keyed_by_org_first(store: Postgres
 
 
 async def test_a_dedup_lookup_probes_the_dedup_index_before_any_statistics(
-    store: PostgresStore,
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A partition just filled by a bulk import has no statistics until autovacuum gets to
-    it. Looked up as one list (``dedup_key IN (...)``), its keys were then found by walking
-    the org's time index; the store's lookup probes the dedup index per key whatever the
-    planner knows."""
+    """A partition just filled by a bulk import has no statistics until autovacuum or the
+    store gets to it. Looked up as one list (``dedup_key IN (...)``), its keys were then
+    found by walking the org's time index; the store's lookup probes the dedup index per key
+    (here with neither autovacuum nor the store's analyzer at work)."""
+    from memtrace_server.storage import postgres
+
+    monkeypatch.setattr(postgres, "ANALYZE_EVERY", 1 << 40)
     when = datetime.fromtimestamp(NOW / 1e9, timezone.utc)
     partition = f"memories_p{when.year:04d}{when.month:02d}"
     await store._write(run(Stmt(f"ALTER TABLE {partition} SET (autovacuum_enabled = false)")))
@@ -115,3 +118,38 @@ async def test_a_dedup_lookup_probes_the_dedup_index_before_any_statistics(
     assert "org_id_dedup_key_time_idx" in probed and "org_id_time_idx" not in probed, probed
     found = await store._read(run(store.dedup_lookup("org_a", ["key100", "absent"], window)))
     assert [(key, time) for key, time, _ in found.rows] == [("key100", NOW - 100 * 10**9)]
+
+
+@pytest.mark.parametrize(("threshold", "analyzed"), [(1, True), (1 << 40, False)])
+async def test_a_partition_filled_before_any_statistics_is_analyzed(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch, threshold: int, analyzed: bool
+) -> None:
+    """Writes look for partitions that hold memories but no statistics yet, and analyze
+    them: until autovacuum does, PostgreSQL plans their lookups blind (a bulk load's dedup
+    lookups walked the org's time index)."""
+    from memtrace_server.storage import postgres
+
+    monkeypatch.setattr(postgres, "ANALYZE_EVERY", 50)
+    monkeypatch.setattr(postgres, "ANALYZE_BYTES", threshold)
+    partitions = await store._read(
+        run(
+            Stmt(
+                "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'memories'::regclass"
+            )
+        )
+    )
+    for (name,) in partitions.rows:  # only the store analyzes them here, not autovacuum
+        await store._write(run(Stmt(f"ALTER TABLE {name} SET (autovacuum_enabled = false)")))
+    await store.insert_memories("org_a", memories(30, 30), None, NOW)  # 60 since the start
+    if store._analyzer is not None:
+        await store._analyzer
+    found = await store._read(
+        run(
+            Stmt(
+                "SELECT count(*) FROM pg_stats WHERE tablename IN"
+                " (SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'memories'::regclass)"
+            )
+        )
+    )
+    assert (found.rows[0][0] > 0) is analyzed

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import functools
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -39,6 +40,9 @@ WALK_DAYS = 7  # a busy agent's substring or tag read walks this many newest day
 WALK_MEMORIES = 10_000  # for an agent with at least this many memories in those days;
 QUIET_NS = 60 * 10**9  # one found with fewer is not checked again for this long
 QUIET_AGENTS = 10_000  # (of at most this many agents remembered)
+ANALYZE_EVERY = 1_000  # memories a process inserts between looks for unanalyzed partitions,
+ANALYZE_BYTES = 1 << 16  # which are analyzed once they hold this much with no statistics
+PARTITION_NAME = re.compile(r"memories_(p\d{6}|default)")
 # Concurrent inserts share transactions: at most this many run at once, and calls arriving
 # meanwhile wait for the next one (at 32 concurrent single creates, 2 did best: 2.8x the
 # requests per second of a transaction each, a third of the CPU per request).
@@ -149,6 +153,8 @@ class PostgresStore(SqlStore):
         )
         self._flushers: set[asyncio.Task[None]] = set()
         self._quiet: dict[tuple[str, str], int] = {}  # agents not walked, until (monotonic ns)
+        self._written = 0  # memories inserted since the last look for unanalyzed partitions
+        self._analyzer: asyncio.Task[None] | None = None
 
     # lifecycle
 
@@ -176,6 +182,8 @@ class PostgresStore(SqlStore):
         """Finish coalesced inserts, stop the upkeep task and close the pool."""
         while self._flushers:
             await asyncio.gather(*self._flushers, return_exceptions=True)
+        if self._analyzer is not None:
+            await asyncio.gather(self._analyzer, return_exceptions=True)
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -282,6 +290,34 @@ class PostgresStore(SqlStore):
             return
         for (_, future), value in zip(chunk, values, strict=True):
             _settle(future, value)
+        self._written += sum(len(batch.memories) for batch, _ in chunk)
+        if self._written >= ANALYZE_EVERY and (self._analyzer is None or self._analyzer.done()):
+            self._written = 0
+            self._analyzer = asyncio.get_running_loop().create_task(self._analyze_new())
+
+    async def _analyze_new(self) -> None:
+        """``ANALYZE`` the partitions that writes filled before any statistics were taken of
+        them (``ANALYZE_BYTES``): until autovacuum gets to one (up to a minute after a bulk
+        load or a month's first writes), PostgreSQL plans their lookups blind. Blind, it
+        guesses one row for the org's time index and for the dedup index alike, and took
+        the time index for a write's dedup probes: 50 ms for 512 keys in a partition of
+        765 memories, 0.1 ms once analyzed (see ``dedup_lookup``)."""
+        try:
+            found = await self._read(
+                sql.run(
+                    Stmt(
+                        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                        " WHERE i.inhparent = 'memories'::regclass AND pg_relation_size(c.oid) >= ?"
+                        " AND NOT EXISTS (SELECT 1 FROM pg_stats s WHERE s.tablename = c.relname)",
+                        (ANALYZE_BYTES,),
+                    )
+                )
+            )
+            for (name,) in found.rows:
+                if PARTITION_NAME.fullmatch(name):
+                    await self._write(sql.run(Stmt(f"ANALYZE {name}")))
+        except base.StoreError as exc:
+            log.warning("analyzing new partitions failed: %s", exc)
 
     # dialect hooks
 
@@ -317,17 +353,21 @@ class PostgresStore(SqlStore):
         return ["m.metadata_json::jsonb @> ?::jsonb"], [orjson.dumps(dict(fields)).decode()]
 
     def dedup_lookup(self, org_id: str, keys: Sequence[str], window: Sequence[int]) -> Stmt:
-        """One probe of the dedup index per key, whatever the statistics. As one list
-        (``dedup_key IN (...)``), a partition that no ``ANALYZE`` had seen yet (just filled
-        by a bulk import) was read through the org's time index instead: 53-87 ms a lookup
-        for 4 to 512 keys in an 80,000-memory partition, against 0.05-4 ms. ``OFFSET 0``
-        keeps the planner from flattening the probes back into one scan."""
+        """One probe of the dedup index per key. As one list (``dedup_key IN (...)``), a
+        partition that no ``ANALYZE`` had seen yet (just filled by a bulk import) was read
+        through the org's time index instead: 53-87 ms a lookup for 4 to 512 keys in an
+        80,000-memory partition, against 0.05-4 ms. ``OFFSET 0`` keeps the planner from
+        flattening the probes back into one scan. Planned for each call: a plan cached while
+        a partition was small kept its choice as the partition grew (70-180 ms a lookup).
+        A small partition without statistics still gets the wrong index (its estimates tie),
+        which is why the store analyzes new partitions itself (``_analyze_new``)."""
         return Stmt(
             "SELECT k.key, m.time, m.expires_at FROM unnest(?::text[]) AS k(key)"
             " CROSS JOIN LATERAL (SELECT time, expires_at FROM memories WHERE org_id = ?"
             " AND dedup_key = k.key AND time > ? AND time < ?"
             " AND (expires_at IS NULL OR expires_at > ?) OFFSET 0) m",
             (list(keys), org_id, *window),
+            replan=True,
         )
 
     def recent_page(self, org_id: str, flt: MemoryFilter) -> Op[list[tuple[Any, ...]] | None]:
