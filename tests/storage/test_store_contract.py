@@ -254,7 +254,8 @@ async def test_insert_dedup_and_get(store: Contract) -> None:
         session_id="s1",
         parent_id="p",
         memory_type="decision",
-        event_type="decision",
+        event_type="error",  # every field its own value: a read that swapped two would fail
+        expires_at_ns=NOW + 3600 * 10**9,
     )
     assert await store.insert_memories("org_a", [a], WINDOW, NOW) == [True]
     assert await store.get_memory("org_a", a.id) == a

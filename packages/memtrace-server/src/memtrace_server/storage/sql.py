@@ -324,25 +324,28 @@ def memory_values(org_id: str, m: MemoryRecord, tags: Any) -> tuple[Any, ...]:
 
 
 def memory_from_row(row: Sequence[Any], tags: Callable[[Any], tuple[str, ...]]) -> MemoryRecord:
-    """A memory from a row of ``MEMORY_COLUMNS``; ``tags`` decodes the backend's tag value."""
+    """A memory from a row of ``MEMORY_COLUMNS``; ``tags`` decodes the backend's tag value.
+    Positional, in ``MemoryRecord``'s field order: a read builds one per row, and keywords
+    cost a fifth more."""
     return MemoryRecord(
-        id=row[0],
-        org_id=row[1],
-        agent_id=row[2],
-        session_id=row[3],
-        memory_type=row[4],
-        event_type=row[5],
-        content=row[6],
-        metadata=load_json(row[7]),
-        tags=tags(row[8]),
-        dedup_key=row[9],
-        importance=row[10],
-        parent_id=row[11],
-        time_ns=row[12],
-        expires_at_ns=row[13],
-        key=row[14] or "",
-        superseded_by=row[15] or "",
-        superseded_at_ns=row[16],
+        row[0],  # id
+        row[1],  # org_id
+        row[2],  # agent_id
+        row[6],  # content
+        row[12],  # time_ns
+        row[4],  # memory_type
+        row[5],  # event_type
+        row[3],  # session_id
+        load_json(row[7]),  # metadata
+        tags(row[8]),
+        row[9],  # dedup_key
+        row[10],  # importance
+        row[11],  # parent_id
+        row[13],  # expires_at_ns
+        None,  # score
+        row[14] or "",  # key
+        row[15] or "",  # superseded_by
+        row[16],  # superseded_at_ns
     )
 
 
