@@ -60,8 +60,9 @@ async def store(
         monkeypatch.setattr(postgres, "RANKED_POOL", 5)
         s = store_from_url(request.getfixturevalue("pg_url"))
     else:
-        for bound in ("EXACT", "BM25_MATCHES", "TERM_WALK"):
+        for bound in ("EXACT", "TERM_WALK"):
             monkeypatch.setattr(sqlite_store, bound, 20)
+        monkeypatch.setattr(sqlite_store, "BM25_MATCHES", 5)  # a term: 15 for the three here
         monkeypatch.setattr(sqlite_store, "RANKED_POOL", 5)
         monkeypatch.setattr(sqlite_store, "WINDOW", 40)
         s = store_from_url(f"sqlite:///{(tmp_path / 'pool.db').as_posix()}")
@@ -111,3 +112,42 @@ async def test_pages_do_not_overlap(store: Store) -> None:
 async def test_a_narrow_filter_is_ranked_over_every_match(store: Store) -> None:
     found = await ranked(store, memory_types=("decision",), limit=5)
     assert [m.content for m in found] == ["a violet orchid, the customer said"]
+
+
+async def test_sqlite_pools_a_query_by_its_matches_for_each_term(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool costs by term (each term's recent matches, scored in Python), ``bm25()`` by
+    match: a query of more terms is left to ``bm25()`` up to more matches. Here a term's
+    bound is 5: "orchid violet" (28 matches in the org) is pooled, and with four more words
+    (still 28 matches, under 6 x 5) it is not."""
+    monkeypatch.setattr(sqlite_store, "EXACT", 20)
+    monkeypatch.setattr(sqlite_store, "BM25_MATCHES", 5)
+    monkeypatch.setattr(sqlite_store, "RANKED_POOL", 5)
+    pooled: list[int] = []
+    score = sqlite_store.bm25
+
+    def counting(*args: object, **kw: object) -> object:
+        pooled.append(1)
+        return score(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_store, "bm25", counting)
+    store = store_from_url(f"sqlite:///{(tmp_path / 'terms.db').as_posix()}")
+    await store.open()
+    try:
+        await fill(store)
+
+        async def org_ranked(*words: str) -> list[MemoryRecord]:
+            return await store.query_memories("org_a", MemoryFilter(query=words, limit=10))
+
+        assert len(await org_ranked("orchid", "violet")) == 10 and pooled
+        pooled.clear()
+        more = await org_ranked("orchid", "violet", "seeds", "said", "asked", "plan")
+        assert len(more) == 10 and not pooled
+        assert {m.content for m in more[:3]} == {
+            "customer asked about the orchid and the violet",
+            "orchid and violet seeds for the customer",
+            "a violet orchid, the customer said",
+        }
+    finally:
+        await store.close()

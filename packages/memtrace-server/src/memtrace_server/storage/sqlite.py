@@ -77,7 +77,10 @@ MAX_GROUP = 256
 RARE_VALUE = 500
 RARE_NEEDLE = 2000  # a substring in fewer memories than this is found through its trigrams
 NEEDLE_TRIGRAMS = 12  # trigrams of a long substring looked up (the rest is left to instr())
-BM25_MATCHES = 2000  # a query with fewer matches in its org is ranked by FTS5's bm25(),
+# A pool's cost grows with the query's terms (up to RANKED_POOL candidates a term, each
+# scored in Python), bm25()'s with its matches (2-3 µs each): at 1M, a query of 15 terms and
+# 7,347 matches took 182 ms pooled and 25 ms by bm25().
+BM25_MATCHES = 2000  # a query with fewer matches in its org per term is ranked by bm25(),
 SCOPE_WALK = 20_000  # an agent's with its scope token in the match up to this many memories,
 TERM_WALK = 10_000  # and then while its org has fewer matches than this;
 EXACT = 1000  # an agent's query with fewer matches is ranked over all of them in Python,
@@ -614,7 +617,8 @@ class SQLiteStore(SqlStore):
         inside the match when there is one. The work follows the matches in the org or the
         agent, never the store.
 
-        FTS5's ``bm25()`` ranks every match when the org has fewer than ``BM25_MATCHES``.
+        FTS5's ``bm25()`` ranks every match when the org has fewer than ``BM25_MATCHES``
+        for each term of the query.
         It counts each term's matches in the org (so its term weights are the org's own,
         while the number of rows and their average length it reads are the whole index's),
         and the matches of an agent's scope token: an agent of up to ``SCOPE_WALK``
@@ -651,15 +655,15 @@ class SQLiteStore(SqlStore):
             sql = "SELECT count(*) FROM (SELECT 1 FROM memory_terms WHERE memory_terms MATCH ? LIMIT ?)"
             return int((yield Stmt(sql, (query, most))).rows[0][0])
 
-        size, bound = 0, BM25_MATCHES
+        size, bound = 0, BM25_MATCHES * len(flt.query)
         if flt.agent_id is not None:
             size = yield from self._scope_size(org_id, flt.agent_id)
-            bound = TERM_WALK if size <= SCOPE_WALK else BM25_MATCHES
+            bound = TERM_WALK if size <= SCOPE_WALK else bound
         in_org = yield from matches_up_to(match(flt.query, agent=False), bound)
         if in_org < bound:
             query, share = match(flt.query), 1.0
             if size > SCOPE_WALK:
-                mine = yield from matches_up_to(query, BM25_MATCHES)
+                mine = yield from matches_up_to(query, bound)
                 query, share = match(flt.query, agent=False), mine / max(in_org, 1)
             return (yield from self._best(flt, query, everything(query), where, params, share))
         if flt.agent_id is not None or in_org < EXACT:
