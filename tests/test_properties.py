@@ -189,3 +189,47 @@ def test_a_time_lies_within_its_bucket_as_sql_truncates_it(t: int, unit: int) ->
     b = bucket_of(t, unit)
     assert (b >= 0) is (t > -unit) and (b <= 0) is (t < unit)  # 0 holds (-unit, unit)
     assert bucket_start(b, unit) <= t < bucket_start(b + 1, unit)
+
+
+WORDY = st.lists(
+    st.sampled_from(["refund", "Refunds", "REFUNDABLE", "ref", "rebate", "under", "é", "日本", "İ"])
+    | st.sampled_from([" ", ", ", "\n", "-", "(", "!", "_", "  "]),
+    max_size=12,
+).map("".join)
+
+
+@SETTINGS
+@given(
+    texts=st.lists(st.tuples(WORDY, WORDY, WORDY), min_size=1, max_size=4),
+    stems=st.lists(
+        st.sampled_from(["re", "ref", "refund", "refunds", "und", "é", "日"]), max_size=5
+    ),
+)
+def test_a_pool_counts_each_word_for_every_stem_it_begins_with(
+    texts: list[tuple[str, str, str]], stems: list[str]
+) -> None:
+    """The pool's counts, by their definition: the words of each column (split at ASCII
+    punctuation and spaces, lowercased) that begin with the stem, the columns weighed; a
+    stem that begins another (ref, refund) counts the same word for both."""
+    from memtrace_server.core.ranking import (
+        _SPACES,
+        CONTEXT_WEIGHT,
+        LABEL_WEIGHT,
+        Candidate,
+        counted,
+    )
+
+    def words(text: str) -> list[bytes]:
+        return text.lower().encode().translate(_SPACES).split()
+
+    candidates = [Candidate(*columns) for columns in texts]
+    frequencies, lengths = counted(candidates, stems)
+    for c, tfs, size in zip(candidates, frequencies, lengths, strict=True):
+        columns = ((c.content, 1.0), (c.labels, LABEL_WEIGHT), (c.context, CONTEXT_WEIGHT))
+        assert size == sum(len(words(text)) for text, _ in columns)
+        for s in stems:
+            expected = sum(
+                weight * sum(1 for w in words(text) if w.startswith(s.encode()))
+                for text, weight in columns
+            )
+            assert tfs[s] == pytest.approx(expected)
