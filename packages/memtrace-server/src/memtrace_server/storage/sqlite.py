@@ -729,9 +729,10 @@ class SQLiteStore(SqlStore):
         """``bm25()``'s page: the best matches ranked by the index alone (a look-up in
         ``memories`` per match costs more than ranking it), then those of them that pass
         the filter, of which ``share`` of the matches are expected to be the scope's. More
-        are read when the filter narrows further (a window, tags, metadata, types, ...).
-        ``everything`` ranks with the filter inside when too few pass, or when the last
-        match read ties the page's last."""
+        are read when the filter narrows further (a window, tags, metadata, types, ...),
+        and looked up best first, a stretch at a time, until the page is known: each
+        stretch sized by how many of those before it passed. ``everything`` ranks with the
+        filter inside when too few pass, or when the last match read ties the page's last."""
         want = flt.offset + flt.limit
         narrowed = any(
             (flt.session_id, flt.tags, flt.metadata, flt.memory_types, flt.event_types)
@@ -739,19 +740,33 @@ class SQLiteStore(SqlStore):
             v is not None
             for v in (flt.min_importance, flt.key, flt.content_contains, flt.since_ns, flt.until_ns)
         )
-        read = int(((8 * want + 200) if narrowed else (2 * want + 16)) / max(share, 0.01))
+        first = int((2 * want + 16) / max(share, 0.01))
+        read = int((8 * want + 200) / max(share, 0.01)) if narrowed else first
         top = yield Stmt(
             f"SELECT rowid, {BM25} AS rank FROM memory_terms WHERE memory_terms MATCH ?"
             " ORDER BY rank LIMIT ?",
             (query, read),
         )
         rank = dict(top.rows)
-        found = yield Stmt(
-            "SELECT m.rid, m.time FROM json_each(?) pool"
-            f" CROSS JOIN memories m ON m.rid = pool.value WHERE {where}",
-            [orjson.dumps(list(rank)).decode(), *params],
-        )
-        rows = sorted(found.rows, key=lambda r: (rank[r[0]], -r[1]))
+        rows: list[Row] = []
+        looked, stretch = 0, first
+        while looked < len(top.rows):
+            found = yield Stmt(
+                "SELECT m.rid, m.time FROM json_each(?) pool"
+                f" CROSS JOIN memories m ON m.rid = pool.value WHERE {where}",
+                [
+                    orjson.dumps([r for r, _ in top.rows[looked : looked + stretch]]).decode(),
+                    *params,
+                ],
+            )
+            looked += stretch
+            rows = sorted([*rows, *found.rows], key=lambda r: (rank[r[0]], -r[1]))
+            # Known once the page's last ranks strictly better than the last match looked up:
+            # every match not looked up ranks at least as low as that one.
+            last = top.rows[min(looked, len(top.rows)) - 1][1]
+            if len(rows) >= want and (not want or rank[rows[want - 1][0]] < last):
+                break
+            stretch = max(16, (want - len(rows) + 8) * looked // max(len(rows), 1))
         if len(top.rows) == read and (
             len(rows) < want or (want and rank[rows[want - 1][0]] >= top.rows[-1][1])
         ):
