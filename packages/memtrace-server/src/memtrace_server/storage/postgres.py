@@ -38,6 +38,8 @@ DAY_NS = 86_400 * 10**9
 DAY = f"(m.time / {DAY_NS})"  # the day key of the substring and tag indexes, as indexed
 WALK_DAYS = 7  # a busy agent's substring or tag read walks this many newest days first,
 WALK_MEMORIES = 10_000  # for an agent with at least this many memories in those days;
+RANK_WALK_DAYS = 30  # and its ranked query's pool of any term this many (after its newest
+RANK_SCAN = 5_000  # this many memories, in time order);
 QUIET_NS = 60 * 10**9  # one found with fewer is not checked again for this long
 QUIET_AGENTS = 10_000  # (of at most this many agents remembered)
 ANALYZE_EVERY = 1_000  # memories a process inserts between looks for unanalyzed partitions,
@@ -370,19 +372,18 @@ class PostgresStore(SqlStore):
             replan=True,
         )
 
-    def recent_page(self, org_id: str, flt: MemoryFilter) -> Op[list[tuple[Any, ...]] | None]:
-        """A substring or tag read of a busy agent, newest first, walks the agent's newest
-        ``WALK_DAYS`` days one day at a time (the substring and tag indexes are keyed by org
-        and day) and stops at its page: a read of the whole history fetches every match to
-        sort them, and a busy agent's substring may match thousands. Only for an agent with
-        at least ``WALK_MEMORIES`` memories in those days (its tallies say): for a quieter
-        scope the day-by-day probes cost more than its matches, and an agent found quiet is
-        not checked again for ``QUIET_NS`` (the check is a statement of its own). None when
-        the walk does not apply, or the page is not full within those days and the filter's
-        window reaches further back: then the history is read."""
-        if flt.query or flt.ascending or flt.key is not None or flt.session_id is not None:
-            return None
-        if flt.agent_id is None or not (flt.content_contains or flt.tags):
+    def _busy_day(self, org_id: str, flt: MemoryFilter) -> Op[int | None]:
+        """The newest day a busy agent's read walks back from; None for other reads. Only
+        for an agent with at least ``WALK_MEMORIES`` memories in its last ``WALK_DAYS`` days
+        (its tallies say): for a quieter scope the day-by-day probes cost more than its
+        matches, and an agent found quiet is not checked again for ``QUIET_NS`` (the check
+        is a statement of its own)."""
+        if (
+            flt.agent_id is None
+            or flt.ascending
+            or flt.key is not None
+            or flt.session_id is not None
+        ):
             return None
         agent = (org_id, flt.agent_id)
         if self._quiet.get(agent, 0) > time.monotonic_ns():
@@ -403,54 +404,127 @@ class PostgresStore(SqlStore):
             return None
         if flt.until_ns is not None:
             newest = min(newest, flt.until_ns - 1)
-        high = sql.bucket_of(newest, DAY_NS)
-        low = high - WALK_DAYS + 1
+        return sql.bucket_of(newest, DAY_NS)
+
+    @staticmethod
+    def _walked_days(flt: MemoryFilter, high: int, days: int) -> tuple[int, int, bool]:
+        """(newest day, oldest day, whether those days hold the filter's whole window) of a
+        walk of ``days`` days back from ``high``."""
+        low = high - days + 1
         whole = flt.since_ns is not None and sql.bucket_of(flt.since_ns + 1, DAY_NS) >= low
         if flt.since_ns is not None:
             low = max(low, sql.bucket_of(flt.since_ns + 1, DAY_NS))
-        where, params = self.memory_filter(org_id, flt)
-        found = yield Stmt(
+        return high, low, whole
+
+    @staticmethod
+    def _days_walk(
+        columns: str, where: str, params: list[Any], walk: tuple[int, int, bool], most: int
+    ) -> tuple[str, list[Any]]:
+        """The newest ``most`` memories passing ``where`` in the walk's days, a day at a time
+        (the indexes that name a day are keyed by org and day): the statement stops at the
+        day that fills them."""
+        high, low, _ = walk
+        return (
             f"SELECT y.* FROM generate_series(?::bigint, ?::bigint, -1) d, LATERAL"
-            f" (SELECT {sql.MEMORY_COLUMNS} FROM memories m WHERE {where} AND {DAY} = d"
+            f" (SELECT {columns} FROM memories m WHERE {where} AND {DAY} = d"
             # the days' bounds as times too: only their partitions are planned and probed
-            " AND m.time >= ? AND m.time < ? ORDER BY m.time DESC, m.rid DESC) y LIMIT ? OFFSET ?",
+            " AND m.time >= ? AND m.time < ? ORDER BY m.time DESC, m.rid DESC LIMIT ?) y LIMIT ?",
             [
                 high,
                 low,
                 *params,
                 sql.bucket_start(low, DAY_NS),
                 sql.bucket_start(high + 1, DAY_NS),
-                flt.limit,
-                flt.offset,
+                most,
+                most,
             ],
-            replan=True,
         )
-        return found.rows if whole or len(found.rows) == flt.limit else None
+
+    def recent_page(self, org_id: str, flt: MemoryFilter) -> Op[list[tuple[Any, ...]] | None]:
+        """A substring or tag read of a busy agent, newest first, walks the agent's newest
+        ``WALK_DAYS`` days one day at a time (the substring and tag indexes are keyed by org
+        and day) and stops at its page: a read of the whole history fetches every match to
+        sort them, and a busy agent's substring may match thousands (``_walked_days`` says
+        which agents). None when the walk does not apply, or the page is not full within
+        those days and the filter's window reaches further back: then the history is read."""
+        if flt.query or not (flt.content_contains or flt.tags):
+            return None
+        high = yield from self._busy_day(org_id, flt)
+        if high is None:
+            return None
+        walk = self._walked_days(flt, high, WALK_DAYS)
+        where, params = self.memory_filter(org_id, flt)
+        text, args = self._days_walk(
+            sql.MEMORY_COLUMNS, where, params, walk, flt.offset + flt.limit
+        )
+        found = yield Stmt(text, args, replan=True)
+        page = found.rows[flt.offset :]
+        return page if walk[2] or len(page) == flt.limit else None
 
     def ranked(
         self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]
     ) -> Op[sql.Result]:
         """ts_rank over the weighted tsvector, for a bounded pool: the ``RANKED_POOL`` newest
         matches of any term and the newest holding every term. A scope with fewer matches
-        is ranked whole; with more, the work follows the pool, not the history."""
+        is ranked whole; with more, the work follows the pool, not the history. A busy
+        agent's pool of any term comes from its newest ``RANK_SCAN`` memories in time order
+        when a common word fills it there, else from a walk of its newest ``RANK_WALK_DAYS``
+        days, a day at a time through the org's day-keyed word index, and from its whole
+        history only when neither holds it: the newest matches are the same either way,
+        and the walk reads only the days that hold them (at 1M, a few hundred matches a day
+        of the busy agent's 16k for the pool's 2,000). The pool of every term is read from
+        the history: a 7-day walk for it rarely filled and cost more than it saved."""
         # Terms are letters and digits only (core.text), so they are safe tsquery lexemes.
         pool = max(RANKED_POOL, 2 * (flt.limit + flt.offset))
-        # Ranked above the pool's LIMIT: only the pool's rows pay for ts_rank, not every match.
-        newest = (
-            f"(SELECT {sql.MEMORY_INSERT_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', n.tsv, q, 1)"
-            f" AS rank FROM (SELECT {sql.MEMORY_COLUMNS}, m.tsv"
-            " FROM memories m, to_tsquery('english', ?) matched"
-            f" WHERE m.tsv @@ matched AND {where} ORDER BY m.time DESC LIMIT ?) n,"
-            " to_tsquery('english', ?) q)"
-        )
         any_term, every_term = " | ".join(flt.query), " & ".join(flt.query)
+        matched = f"m.tsv @@ to_tsquery('english', ?) AND {where}"
+        whole = (
+            f"SELECT {sql.MEMORY_COLUMNS}, m.tsv FROM memories m WHERE {matched}"
+            " ORDER BY m.time DESC LIMIT ?"
+        )
+        high = yield from self._busy_day(org_id, flt)
+        # Ranked above the pools' LIMIT: only the pools' rows pay for ts_rank, not every match.
+        halves, args = [], []
+        for terms in (any_term, every_term):
+            pooled, pooled_args = whole, [terms, *params, pool]
+            if high is not None and terms == any_term:
+                walk = self._walked_days(flt, high, RANK_WALK_DAYS)
+                walked, walked_args = self._days_walk(
+                    f"{sql.MEMORY_COLUMNS}, m.tsv", matched, [terms, *params], walk, pool
+                )
+                # The scope's newest RANK_SCAN memories first (a term in most of them fills
+                # the pool there, in their time order), then the walk, then the history:
+                # PostgreSQL runs no part of a branch whose one-time filter is false.
+                newest = (
+                    f"SELECT * FROM (SELECT {sql.MEMORY_COLUMNS}, m.tsv FROM memories m"
+                    f" WHERE {where} ORDER BY m.time DESC LIMIT ?) x"
+                    " WHERE x.tsv @@ to_tsquery('english', ?) LIMIT ?"
+                )
+                short = "(SELECT count(*) FROM s) < ?"
+                filled, filled_args = (
+                    ("TRUE", []) if walk[2] else ("(SELECT count(*) FROM w) >= ?", [pool])
+                )
+                pooled = (
+                    f"WITH s AS MATERIALIZED ({newest}), w AS MATERIALIZED ({walked})"
+                    f" SELECT * FROM s WHERE NOT {short}"
+                    f" UNION ALL SELECT * FROM w WHERE {short} AND {filled}"
+                    f" UNION ALL SELECT * FROM ({whole}) h WHERE {short} AND NOT {filled}"
+                )
+                pooled_args = [
+                    *(*params, RANK_SCAN, terms, pool),
+                    *walked_args,
+                    pool,
+                    *(pool, *filled_args),
+                    *(*pooled_args, pool, *filled_args),
+                ]
+            halves.append(
+                f"(SELECT {sql.MEMORY_INSERT_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', n.tsv, q, 1)"
+                f" AS rank FROM ({pooled}) n, to_tsquery('english', ?) q)"
+            )
+            args += [*pooled_args, any_term]
         found = yield Stmt(
-            f"SELECT * FROM ({newest} UNION ALL {newest}) p ORDER BY rank DESC, time DESC LIMIT ?",
-            [
-                *(any_term, *params, pool, any_term),
-                *(every_term, *params, pool, any_term),
-                2 * (flt.limit + flt.offset),
-            ],
+            f"SELECT * FROM ({halves[0]} UNION ALL {halves[1]}) p ORDER BY rank DESC, time DESC LIMIT ?",
+            [*args, 2 * (flt.limit + flt.offset)],
             replan=True,
         )
         rows, seen = [], set()
