@@ -1,11 +1,14 @@
-"""PostgreSQL walks a busy agent's substring or tag read over its newest days first, one day
-at a time, and stops at its page (``PostgresStore.recent_page``). Its pages must be the pages
-of the read over the whole history, whatever the page, window, scope and day boundaries."""
+"""PostgreSQL walks a busy agent's reads over its newest days first, one day at a time, and
+stops once it has what it needs. A substring or tag read stops at its page
+(``PostgresStore.recent_page``); a ranked query's pool of any term is taken from the newest
+``RANK_SCAN`` memories in time order, then the walked days, then the whole history
+(``PostgresStore.ranked``). Either way its pages must be the pages of the read over the
+whole history, whatever the page, window, scope and day boundaries."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -38,14 +41,22 @@ def memory(org: str, n: int) -> MemoryRecord:
     )
 
 
-@pytest.fixture
-async def store(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[PostgresStore]:
-    monkeypatch.setattr(postgres, "WALK_MEMORIES", 5)  # every agent here is busy enough
+async def filled(
+    pg_url: str, make: Callable[[str, int], MemoryRecord], count: int
+) -> PostgresStore:
+    """An open store of two orgs, each with ``count`` memories from ``make``."""
     s = PostgresStore(pg_url)
     await s.open()
     for org in ("org_a", "org_b"):
         await s.create_org(OrgRecord(org, org, NOW))
-        await s.insert_memories(org, [memory(org, n) for n in range(60)], None, NOW)
+        await s.insert_memories(org, [make(org, n) for n in range(count)], None, NOW)
+    return s
+
+
+@pytest.fixture
+async def store(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[PostgresStore]:
+    monkeypatch.setattr(postgres, "WALK_MEMORIES", 5)  # every agent here is busy enough
+    s = await filled(pg_url, memory, 60)
     try:
         yield s
     finally:
@@ -112,3 +123,70 @@ async def test_a_page_within_the_newest_days_is_read_from_them_alone(
     b = {"agent_id": "agent_b"}  # another agent is checked for itself
     await store.query_memories("org_a", MemoryFilter(content_contains="Needle", limit=1, **b))
     assert answered == [True, True, False, False, False, False, True]
+
+
+def worded(org: str, n: int) -> MemoryRecord:
+    """Memory ``n``: three a day over 40 days. "common" is in four of five, "half" in every
+    other one, "orchid" in one of seven and "violet" in one of eleven."""
+    words = [w for w, every in (("half", 2), ("orchid", 7), ("violet", 11)) if n % every == 0]
+    words += ["common"] if n % 5 else []
+    return MemoryRecord(
+        id=f"mem_{org}_{n:04d}",
+        org_id=org,
+        agent_id="agent_a" if n % 9 else "agent_b",
+        content=" ".join([*words, "note", str(n)]),
+        memory_type="decision" if n % 4 == 0 else "episodic",
+        time_ns=NOW - (n // 3) * DAY - (n % 3) * 3_600 * 10**9,
+    )
+
+
+@pytest.fixture
+async def ranked_store(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[PostgresStore]:
+    monkeypatch.setattr(postgres, "WALK_MEMORIES", 5)
+    monkeypatch.setattr(postgres, "RANKED_POOL", 6)
+    monkeypatch.setattr(postgres, "RANK_SCAN", 10)
+    monkeypatch.setattr(postgres, "RANK_WALK_DAYS", 5)
+    s = await filled(pg_url, worded, 120)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+QUERIES = [
+    ("common",),  # fills the pool among the newest memories
+    ("half",),  # fills it within the walked days
+    ("half", "violet"),
+    ("orchid",),  # fills neither: the whole history
+    ("orchid", "violet"),
+    ("common", "orchid"),
+]
+RANKED_FILTERS: list[dict[str, Any]] = [
+    {},
+    {"memory_types": ("decision",)},
+    {"since_ns": NOW - 3 * DAY},  # a window inside the walked days
+    {"since_ns": NOW - 20 * DAY},
+    {"until_ns": NOW - 4 * DAY},
+    {"since_ns": NOW - 30 * DAY, "until_ns": NOW - 10 * DAY},
+]
+
+
+@pytest.mark.parametrize("fields", RANKED_FILTERS)
+async def test_a_walked_pool_ranks_as_the_whole_history_does(
+    ranked_store: PostgresStore, monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any]
+) -> None:
+    store = ranked_store
+    cases = [(q, limit, offset) for q in QUERIES for limit, offset in ((2, 0), (3, 1), (20, 0))]
+    walked = {}
+    for query, limit, offset in cases:
+        flt = MemoryFilter(agent_id="agent_a", query=query, limit=limit, offset=offset, **fields)
+        walked[query, limit, offset] = await store.query_memories("org_a", flt)
+    monkeypatch.setattr(PostgresStore, "_busy_day", lambda self, org_id, flt: iter(()))
+    for (query, limit, offset), found in walked.items():
+        flt = MemoryFilter(agent_id="agent_a", query=query, limit=limit, offset=offset, **fields)
+        whole = await store.query_memories("org_a", flt)
+        case = f"{query} limit {limit} offset {offset}"
+        assert [(m.id, m.score) for m in found] == [(m.id, m.score) for m in whole], case
+        assert all(m.org_id == "org_a" and m.agent_id == "agent_a" for m in found), case

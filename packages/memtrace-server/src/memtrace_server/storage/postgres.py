@@ -482,46 +482,45 @@ class PostgresStore(SqlStore):
             f"SELECT {sql.MEMORY_COLUMNS}, m.tsv FROM memories m WHERE {matched}"
             " ORDER BY m.time DESC LIMIT ?"
         )
+        pools = [(whole, [any_term, *params, pool]), (whole, [every_term, *params, pool])]
         high = yield from self._busy_day(org_id, flt)
-        # Ranked above the pools' LIMIT: only the pools' rows pay for ts_rank, not every match.
-        halves, args = [], []
-        for terms in (any_term, every_term):
-            pooled, pooled_args = whole, [terms, *params, pool]
-            if high is not None and terms == any_term:
-                walk = self._walked_days(flt, high, RANK_WALK_DAYS)
-                walked, walked_args = self._days_walk(
-                    f"{sql.MEMORY_COLUMNS}, m.tsv", matched, [terms, *params], walk, pool
-                )
-                # The scope's newest RANK_SCAN memories first (a term in most of them fills
-                # the pool there, in their time order), then the walk, then the history:
-                # PostgreSQL runs no part of a branch whose one-time filter is false.
-                newest = (
-                    f"SELECT * FROM (SELECT {sql.MEMORY_COLUMNS}, m.tsv FROM memories m"
-                    f" WHERE {where} ORDER BY m.time DESC LIMIT ?) x"
-                    " WHERE x.tsv @@ to_tsquery('english', ?) LIMIT ?"
-                )
-                short = "(SELECT count(*) FROM s) < ?"
-                filled, filled_args = (
-                    ("TRUE", []) if walk[2] else ("(SELECT count(*) FROM w) >= ?", [pool])
-                )
-                pooled = (
-                    f"WITH s AS MATERIALIZED ({newest}), w AS MATERIALIZED ({walked})"
-                    f" SELECT * FROM s WHERE NOT {short}"
-                    f" UNION ALL SELECT * FROM w WHERE {short} AND {filled}"
-                    f" UNION ALL SELECT * FROM ({whole}) h WHERE {short} AND NOT {filled}"
-                )
-                pooled_args = [
-                    *(*params, RANK_SCAN, terms, pool),
+        if high is not None:
+            walk = self._walked_days(flt, high, RANK_WALK_DAYS)
+            walked, walked_args = self._days_walk(
+                f"{sql.MEMORY_COLUMNS}, m.tsv", matched, [any_term, *params], walk, pool
+            )
+            # The scope's newest RANK_SCAN memories first (a term in most of them fills the
+            # pool there, in their time order), then the walk, then the history:
+            # PostgreSQL runs no part of a branch whose one-time filter is false.
+            newest = (
+                f"SELECT * FROM (SELECT {sql.MEMORY_COLUMNS}, m.tsv FROM memories m"
+                f" WHERE {where} ORDER BY m.time DESC LIMIT ?) x"
+                " WHERE x.tsv @@ to_tsquery('english', ?) LIMIT ?"
+            )
+            short = "(SELECT count(*) FROM s) < ?"
+            filled, filled_args = (
+                ("TRUE", []) if walk[2] else ("(SELECT count(*) FROM w) >= ?", [pool])
+            )
+            pools[0] = (
+                f"WITH s AS MATERIALIZED ({newest}), w AS MATERIALIZED ({walked})"
+                f" SELECT * FROM s WHERE NOT {short}"
+                f" UNION ALL SELECT * FROM w WHERE {short} AND {filled}"
+                f" UNION ALL SELECT * FROM ({whole}) h WHERE {short} AND NOT {filled}",
+                [
+                    *(*params, RANK_SCAN, any_term, pool),
                     *walked_args,
                     pool,
                     *(pool, *filled_args),
-                    *(*pooled_args, pool, *filled_args),
-                ]
-            halves.append(
-                f"(SELECT {sql.MEMORY_INSERT_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', n.tsv, q, 1)"
-                f" AS rank FROM ({pooled}) n, to_tsquery('english', ?) q)"
+                    *(*pools[0][1], pool, *filled_args),
+                ],
             )
-            args += [*pooled_args, any_term]
+        # Ranked above the pools' LIMIT: only the pools' rows pay for ts_rank, not every match.
+        halves = [
+            f"(SELECT {sql.MEMORY_INSERT_COLUMNS}, ts_rank('{{0.5, 0.4, 0.4, 1.0}}', n.tsv, q, 1)"
+            f" AS rank FROM ({text}) n, to_tsquery('english', ?) q)"
+            for text, _ in pools
+        ]
+        args = [arg for _, pool_args in pools for arg in (*pool_args, any_term)]
         found = yield Stmt(
             f"SELECT * FROM ({halves[0]} UNION ALL {halves[1]}) p ORDER BY rank DESC, time DESC LIMIT ?",
             [*args, 2 * (flt.limit + flt.offset)],
