@@ -41,13 +41,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import console_pages
 import goals
 import httpx
 from server import Server, create_key, free_port, serve_memtrace, sqlite_url
 
+K = TypeVar("K")
 HERE = Path(__file__).resolve().parent
 WRK_DIR = HERE / "wrk"
 PHASES = ("floors", "ingest", "reads", "busy")
@@ -59,6 +60,19 @@ BACKFILL_BATCH = 1000
 BACKFILL_DAYS = 90
 MIN_REQUESTS = 5
 MAX_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Job:
+    """One wrk load on ``server``: a Lua script of ``bench/wrk`` at ``connections``, with its
+    environment."""
+
+    server: Server
+    script: str
+    connections: int
+    env: dict[str, str]
+    path: str = "/"
+    seconds: float | None = None  # the bench's run length when None
 
 
 class Bench:
@@ -78,44 +92,45 @@ class Bench:
         path: str = "/",
         seconds: float | None = None,
     ) -> dict[str, float]:
-        """Median figures of ``runs`` wrk runs of ``script`` at ``connections``. A run that
-        completes fewer than ``MIN_REQUESTS`` (requests of seconds) is run again four times
-        as long, up to ``MAX_SECONDS``."""
-        results = []
-        for _ in range(self.runs):
-            took = seconds or self.seconds
-            result = self._wrk(server, script, connections, env, path, took)
-            while result["requests"] < MIN_REQUESTS and took < MAX_SECONDS:
-                took = min(MAX_SECONDS, took * 4)
-                result = self._wrk(server, script, connections, env, path, took)
-            results.append(result)
-        return {k: statistics.median(r[k] for r in results) for k in results[0]}
+        """Median figures of ``runs`` wrk runs of ``script`` at ``connections``."""
+        return self.interleaved({0: Job(server, script, connections, env, path, seconds)})[0]
 
-    def _wrk(
-        self,
-        server: Server,
-        script: str,
-        connections: int,
-        env: dict[str, str],
-        path: str,
-        seconds: float,
-    ) -> dict[str, float]:
+    def interleaved(self, jobs: dict[K, Job]) -> dict[K, dict[str, float]]:
+        """Median figures of each job's ``runs`` runs, taken in rounds (one run of every job
+        per round), so that a slow minute of a shared machine lands on one run of each job
+        rather than on every run of one. A run that completes fewer than ``MIN_REQUESTS``
+        (requests of seconds) is run again four times as long, up to ``MAX_SECONDS``."""
+        results: dict[K, list[dict[str, float]]] = {name: [] for name in jobs}
+        for _ in range(self.runs):
+            for name, job in jobs.items():
+                took = job.seconds or self.seconds
+                result = self._wrk(job, took)
+                while result["requests"] < MIN_REQUESTS and took < MAX_SECONDS:
+                    took = min(MAX_SECONDS, took * 4)
+                    result = self._wrk(job, took)
+                results[name].append(result)
+        return {
+            name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            for name, runs in results.items()
+        }
+
+    def _wrk(self, job: Job, seconds: float) -> dict[str, float]:
         argv = [
             "wrk",
-            f"-t{min(2, connections)}",
-            f"-c{connections}",
+            f"-t{min(2, job.connections)}",
+            f"-c{job.connections}",
             f"-d{seconds:g}s",
             "--timeout",
             f"{MAX_SECONDS}s",
             "-s",
-            str(WRK_DIR / script),
-            server.url + path,
+            str(WRK_DIR / job.script),
+            job.server.url + job.path,
         ]
         run_env = {
             **os.environ,
             "BENCH_DIR": str(WRK_DIR),
             "BENCH_NONCE": uuid.uuid4().hex[:12],
-            **env,
+            **job.env,
         }
         out = subprocess.run(argv, env=run_env, capture_output=True, text=True, check=True)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
@@ -253,13 +268,24 @@ def ingest(bench: Bench, backend: Backend, work: Path, conc: list[int]) -> dict[
     key = create_key(store.store_url, "org_bench")
     log = work / f"{backend.name}-ingest.log"
     out: dict[str, Any] = {}
-    with running(store, log) as server, server.sampling() as rss:
-        for c in conc:
-            out[f"post_c{c}"] = bench.wrk(server, "post_memory.lua", c, {"BENCH_KEY": key})
-        out["batch"] = bench.batches(server, key, BATCH)
-    out["peak_rss_kb"] = rss["peak_rss_kb"]
-    with running(store, log, workers=2) as server:
-        out["post_c32_workers2"] = bench.wrk(server, "post_memory.lua", 32, {"BENCH_KEY": key})
+    # Two workers on a store of their own, served at the same time: their runs alternate
+    # with one worker's, so that the ratio of the two compares the same minutes.
+    pair = backend.new_store(work, "ingest-workers2")
+    pair_key = create_key(pair.store_url, "org_bench")
+    with (
+        running(store, log) as server,
+        running(pair, work / f"{backend.name}-ingest-workers2.log", workers=2) as workers2,
+    ):
+        with server.sampling() as rss:
+            jobs = {
+                f"post_c{c}": Job(server, "post_memory.lua", c, {"BENCH_KEY": key}) for c in conc
+            }
+            jobs["post_c32_workers2"] = Job(
+                workers2, "post_memory.lua", 32, {"BENCH_KEY": pair_key}
+            )
+            out.update(bench.interleaved(jobs))
+            out["batch"] = bench.batches(server, key, BATCH)
+        out["peak_rss_kb"] = rss["peak_rss_kb"]
     empty = backend.new_store(work, "backfill")
     key = create_key(empty.store_url, "org_bench")
     with running(empty, work / f"{backend.name}-backfill.log") as server:
@@ -514,12 +540,16 @@ def read_table(
     bench: Bench, server: Server, work: Path, targets: dict[str, Any], pop: Population
 ) -> dict[str, Any]:
     """Each of the population's reads at each of its concurrencies."""
-    out: dict[str, Any] = {}
-    for name in pop.reads:
-        requests = work / "requests.txt"
+    jobs = {}
+    for index, name in enumerate(pop.reads):
+        requests = work / f"requests-{index}.txt"
         requests.write_text("".join("\t".join(READS[name](targets, i)) + "\n" for i in range(1000)))
         env = {"BENCH_KEY": targets["key"], "BENCH_REQUESTS": str(requests)}
-        out[name] = {f"c{c}": bench.wrk(server, "targets.lua", c, env) for c in pop.concurrency}
+        jobs.update({(name, f"c{c}"): Job(server, "targets.lua", c, env) for c in pop.concurrency})
+    out: dict[str, Any] = {name: {} for name in pop.reads}
+    for (name, c), figures in bench.interleaved(jobs).items():
+        out[name][c] = figures
+    for name in pop.reads:
         out[name]["rows"] = answer_size(server, targets, name)
     return out
 
