@@ -586,10 +586,40 @@ def reads(bench: Bench, backend: Backend, work: Path, only: set[str]) -> dict[st
         started = time.perf_counter()
         t = grow(backend, store, size, work)
         load = {"load_seconds": time.perf_counter() - started, "loaded": t["added"]}
+        disk = {"store_bytes": store_bytes(store), "cache_bytes": [file_cache_bytes()]}
         with running(store, work / f"{backend.name}-reads-{size}.log") as server:
-            out[str(size)] = {**load, **measure_size(bench, server, work, t["populations"], only)}
+            out[str(size)] = {
+                **load,
+                **disk,
+                **measure_size(bench, server, work, t["populations"], only),
+            }
+        out[str(size)]["cache_bytes"].append(file_cache_bytes())
         _print_size(backend.name, size, out[str(size)])
     return out
+
+
+def store_bytes(store: StoreDir) -> int:
+    """The store's size on disk: its SQLite files, or its PostgreSQL database."""
+    if store.url:
+        import psycopg
+
+        with psycopg.connect(store.url) as conn:
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+            return int(row[0]) if row else 0
+    return sum(f.stat().st_size for f in store.data.glob("memtrace.db*"))
+
+
+def file_cache_bytes() -> int | None:
+    """How much file data the kernel holds in memory now (``Cached`` of /proc/meminfo):
+    a store larger than this is read partly from disk. None where there is no such file."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("Cached:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def measure_size(
@@ -791,6 +821,8 @@ def reads_report(backend: dict[str, Any]) -> list[str]:
         "",
         f"Store grown in place: {load_summary(res)}.",
         "",
+        disk_summary(res),
+        "",
         head + " |",
         "|---" + "|---:" * (3 * len(sizes) - 1) + "|",
     ]
@@ -848,6 +880,24 @@ def load_summary(res: dict[str, Any]) -> str:
         f"to {goals.label(s)} (+{p['loaded']}) in {p['load_seconds']:.0f} s"
         f" ({goals.ratio(p['loaded'], p['load_seconds']):.0f}/s)"
         for s, p in res.items()
+    )
+
+
+def disk_summary(res: dict[str, Any]) -> str:
+    """Each size's store on disk against the machine's file cache around its reads."""
+
+    def gb(n: int | None) -> str:
+        return "?" if n is None else f"{n / 1e9:.1f}"
+
+    sizes = "; ".join(
+        f"{goals.label(s)}: store {gb(p.get('store_bytes'))} GB, file cache"
+        f" {' → '.join(gb(c) for c in p.get('cache_bytes', [None]))} GB"
+        for s, p in res.items()
+    )
+    return (
+        f"Store on disk, and the machine's file cache before and after its reads: {sizes}."
+        " A store larger than the cache is read partly from disk, and the reads at that size"
+        " measure the disk too."
     )
 
 
