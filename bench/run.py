@@ -268,24 +268,31 @@ def ingest(bench: Bench, backend: Backend, work: Path, conc: list[int]) -> dict[
     key = create_key(store.store_url, "org_bench")
     log = work / f"{backend.name}-ingest.log"
     out: dict[str, Any] = {}
-    # Two workers on a store of their own, served at the same time: their runs alternate
-    # with one worker's, so that the ratio of the two compares the same minutes.
+    # Two workers on a store of their own, and the raw floor, served at the same time: their
+    # runs alternate with one worker's, so that the goals' ratios compare the same minutes.
     pair = backend.new_store(work, "ingest-workers2")
     pair_key = create_key(pair.store_url, "org_bench")
-    with (
-        running(store, log) as server,
-        running(pair, work / f"{backend.name}-ingest-workers2.log", workers=2) as workers2,
-    ):
-        with server.sampling() as rss:
+    raw_dir = work / f"{backend.name}-ingest-raw"
+    raw_dir.mkdir()
+    raw = serve_floor("raw", raw_dir, work)
+    try:
+        with (
+            running(store, log) as server,
+            running(pair, work / f"{backend.name}-ingest-workers2.log", workers=2) as workers2,
+            server.sampling() as rss,
+        ):
             jobs = {
                 f"post_c{c}": Job(server, "post_memory.lua", c, {"BENCH_KEY": key}) for c in conc
             }
             jobs["post_c32_workers2"] = Job(
                 workers2, "post_memory.lua", 32, {"BENCH_KEY": pair_key}
             )
+            jobs["raw_post_c32"] = Job(raw, "post_memory.lua", 32, {"BENCH_KEY": key})
             out.update(bench.interleaved(jobs))
             out["batch"] = bench.batches(server, key, BATCH)
         out["peak_rss_kb"] = rss["peak_rss_kb"]
+    finally:
+        raw.stop()
     empty = backend.new_store(work, "backfill")
     key = create_key(empty.store_url, "org_bench")
     with running(empty, work / f"{backend.name}-backfill.log") as server:
@@ -778,13 +785,20 @@ def writes_report(res: dict[str, Any], backend: str) -> list[str]:
         else "no raw baseline for this backend"
     )
     workers = goals.ratio(ing["post_c32_workers2"]["rps"], ing["post_c32"]["rps"])
+    raw_c32 = ing.get("raw_post_c32")
+    same_rounds = (
+        f" The raw floor in the same rounds as these POSTs: {raw_c32['rps']:.0f} req/s at c=32"
+        f" (memory POST c=32 {goals.ratio(ing['post_c32']['rps'], raw_c32['rps']):.3f}× it)."
+        if raw_c32
+        else ""
+    )
     return [
         "",
         *post_table(rows, res.get("floors")),
         "",
         f"Batch ingest ({BATCH}/request): {b['memories_per_s']:.0f} memories/s; {raw_part}."
         f" Server peak RSS during ingest: {ing['peak_rss_kb'] / 1024:.0f} MB."
-        f" Single POST c=32 with --workers 2: {workers:.2f}× one worker.",
+        f" Single POST c=32 with --workers 2: {workers:.2f}× one worker.{same_rounds}",
         "",
         backfill_line(ing, res[backend].get("reads", {})),
     ]
