@@ -17,7 +17,8 @@ Every server is its own process (``memtrace serve`` and the two floors in
 ``bench/floors.py``, all with the same uvicorn settings) driven over loopback by ``wrk``
 (Debian package ``wrk``) with the Lua scripts in ``bench/wrk``. PostgreSQL is the tests'
 throwaway server, restarted with ``fsync`` on so that its writes are durable too. Each
-figure is the median of ``--runs`` runs; ratios compare figures of this same run. Prints
+figure is the median of ``--runs`` runs, taken in rounds (one run of each read, or of each
+server's POSTs, per round); ratios compare figures of this same run. Prints
 markdown tables and a check of each goal, and writes JSON to ``bench/results/``.
 """
 
