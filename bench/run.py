@@ -11,7 +11,9 @@ a raw ``executemany``; backfilled batches on an empty store), ``reads`` (the rea
 agents with spread activity at c=1 and c=32, the console pages, and the writes at that
 size: a single POST with its dedup check and backfilled batches) and ``busy`` (the reads
 of one agent that holds ``--busy-share`` of the store, at c=1). Reads run at each of
-``--sizes`` on one store, grown in place by ``bench/load_data.py`` between sizes.
+``--sizes`` on one store, grown in place by ``bench/load_data.py`` between sizes; after
+each size's reads over loopback, the same reads run in this process through the app, on
+warm pages (``bench/inprocess.py``).
 
 Every server is its own process (``memtrace serve`` and the two floors in
 ``bench/floors.py``, all with the same uvicorn settings) driven over loopback by ``wrk``
@@ -47,6 +49,7 @@ from typing import Any, TypeVar
 import console_pages
 import goals
 import httpx
+import inprocess
 from server import Server, create_key, free_port, serve_memtrace, sqlite_url
 
 K = TypeVar("K")
@@ -58,6 +61,7 @@ QUICK_SIZES = "10000,20000"
 BUSY_SHARE = 0.4
 BATCH = 500
 BACKFILL_BATCH = 1000
+IN_PROCESS_REQUESTS = 40  # of each read, made in the bench's process (bench/inprocess.py)
 BACKFILL_DAYS = 90
 MIN_REQUESTS = 5
 MAX_SECONDS = 60
@@ -602,8 +606,27 @@ def reads(bench: Bench, backend: Backend, work: Path, only: set[str]) -> dict[st
                 **measure_size(bench, server, work, t["populations"], only),
             }
         out[str(size)]["cache_bytes"].append(file_cache_bytes())
+        chosen = in_process_reads(t["populations"], only)
+        if chosen:
+            out[str(size)]["inprocess"] = inprocess.measure(store.data, store.url, chosen)
         _print_size(backend.name, size, out[str(size)])
     return out
+
+
+def in_process_reads(
+    targets: dict[str, Any], only: set[str]
+) -> dict[str, tuple[str, list[Request]]]:
+    """The measured populations' reads for ``bench/inprocess.py``, named as in the report:
+    each with its key and its first ``IN_PROCESS_REQUESTS`` requests."""
+    return {
+        f"{pop.title}{name}": (
+            targets[label]["key"],
+            [READS[name](targets[label], i) for i in range(IN_PROCESS_REQUESTS)],
+        )
+        for label, pop in POPULATIONS.items()
+        if pop.phase in only and label in targets
+        for name in pop.reads
+    }
 
 
 def store_bytes(store: StoreDir) -> int:
@@ -681,6 +704,9 @@ def _print_size(backend: str, size: int, phase: dict[str, Any]) -> None:
         if name in phase:
             p50s = ", ".join(f"{r} {v['c1']['p50_us'] / 1000:.2f}" for r, v in phase[name].items())
             print(f"    {name} p50 ms: {p50s}", flush=True)
+    if "inprocess" in phase:
+        p50s = ", ".join(f"{r} {v:.2f}" for r, v in phase["inprocess"].items())
+        print(f"    in-process p50 ms: {p50s}", flush=True)
     if "writes" in phase:
         writes = phase["writes"]
         print(
@@ -867,6 +893,7 @@ def reads_report(backend: dict[str, Any]) -> list[str]:
             *answers,
         ]
     lines += metadata_lines(res)
+    lines += inprocess.report(res)
     rss = ", ".join(f"{goals.label(s)}: {res[s]['peak_rss_kb'] / 1024:.0f} MB" for s in sizes)
     lines += ["", f"Server peak RSS during reads: {rss}."]
     lines += console_pages.report(res)
