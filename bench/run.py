@@ -603,12 +603,9 @@ def reads(bench: Bench, backend: Backend, work: Path, only: set[str]) -> dict[st
             out[str(size)] = {
                 **load,
                 **disk,
-                **measure_size(bench, server, work, t["populations"], only),
+                **measure_size(bench, server, store, work, t["populations"], only),
             }
         out[str(size)]["cache_bytes"].append(file_cache_bytes())
-        chosen = in_process_reads(t["populations"], only)
-        if chosen:
-            out[str(size)]["inprocess"] = inprocess.measure(store.data, store.url, chosen)
         _print_size(backend.name, size, out[str(size)])
     return out
 
@@ -654,11 +651,16 @@ def file_cache_bytes() -> int | None:
 
 
 def measure_size(
-    bench: Bench, server: Server, work: Path, targets: dict[str, Any], only: set[str]
+    bench: Bench,
+    server: Server,
+    store: StoreDir,
+    work: Path,
+    targets: dict[str, Any],
+    only: set[str],
 ) -> dict[str, Any]:
     """The chosen populations' reads and the console pages (with the server's peak RSS),
-    then the writes: a single POST with its dedup check, and backfilled batches (erased
-    again)."""
+    the same reads in this process (``bench/inprocess.py``), then the writes: a single POST
+    with its dedup check, and backfilled batches (erased again)."""
     out: dict[str, Any] = {}
     spread = targets["spread"]
     with server.sampling() as rss:
@@ -668,6 +670,11 @@ def measure_size(
         if "reads" in only:
             out["console"] = console_pages.measure(server.url, spread)
     out["peak_rss_kb"] = rss["peak_rss_kb"]
+    # Before the writes: PostgreSQL's GIN indexes keep a write's entries in a pending list
+    # that every lookup reads until a vacuum, so after them the same reads measured that.
+    chosen = in_process_reads(targets, only)
+    if chosen:
+        out["inprocess"] = inprocess.measure(store.data, store.url, chosen)
     if "reads" in only:
         key = spread["key"]
         writes = {
