@@ -50,6 +50,7 @@ import console_pages
 import goals
 import httpx
 import inprocess
+from inprocess import Request
 from server import Server, create_key, free_port, serve_memtrace, sqlite_url
 
 K = TypeVar("K")
@@ -412,7 +413,6 @@ def _pick(t: dict[str, Any], field: str, i: int) -> Any:
     return t[field][i % len(t[field])]
 
 
-Request = tuple[str, str, str]
 READS: dict[str, Callable[[dict[str, Any], int], Request]] = {
     "recall (agent, 24h, 100)": lambda t, i: (
         "GET",
