@@ -44,6 +44,51 @@ async def test_a_write_waits_for_the_turn_another_writer_holds(tmp_path: Path) -
         await store.close()
 
 
+def _commits(wal: Path) -> int:
+    """How many transactions a WAL file holds: its frames that end one carry the
+    database's size in pages (the others carry 0)."""
+    data = wal.read_bytes()
+    page_size = int.from_bytes(data[8:12], "big")
+    salt = data[16:24]
+    count = 0
+    for offset in range(32, len(data) - 24 + 1, 24 + page_size):
+        header = data[offset : offset + 24]
+        if header[8:16] != salt:  # left over from before the file was last restarted
+            break
+        count += int.from_bytes(header[4:8], "big") > 0
+    return count
+
+
+async def test_writes_that_arrive_while_the_writer_waits_for_its_turn_share_its_transaction(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "memtrace.db")
+    await store.open()
+    other = os.open(tmp_path / "memtrace.db-writer", os.O_RDWR)
+    try:
+        await store.create_org(OrgRecord("org_a", "A", time.time()))
+        before = _commits(tmp_path / "memtrace.db-wal")
+        fcntl.flock(other, fcntl.LOCK_EX)
+        first = asyncio.ensure_future(store.create_org(OrgRecord("org_b", "B", time.time())))
+        await asyncio.sleep(0)  # the write runs up to its wait for the writer
+        while not store._queue.empty():  # until the writer has taken it, and waits its turn
+            await asyncio.sleep(0.001)
+        later = [
+            asyncio.ensure_future(store.create_org(OrgRecord(f"org_{n}", n, time.time())))
+            for n in ("c", "d")
+        ]
+        await asyncio.sleep(0)
+        assert store._queue.qsize() == 2  # queued behind it
+        fcntl.flock(other, fcntl.LOCK_UN)
+        await asyncio.wait_for(asyncio.gather(first, *later), timeout=10)
+        assert _commits(tmp_path / "memtrace.db-wal") == before + 1
+        for org in ("org_b", "org_c", "org_d"):
+            assert await store.get_org(org) is not None
+    finally:
+        os.close(other)
+        await store.close()
+
+
 async def test_a_failed_transaction_gives_the_turn_back(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "memtrace.db")
     await store.open()

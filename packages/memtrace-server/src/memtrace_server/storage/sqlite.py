@@ -408,33 +408,48 @@ class SQLiteStore(SqlStore):
             item = self._queue.get()
             if item is None:
                 break
-            group = [item]
-            while len(group) < MAX_GROUP:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stopping = True
-                    break
-                group.append(nxt)
-            # A caller that gave up before its write started is skipped (checked from this
-            # thread, so one that gives up just after is still written, and not answered).
-            self._run_group(conn, [item for item in group if not item[2].cancelled()])
+            stopping = self._run_group(conn, [item])
 
-    def _run_group(self, conn: sqlite3.Connection, group: list[Pending]) -> None:
+    def _take(self, group: list[Pending]) -> bool:
+        """Add the writes waiting in the queue to ``group`` (up to ``MAX_GROUP``); True when
+        the close mark was among them."""
+        while len(group) < MAX_GROUP:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            group.append(item)
+        return False
+
+    def _run_group(self, conn: sqlite3.Connection, group: list[Pending]) -> bool:
         """One transaction for every pending write: each op on its own, then every pending
-        ``insert_memories`` call coalesced; callers are answered only after COMMIT."""
-        if not group:
-            return
-        ops = [(i, w) for i, (w, _, _) in enumerate(group) if not isinstance(w, MemoryBatch)]
-        batches = [(i, w) for i, (w, _, _) in enumerate(group) if isinstance(w, MemoryBatch)]
-        outcomes: dict[int, Outcome] = {}
+        ``insert_memories`` call coalesced; callers are answered only after COMMIT. True
+        when the store is closing (the queue held its close mark)."""
         # Writers of other processes on this file (``--workers``, the admin CLI) take turns
         # through a lock they wait for in the kernel: SQLite's own busy handler polls with
         # sleeps of up to 100 ms, so its waiters missed most of the other's idle moments.
+        # The writes that arrive while this one waits for its turn join its transaction,
+        # so a turn's fixed cost (COMMIT, its pages, its fsync) is shared by more of them.
         assert self._turn is not None
         fcntl.flock(self._turn, fcntl.LOCK_EX)
+        try:
+            stopping = self._take(group)
+            # A caller that gave up before its write started is skipped (checked from this
+            # thread, so one that gives up just after is still written, and not answered).
+            group = [item for item in group if not item[2].cancelled()]
+            outcomes = self._transaction(conn, group) if group else {}
+        finally:
+            fcntl.flock(self._turn, fcntl.LOCK_UN)
+        _answer(group, outcomes)
+        return stopping
+
+    def _transaction(self, conn: sqlite3.Connection, group: list[Pending]) -> dict[int, Outcome]:
+        """Run ``group`` in one transaction: the outcome of each of its writes."""
+        ops = [(i, w) for i, (w, _, _) in enumerate(group) if not isinstance(w, MemoryBatch)]
+        batches = [(i, w) for i, (w, _, _) in enumerate(group) if isinstance(w, MemoryBatch)]
+        outcomes: dict[int, Outcome] = {}
         try:
             conn.execute("BEGIN IMMEDIATE")
             chunks = list(_chunks(batches))
@@ -451,9 +466,7 @@ class SQLiteStore(SqlStore):
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             outcomes = dict.fromkeys(range(len(group)), (False, failure))
-        finally:
-            fcntl.flock(self._turn, fcntl.LOCK_UN)
-        _answer(group, outcomes)
+        return outcomes
 
     def _run_batches(
         self, conn: sqlite3.Connection, chunk: list[tuple[int, MemoryBatch]], *, shared: bool
