@@ -234,10 +234,12 @@ def running(store: StoreDir, log: Path, workers: int = 1) -> Iterator[Server]:
 
 
 def serve_floor(kind: str, data_dir: Path, work: Path) -> Server:
-    """One of the floors of ``bench/floors.py``."""
+    """One of the floors of ``bench/floors.py``, logging beside its data directory's name
+    (the floors phase and each backend's ingest serve the raw floor, each its own log)."""
     port = free_port()
     argv = [sys.executable, str(HERE / "floors.py"), kind, "--port", str(port)]
-    return Server([*argv, "--data-dir", str(data_dir)], port, work / f"floor-{kind}.log")
+    log = work / f"floor-{kind}-{data_dir.name}.log"
+    return Server([*argv, "--data-dir", str(data_dir)], port, log)
 
 
 def floors(bench: Bench, work: Path, conc: list[int]) -> dict[str, Any]:
