@@ -3,24 +3,31 @@
     python bench/load_data.py --db bench.db --count 100000 [--orgs 10] [--targets t.json]
     python bench/load_data.py --store-url postgresql://... --until 1000000 --busy-share 0.4
 
-Running it again on the same store appends more memories (new ids) to the same orgs,
-agents and sessions, so a 100k store can be grown to 1M between two phases: ``--count``
-adds that many, ``--until`` adds what the store lacks to hold that many in all.
+Running it again on the same store appends more memories (new ids) to the same orgs and
+agents, so a 100k store can be grown to 1M between two phases: ``--count`` adds that many,
+``--until`` adds what the store lacks to hold that many in all.
 
-Shape: ``--orgs`` orgs, 1,000 agents with skewed (log-normal) activity, 20,000 sessions
-owned by those agents, 70 % of memories in a session, tags from a vocabulary of 200,
-150-400 character contents, times spread over the last 60 days.
+The store grows in time, as an agent's history does: its memories are a history of
+stretches of ``STRETCH`` memories, the newest stretch first, each as long and as dense as
+the one after it. An append extends the history back in time, so it adds backfills: older
+memories in sessions of their own. The newest stretch, and with it every read of a time
+window (the last day, the last week) or of one of its sessions, is the same at every size;
+what grows is the history behind it. (Adding memories to the same days instead would make
+every such read return more at each size, and measure the answers' size, not the store's.)
+
+Shape of a stretch: ``--orgs`` orgs, 1,000 agents with skewed (log-normal) activity,
+20,000 sessions owned by those agents, 70 % of memories in a session, tags from a
+vocabulary of 200, 150-400 character contents, 60 days.
 
 ``--busy-share`` gives that share of the memories to one agent of an org of its own,
-``agent_busy`` of ``org_busy``: a support agent with 5,000 sessions in time order over the last 90 days
-(90 % of its memories are in one), whose memories mostly share a few words
-(``COMMON_WORDS``) and tags (``COMMON_TAGS``) besides the random ones.
+``agent_busy`` of ``org_busy``: a support agent with 5,000 sessions a stretch, in time
+order over 90 days (90 % of its memories are in one), whose memories mostly share a few
+words (``COMMON_WORDS``) and tags (``COMMON_TAGS``) besides the random ones.
 
 Memories go in through ``insert_memories`` without a dedup window, the transaction a
-``POST /api/v1/memories`` batch ends in, 5,000 at a time and four batches at once; each
-append spreads its memories over the whole time span again, so they are backfills for the
-store. (``import_memories`` checks and locks each id, two round trips per memory, which
-made a PostgreSQL load about half as fast.)
+``POST /api/v1/memories`` batch ends in, 5,000 at a time and four batches at once.
+(``import_memories`` checks and locks each id, two round trips per memory, which made a
+PostgreSQL load about half as fast.)
 ``--targets`` writes a JSON file with, for each population (``spread``: the first org;
 ``busy``: the busy agent), an API key of its org and samples of its ids for the reads.
 """
@@ -52,7 +59,8 @@ WORDS = [f"w{n}" for n in range(5000)]
 TAGS = [f"tag{n}" for n in range(200)]
 AGENTS = 1000
 SESSIONS = 20_000
-SPAN_NS = 60 * DAY_NS
+SPAN_NS = 60 * DAY_NS  # a stretch of the spread agents' history
+STRETCH = 100_000  # memories a stretch of the history holds
 BATCH = 5000
 IN_FLIGHT = 4
 PLANS = ("free", "pro", "team", "enterprise")
@@ -62,7 +70,7 @@ SAMPLES = 2000
 BUSY_ORG = "org_busy"
 BUSY_AGENT = "agent_busy"
 BUSY_SESSIONS = 5000
-BUSY_SPAN_NS = 90 * DAY_NS
+BUSY_SPAN_NS = 90 * DAY_NS  # a stretch of the busy agent's history
 # The share of the busy agent's memories each of these words and tags is in.
 COMMON_WORDS = {"customer": 0.9, "order": 0.75, "account": 0.6}
 COMMON_TAGS = {"support": 0.8, "billing": 0.4, "shipping": 0.3}
@@ -112,16 +120,17 @@ async def load(
         population = await Population.prepare(store, admin, plan)
         before = await population.total(store)
         added = count if until is None else max(0, until - before)
-        await population.insert(store, added)
+        await population.insert(store, before, added)
         if targets is not None:
-            await population.write_targets(store, admin, targets, added)
+            await population.write_targets(store, admin, targets, added, before + added)
         return added, before + added
     finally:
         await store.close()
 
 
 class Population:
-    """The store's orgs, agents and sessions, and the random memories they are given."""
+    """The store's orgs, agents and sessions, and the random memories they are given.
+    Memory ``g`` of the store's history (0 the newest) is ``g / STRETCH`` stretches old."""
 
     def __init__(self, plan: Plan, now: int, fresh: bool):
         self.plan = plan
@@ -146,75 +155,87 @@ class Population:
         for org in population.orgs + ([BUSY_ORG] if plan.busy_share else []):
             if org not in known:
                 await admin.create_org(org, org_id=org)
-        if population.fresh:
-            sessions = [population.sessions_of[i] for i in range(AGENTS)]
-            await population._register(store, population.agents, sessions)
+        agents = population.agents if population.fresh else []
         if plan.busy_share and await store.get_agent(BUSY_ORG, BUSY_AGENT) is None:
-            await population._register(store, [(BUSY_ORG, BUSY_AGENT)], [busy_sessions()])
+            agents = [*agents, (BUSY_ORG, BUSY_AGENT)]
+        created = now - BUSY_SPAN_NS
+        await in_flight(store.import_agent(o, AgentRecord(a, o, a, created)) for o, a in agents)
         return population
 
-    async def _register(
-        self, store: Store, agents: list[tuple[str, str]], sessions: list[list[str]]
-    ) -> None:
-        """Agents (org, id) and the sessions of each."""
-        created = self.now - BUSY_SPAN_NS
-        await in_flight(store.import_agent(o, AgentRecord(a, o, a, created)) for o, a in agents)
-        await in_flight(
-            store.import_session(org, SessionRecord(sid, org, agent, created, created))
-            for (org, agent), ids in zip(agents, sessions, strict=True)
-            for sid in ids
-        )
+    async def _register_sessions(self, store: Store, stretch: int) -> None:
+        """The sessions of a stretch of the history, each created when it begins."""
+        spread = self.now - SPAN_NS * (stretch + 1)
+        sessions = [
+            SessionRecord(stretched(sid, stretch), org, agent, spread, spread)
+            for i, (org, agent) in enumerate(self.agents)
+            for sid in self.sessions_of[i]
+        ]
+        if self.plan.busy_share:
+            busy = self.now - BUSY_SPAN_NS * (stretch + 1)
+            sessions += [
+                SessionRecord(stretched(sid, stretch), BUSY_ORG, BUSY_AGENT, busy, busy)
+                for sid in busy_sessions()
+            ]
+        await in_flight((store.import_session(s.org_id, s) for s in sessions), limit=64)
 
     async def total(self, store: Store) -> int:
         """How many memories the store's orgs hold."""
         orgs = [*self.orgs, BUSY_ORG]
         return sum([(await store.usage(org)).get("memories", 0) for org in orgs])
 
-    async def insert(self, store: Store, count: int) -> None:
-        """Insert ``count`` new memories."""
-        calls = (store.insert_memories(o, b, None, self.now) for o, b in self.batches(count))
-        await in_flight(calls)
+    async def insert(self, store: Store, before: int, count: int) -> None:
+        """Insert ``count`` new memories behind the ``before`` the store holds, after the
+        sessions of each stretch they begin."""
+        for stretch in range(-(-before // STRETCH), -(-(before + count) // STRETCH)):
+            await self._register_sessions(store, stretch)
+        batches = self.batches(before, count)
+        await in_flight(store.insert_memories(o, b, None, self.now) for o, b in batches)
 
-    def batches(self, count: int) -> Iterator[tuple[str, list[MemoryRecord]]]:
+    def batches(self, before: int, count: int) -> Iterator[tuple[str, list[MemoryRecord]]]:
         """``count`` new memories, ``BATCH`` of one org at a time."""
         pending: dict[str, list[MemoryRecord]] = defaultdict(list)
-        for org, memory in self.memories(count):
+        for org, memory in self.memories(before, count):
             pending[org].append(memory)
             if len(pending[org]) >= BATCH:
                 yield org, pending.pop(org)
         yield from pending.items()
 
-    def memories(self, count: int) -> Iterator[tuple[str, MemoryRecord]]:
-        """``count`` memories in time order, the busy agent's share of them its own."""
+    def memories(self, before: int, count: int) -> Iterator[tuple[str, MemoryRecord]]:
+        """Memories ``before`` to ``before + count`` of the history, newest first, the busy
+        agent's share of them its own."""
         rng = self.rng
         cumulative = list(itertools.accumulate(self.weights))
-        for n in range(count):
+        for g in range(before, before + count):
+            age = g / STRETCH  # in stretches
             if rng.random() < self.plan.busy_share:
-                yield BUSY_ORG, self._busy_memory(n / count)
+                yield BUSY_ORG, self._busy_memory(age)
             else:
                 i = rng.choices(range(AGENTS), cum_weights=cumulative)[0]
-                yield self.agents[i][0], self._spread_memory(i, n / count)
+                yield self.agents[i][0], self._spread_memory(i, age)
 
-    def _spread_memory(self, i: int, position: float) -> MemoryRecord:
+    def _spread_memory(self, i: int, age: float) -> MemoryRecord:
         rng = self.rng
         org, agent = self.agents[i]
         sessions = self.sessions_of[i]
-        session = rng.choice(sessions) if sessions and rng.random() < 0.7 else ""
-        t = self._time(SPAN_NS, position)
+        in_session = bool(sessions) and rng.random() < 0.7
+        session = stretched(rng.choice(sessions), int(age)) if in_session else ""
+        t = self._time(SPAN_NS, age)
         return self._memory(org, agent, session, t, self._words({}), rng.choices(TAGS, k=3))
 
-    def _busy_memory(self, position: float) -> MemoryRecord:
+    def _busy_memory(self, age: float) -> MemoryRecord:
         rng = self.rng
-        t = self._time(BUSY_SPAN_NS, position)
-        # Sessions follow each other in time: a session holds the memories of its stretch.
-        in_session = rng.random() < 0.9
-        session = f"busy_sess_{int(position * BUSY_SESSIONS):04d}" if in_session else ""
+        t = self._time(BUSY_SPAN_NS, age)
+        # Sessions follow each other in time: a session holds the memories of its part of
+        # the stretch (the newest part, the stretch's last session).
+        stretch = int(age)
+        n = min(BUSY_SESSIONS - 1, int((1 - (age - stretch)) * BUSY_SESSIONS))
+        session = stretched(f"busy_sess_{n:04d}", stretch) if rng.random() < 0.9 else ""
         tags = [tag for tag, share in COMMON_TAGS.items() if rng.random() < share]
         tags += rng.choices(TAGS, k=2)
         return self._memory(BUSY_ORG, BUSY_AGENT, session, t, self._words(COMMON_WORDS), tags)
 
-    def _time(self, span: int, position: float) -> int:
-        return self.now - span + int(span * position) + self.rng.randrange(10**9)
+    def _time(self, span: int, age: float) -> int:
+        return self.now - int(span * age) - self.rng.randrange(10**9)
 
     def _words(self, common: dict[str, float]) -> str:
         """150-400 characters of random words; each common word, by its share, near the
@@ -250,15 +271,19 @@ class Population:
             importance=round(rng.random(), 3),
         )
 
-    async def write_targets(self, store: Store, admin: Admin, path: Path, added: int) -> None:
+    async def write_targets(
+        self, store: Store, admin: Admin, path: Path, added: int, total: int
+    ) -> None:
         """How many memories were added and, per population, an API key of its org and
-        what its reads ask for."""
-        populations = {"spread": await self._spread_targets(store, admin)}
+        what its reads ask for: sessions of the newest stretch, ids from all of the
+        ``total`` memories' history."""
+        stretches = max(1.0, total / STRETCH)
+        populations = {"spread": await self._spread_targets(store, admin, stretches)}
         if await store.get_agent(BUSY_ORG, BUSY_AGENT) is not None:
-            populations["busy"] = await self._busy_targets(store, admin)
+            populations["busy"] = await self._busy_targets(store, admin, stretches)
         path.write_text(json.dumps({"added": added, "populations": populations}))
 
-    async def _spread_targets(self, store: Store, admin: Admin) -> dict[str, Any]:
+    async def _spread_targets(self, store: Store, admin: Admin, stretches: float) -> dict[str, Any]:
         rng = self.rng
         org = self.orgs[0]
         mine = [i for i, (o, _) in enumerate(self.agents) if o == org]
@@ -269,14 +294,14 @@ class Population:
             "key": await _key(admin, org),
             "agents": [self.agents[i][1] for i in hot],
             "sessions": [s for i in hot for s in self.sessions_of[i][:1]],
-            "memory_ids": await self._sample_ids(store, org, None, SPAN_NS),
+            "memory_ids": await self._sample_ids(store, org, None, int(SPAN_NS * stretches)),
             "tag_pairs": [sorted(rng.sample(TAGS, 2)) for _ in range(500)],
             "words": words,
             "queries": [" ".join(words[j : j + 3]) for j in range(490)],
             "users": [f"user_{rng.randrange(USERS)}" for _ in range(500)],
         }
 
-    async def _busy_targets(self, store: Store, admin: Admin) -> dict[str, Any]:
+    async def _busy_targets(self, store: Store, admin: Admin, stretches: float) -> dict[str, Any]:
         rng = self.rng
         words = rng.sample(WORDS, 500)
         common = list(COMMON_WORDS)
@@ -285,7 +310,9 @@ class Population:
             "agent_id": BUSY_AGENT,  # every search is for this agent
             "agents": [BUSY_AGENT],
             "sessions": rng.sample(busy_sessions(), 500),
-            "memory_ids": await self._sample_ids(store, BUSY_ORG, BUSY_AGENT, BUSY_SPAN_NS),
+            "memory_ids": await self._sample_ids(
+                store, BUSY_ORG, BUSY_AGENT, int(BUSY_SPAN_NS * stretches)
+            ),
             # A tag most of its memories carry, and a rarer one.
             "tag_pairs": [
                 sorted([rng.choice(list(COMMON_TAGS)), rng.choice(TAGS)]) for _ in range(500)
@@ -328,8 +355,13 @@ async def _key(admin: Admin, org: str) -> str:
 
 
 def busy_sessions() -> list[str]:
-    """The busy agent's session ids."""
+    """The busy agent's session ids in the newest stretch."""
     return [f"busy_sess_{n:04d}" for n in range(BUSY_SESSIONS)]
+
+
+def stretched(session: str, stretch: int) -> str:
+    """A session's id in a stretch of the history (the newest keeps its own)."""
+    return f"{session}-{stretch}" if stretch else session
 
 
 if __name__ == "__main__":
