@@ -100,3 +100,48 @@ async def test_brief_reads_run_on_the_callers_thread_and_the_rest_on_the_readers
         assert thread != caller and thread.startswith("memtrace-sqlite-reader"), name
     thread, count = await thread_of(store.count_memories("org_a", MemoryFilter()))
     assert thread != caller and count == 20
+
+
+async def test_agent_stats_read_the_windows_hours_not_the_agents_history(
+    store: SQLiteStore,
+) -> None:
+    """Two agents with the same last day, one of them with 2,000 hours of history before it:
+    their stats cost the same SQLite steps (the all-time tallies, the window's hours), and
+    the old one's still count its history."""
+    hour = 3600 * 10**9
+
+    def hourly(agent: str, hours: range, serial: int) -> list[MemoryRecord]:
+        return [
+            MemoryRecord(
+                id=f"mem_{NOW - h * hour:016x}{serial + h:010x}",
+                org_id="org_a",
+                agent_id=agent,
+                content=f"{agent} hour {h}",
+                time_ns=NOW - h * hour,
+                event_type="error" if h % 2 else "observation",
+            )
+            for h in hours
+        ]
+
+    await store.insert_memories("org_a", hourly("newcomer", range(1, 25), 0), None, NOW)
+    await store.insert_memories("org_a", hourly("old_timer", range(1, 2025), 10**6), None, NOW)
+    since = NOW - 24 * hour + hour // 2
+    await store.agent_stats("org_a", "newcomer", since)  # every connection of the read opened
+    steps = 0
+
+    def step() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    for conn in store._connections:
+        conn.set_progress_handler(step, 1)
+    cost, stats = {}, {}
+    for agent in ("newcomer", "old_timer"):
+        steps = 0
+        stats[agent] = await store.agent_stats("org_a", agent, since)
+        cost[agent] = steps
+    assert stats["old_timer"].memory_count == 2024
+    assert stats["old_timer"].memories_24h == stats["newcomer"].memories_24h == 23
+    assert stats["old_timer"].errors_24h == stats["newcomer"].errors_24h == 12
+    assert cost["old_timer"] < 1.5 * cost["newcomer"], cost

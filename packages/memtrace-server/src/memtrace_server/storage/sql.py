@@ -426,6 +426,9 @@ class SqlStore(ABC):
     for_update: ClassVar[str] = ""  # row lock for read-modify-write, where there are locks
     probe_id_time: ClassVar[bool] = False  # look a memory up by its id's time first
     score_sign: ClassVar[float] = 1.0  # the ranked statement's last column times this
+    # ``agent_tallies`` read by (org, agent, hour): an agent's all-time rows or a window's
+    # hours, never all of its hours (the tallies' key leads with the memory type).
+    tallies_by_hour: ClassVar[str] = "agent_tallies"
 
     # running ops
 
@@ -815,7 +818,7 @@ class SqlStore(ABC):
                 str(t): int(n)
                 for t, n in (
                     yield Stmt(
-                        f"SELECT memory_type, memories FROM agent_tallies {scope}"
+                        f"SELECT memory_type, memories FROM {self.tallies_by_hour} {scope}"
                         " AND hour = ? AND memories > 0",
                         (org_id, agent_id, ALL_TIME),
                     )
@@ -824,7 +827,7 @@ class SqlStore(ABC):
             later, later_errors = (
                 yield Stmt(
                     "SELECT coalesce(sum(memories), 0), coalesce(sum(errors), 0)"
-                    f" FROM agent_tallies {scope} AND hour > ?",
+                    f" FROM {self.tallies_by_hour} {scope} AND hour > ?",
                     (org_id, agent_id, hour),
                 )
             ).rows[0]

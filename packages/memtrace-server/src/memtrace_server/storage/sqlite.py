@@ -308,6 +308,9 @@ class SQLiteStore(SqlStore):
     backend = "sqlite"
     contains_clause = "instr(m.content, ?) > 0"
     score_sign = -1.0  # bm25() is smaller for better matches
+    # Without statistics the planner takes the key's (org, agent) prefix for ``hour = ?``
+    # and walks all of an agent's hours: 8 ms for an agent of 2.5 years.
+    tallies_by_hour = "agent_tallies INDEXED BY agent_tallies_hour"
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = Path(path)
@@ -801,15 +804,15 @@ class SQLiteStore(SqlStore):
         """How many current memories the agent (or, without one, the org) holds."""
         if agent_id is not None:
             found = yield Stmt(
-                "SELECT coalesce(sum(memories), 0) FROM agent_tallies INDEXED BY agent_tallies_hour"
+                f"SELECT coalesce(sum(memories), 0) FROM {self.tallies_by_hour}"
                 " WHERE org_id = ? AND agent_id = ? AND hour = ?",
                 (org_id, agent_id, ALL_TIME),
             )
         else:
             found = yield Stmt(
-                "SELECT coalesce(sum(t.memories), 0) FROM agents a"
-                " CROSS JOIN agent_tallies t INDEXED BY agent_tallies_hour"
-                " ON t.org_id = a.org_id AND t.agent_id = a.id AND t.hour = ? WHERE a.org_id = ?",
+                "SELECT coalesce(sum(agent_tallies.memories), 0) FROM agents a"
+                f" CROSS JOIN {self.tallies_by_hour} ON agent_tallies.org_id = a.org_id"
+                " AND agent_tallies.agent_id = a.id AND agent_tallies.hour = ? WHERE a.org_id = ?",
                 (ALL_TIME, org_id),
             )
         return int(found.rows[0][0])
