@@ -427,7 +427,7 @@ class SqlStore(ABC):
     probe_id_time: ClassVar[bool] = False  # look a memory up by its id's time first
     score_sign: ClassVar[float] = 1.0  # the ranked statement's last column times this
     # ``agent_tallies`` read by (org, agent, hour): an agent's all-time rows or a window's
-    # hours, never all of its hours (the tallies' key leads with the memory type).
+    # hours, never all of its hours (the tallies' key puts the memory type before the hour).
     tallies_by_hour: ClassVar[str] = "agent_tallies"
 
     # running ops
