@@ -1,4 +1,5 @@
-"""SQLite writers of several processes on one file take turns through a kernel lock."""
+"""SQLite writers of several processes on one file take turns through a kernel lock; a
+writer and the loop it answers take turns too."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from memtrace_server.core.records import OrgRecord
+from memtrace_server.storage import sqlite as sqlite_store
 from memtrace_server.storage.base import DuplicateName
+from memtrace_server.storage.sql import Op, Stmt
 from memtrace_server.storage.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.anyio
@@ -86,6 +90,43 @@ async def test_writes_that_arrive_while_the_writer_waits_for_its_turn_share_its_
             assert await store.get_org(org) is not None
     finally:
         os.close(other)
+        await store.close()
+
+
+async def test_the_writer_lets_its_callers_run_before_its_next_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a commit the writer waits for the loop to run the callers it answered, so its
+    next transaction does not contend with their responses for the GIL."""
+    monkeypatch.setattr(sqlite_store, "ANSWER_WAIT", 30.0)  # no deadline on a slow machine
+    store = SQLiteStore(tmp_path / "memtrace.db")
+    await store.open()
+    inside, release = threading.Event(), threading.Event()
+
+    def held_write() -> Op[None]:  # run by the writer, inside its transaction
+        inside.set()
+        release.wait(10)
+        yield Stmt("INSERT INTO orgs (id, name, created_at) VALUES ('org_a', 'A', 0)")
+
+    async def first_caller() -> int:
+        await store._write(held_write())
+        return store._queue.qsize()  # as it runs on: the writes still queued
+
+    try:
+        first = asyncio.ensure_future(first_caller())
+        while not inside.is_set():
+            await asyncio.sleep(0.001)
+        second = asyncio.ensure_future(store.create_org(OrgRecord("org_b", "B", time.time())))
+        await asyncio.sleep(0)
+        assert store._queue.qsize() == 1  # queued for the writer's next transaction
+        release.set()
+        # The first caller ran on before the writer took the second write.
+        assert await asyncio.wait_for(first, timeout=10) == 1
+        await asyncio.wait_for(second, timeout=10)
+        assert await store.get_org("org_a") is not None
+        assert await store.get_org("org_b") is not None
+    finally:
+        release.set()
         await store.close()
 
 
