@@ -177,8 +177,8 @@ def _answer(group: list[Pending], outcomes: dict[int, Outcome]) -> None:
     group (a wake-up per future took a tenth of the writer's time). Then wait, at most
     ``ANSWER_WAIT``, until each loop has run its callers on (their responses written): the
     writer's next transaction and a loop answering the last one both want the GIL, and
-    taking turns by the statement slowed both (one worker's single POSTs at c=32 served
-    15 % more requests a second with the wait)."""
+    taking turns by the statement slowed both (one worker's single POSTs at c=32: 1,754
+    requests a second without the wait, 2,067 with it, in alternating runs)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
     for index, (_, loop, future) in enumerate(group):
         by_loop.setdefault(loop, []).append((future, outcomes[index]))
