@@ -144,7 +144,7 @@ def worded(org: str, n: int) -> MemoryRecord:
 async def ranked_store(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[PostgresStore]:
-    monkeypatch.setattr(postgres, "WALK_MEMORIES", 5)
+    monkeypatch.setattr(postgres, "RANK_BUSY_MEMORIES", 5)
     monkeypatch.setattr(postgres, "RANKED_POOL", 6)
     monkeypatch.setattr(postgres, "RANK_SCAN", 10)
     monkeypatch.setattr(postgres, "RANK_WALK_DAYS", 5)
@@ -183,10 +183,42 @@ async def test_a_walked_pool_ranks_as_the_whole_history_does(
     for query, limit, offset in cases:
         flt = MemoryFilter(agent_id="agent_a", query=query, limit=limit, offset=offset, **fields)
         walked[query, limit, offset] = await store.query_memories("org_a", flt)
-    monkeypatch.setattr(PostgresStore, "_busy_day", lambda self, org_id, flt: iter(()))
+    monkeypatch.setattr(PostgresStore, "_busy_day", lambda self, *args: iter(()))
     for (query, limit, offset), found in walked.items():
         flt = MemoryFilter(agent_id="agent_a", query=query, limit=limit, offset=offset, **fields)
         whole = await store.query_memories("org_a", flt)
         case = f"{query} limit {limit} offset {offset}"
         assert [(m.id, m.score) for m in found] == [(m.id, m.score) for m in whole], case
         assert all(m.org_id == "org_a" and m.agent_id == "agent_a" for m in found), case
+
+
+async def test_a_page_and_a_ranked_pool_test_busy_each_by_its_own_measure(
+    ranked_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent busy enough for its pages to be walked may be too quiet for its ranked
+    pool to be (a long history rather than a dense one), and the other way round; an agent
+    found quiet by one test is not taken as quiet by the other."""
+    store = ranked_store
+    busy: list[tuple[int, bool]] = []
+    test = PostgresStore._busy_day
+
+    def spy(self: PostgresStore, org_id: str, flt: MemoryFilter, *args: int) -> Any:
+        day = yield from test(self, org_id, flt, *args)
+        busy.append((args[0], day is not None))
+        return day
+
+    monkeypatch.setattr(PostgresStore, "_busy_day", spy)
+    monkeypatch.setattr(postgres, "WALK_DAYS", 20)
+    monkeypatch.setattr(postgres, "WALK_MEMORIES", 20)  # agent_a: about 50 in 20 days
+    monkeypatch.setattr(postgres, "RANK_BUSY_DAYS", 2)
+    monkeypatch.setattr(postgres, "RANK_BUSY_MEMORIES", 50)  # agent_a: about 5 in 2 days
+    a = {"agent_id": "agent_a"}
+    await store.query_memories("org_a", MemoryFilter(query=("half",), **a))
+    await store.query_memories("org_a", MemoryFilter(content_contains="half", limit=2, **a))
+    await store.query_memories("org_a", MemoryFilter(query=("half",), **a))
+    monkeypatch.setattr(postgres, "WALK_MEMORIES", 500)  # agent_b: about 6 in 20 days
+    monkeypatch.setattr(postgres, "RANK_BUSY_MEMORIES", 1)
+    b = {"agent_id": "agent_b"}
+    await store.query_memories("org_a", MemoryFilter(content_contains="half", limit=2, **b))
+    await store.query_memories("org_a", MemoryFilter(query=("half",), **b))
+    assert busy == [(2, False), (20, True), (2, False), (20, False), (2, True)]
