@@ -278,6 +278,27 @@ async def test_insert_dedup_and_get(store: Contract) -> None:
     assert await store.usage("org_a") == {"agents": 0, "sessions": 0, "memories": 4}
 
 
+async def test_a_batch_is_stored_value_for_value_and_in_order(store: Contract) -> None:
+    """Every memory of a batch reads back as written, hostile tags and text included, and
+    memories of one time read back in the order written (a backend that sends a batch's
+    columns as arrays must keep each value and the order)."""
+    hostile = ('a "quoted" tag', "comma, and {braces}", "back\\slash", "ü ß 字", "NULL", "")
+    same = [
+        replace(mem(10 + n, tags=(f"t{n}", "z", "a"), content=f"same {n}"), time_ns=NOW - MIN)
+        for n in range(5)
+    ]
+    batch = [
+        mem(1, tags=hostile, content='{"x": 1} \' ; DROP TABLE memories; --', importance=0.25),
+        mem(2, tags=(), metadata={"k": "v'\""}, expires_at_ns=NOW + 10**12),
+        *same,
+    ]
+    assert await store.insert_memories("org_a", batch, None, NOW) == [True] * len(batch)
+    for m in batch:
+        assert await store.get_memory("org_a", m.id) == m
+    found = await store.query_memories("org_a", MemoryFilter(since_ns=NOW - 2 * MIN))
+    assert [m.id for m in found] == [m.id for m in reversed(same)]
+
+
 async def test_query_filters(store: Contract) -> None:
     rows = [
         mem(

@@ -58,6 +58,24 @@ INSERT_TRANSACTIONS = 2
 MONTHS_BEHIND, MONTHS_AHEAD = 1, 3
 
 
+# ``write_memories``: the memories' columns (``MEMORY_INSERT_COLUMNS``, then the context),
+# each as one array (text unless named here; tags as JSON text), unnested in order.
+_UNNESTED = [column.strip() for column in sql.MEMORY_INSERT_COLUMNS.split(",")] + ["context"]
+_TYPES = {c: "text" for c in _UNNESTED} | {
+    "importance": "float8",
+    "time": "int8",
+    "expires_at": "int8",
+    "superseded_at": "int8",
+}
+_TAGS = "ARRAY(SELECT t FROM jsonb_array_elements_text(u.tags::jsonb) WITH ORDINALITY e(t, i) ORDER BY i)"
+_UNNESTED_INSERT = (
+    f"INSERT INTO memories ({', '.join(_UNNESTED)})"
+    f" SELECT {', '.join(_TAGS if c == 'tags' else f'u.{c}' for c in _UNNESTED)}"
+    f" FROM unnest({', '.join(f'?::{_TYPES[c]}[]' for c in _UNNESTED)})"
+    f" WITH ORDINALITY AS u({', '.join(_UNNESTED)}, n) ORDER BY u.n"
+)
+
+
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
     """The one place PostgreSQL's errors become the store's."""
@@ -545,16 +563,15 @@ class PostgresStore(SqlStore):
         return sql.Result(page, len(page))
 
     def write_memories(self, memories: Sequence[sql.NewMemory]) -> Op[None]:
-        """One pipelined statement; the tsvector is a generated column."""
+        """One statement for all of them, each column's values as one array, unnested in
+        order (rids follow it): an ``executemany`` of a row each set up the insert into the
+        partitioned table and its indexes once a row. The tsvector is a generated column;
+        tags travel as JSON, an array of arrays being rectangular."""
         rows = [
-            (*sql.memory_values(org_id, m, self.tag_value(m.tags)), context)
+            (*sql.memory_values(org_id, m, orjson.dumps(m.tags).decode()), context)
             for org_id, m, context in memories
         ]
-        yield Stmt(
-            f"INSERT INTO memories ({sql.MEMORY_INSERT_COLUMNS}, context) VALUES ({sql.marks(sql.MEMORY_FIELDS + 1)})",
-            rows,
-            True,
-        )
+        yield Stmt(_UNNESTED_INSERT, [[list(column) for column in zip(*rows, strict=True)]], True)
 
     def erase_where(self, condition: str, params: Sequence[Any]) -> Op[int]:
         """One DELETE: every index is PostgreSQL's own."""
