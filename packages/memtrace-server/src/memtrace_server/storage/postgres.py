@@ -58,21 +58,40 @@ INSERT_TRANSACTIONS = 2
 MONTHS_BEHIND, MONTHS_AHEAD = 1, 3
 
 
-# ``write_memories``: the memories' columns (``MEMORY_INSERT_COLUMNS``, then the context),
-# each as one array (text unless named here; tags as JSON text), unnested in order.
-_UNNESTED = [column.strip() for column in sql.MEMORY_INSERT_COLUMNS.split(",")] + ["context"]
-_TYPES = {c: "text" for c in _UNNESTED} | {
-    "importance": "float8",
-    "time": "int8",
-    "expires_at": "int8",
-    "superseded_at": "int8",
-}
-_TAGS = "ARRAY(SELECT t FROM jsonb_array_elements_text(u.tags::jsonb) WITH ORDINALITY e(t, i) ORDER BY i)"
-_UNNESTED_INSERT = (
-    f"INSERT INTO memories ({', '.join(_UNNESTED)})"
-    f" SELECT {', '.join(_TAGS if c == 'tags' else f'u.{c}' for c in _UNNESTED)}"
-    f" FROM unnest({', '.join(f'?::{_TYPES[c]}[]' for c in _UNNESTED)})"
-    f" WITH ORDINALITY AS u({', '.join(_UNNESTED)}, n) ORDER BY u.n"
+def _unnested(columns: Sequence[str], types: dict[str, str], values: dict[str, str]) -> str:
+    """``SELECT`` of rows sent as one array a column (each of ``types``' type, text unless
+    named), in the order sent: one statement for many rows, where an ``executemany`` of a
+    row each had PostgreSQL set the statement up again for every row. ``values``: a
+    column's value made from its array's element ``u.<column>``, where not that element."""
+    arrays = [f"?::{types.get(c, 'text')}[]" for c in columns]
+    return (
+        f"SELECT {', '.join(values.get(c, f'u.{c}') for c in columns)}"
+        f" FROM unnest({', '.join(arrays)})"
+        f" WITH ORDINALITY AS u({', '.join(columns)}, n) ORDER BY u.n"
+    )
+
+
+def _arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows as the column arrays of ``_unnested``."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+# The memories' columns (``MEMORY_INSERT_COLUMNS``, then the context); tags travel as JSON
+# text, an array of arrays being rectangular.
+_MEMORY_COLUMNS = [c.strip() for c in sql.MEMORY_INSERT_COLUMNS.split(",")] + ["context"]
+_INSERT_MEMORIES = f"INSERT INTO memories ({', '.join(_MEMORY_COLUMNS)}) " + _unnested(
+    _MEMORY_COLUMNS,
+    {"importance": "float8", "time": "int8", "expires_at": "int8", "superseded_at": "int8"},
+    {
+        "tags": "ARRAY(SELECT t FROM jsonb_array_elements_text(u.tags::jsonb)"
+        " WITH ORDINALITY e(t, i) ORDER BY i)"
+    },
+)
+_TALLY_COLUMNS = ["org_id", "agent_id", "memory_type", "hour", "memories", "errors"]
+_ADD_TALLIES = (
+    f"{sql.TALLY_INSERT} "
+    + _unnested(_TALLY_COLUMNS, {"hour": "int8", "memories": "int8", "errors": "int8"}, {})
+    + sql.TALLY_ADDED
 )
 
 
@@ -562,16 +581,18 @@ class PostgresStore(SqlStore):
         page = rows[flt.offset : flt.offset + flt.limit]
         return sql.Result(page, len(page))
 
+    def add_tallies(self, changes: Sequence[sql.Tally]) -> Stmt:
+        """One statement for every change (``_unnested``), in their order."""
+        return Stmt(_ADD_TALLIES, [_arrays(changes)], True)
+
     def write_memories(self, memories: Sequence[sql.NewMemory]) -> Op[None]:
-        """One statement for all of them, each column's values as one array, unnested in
-        order (rids follow it): an ``executemany`` of a row each set up the insert into the
-        partitioned table and its indexes once a row. The tsvector is a generated column;
-        tags travel as JSON, an array of arrays being rectangular."""
+        """One statement for all of them (``_unnested``: the rids follow their order); the
+        tsvector is a generated column."""
         rows = [
             (*sql.memory_values(org_id, m, orjson.dumps(m.tags).decode()), context)
             for org_id, m, context in memories
         ]
-        yield Stmt(_UNNESTED_INSERT, [[list(column) for column in zip(*rows, strict=True)]], True)
+        yield Stmt(_INSERT_MEMORIES, [_arrays(rows)], True)
 
     def erase_where(self, condition: str, params: Sequence[Any]) -> Op[int]:
         """One DELETE: every index is PostgreSQL's own."""

@@ -73,9 +73,9 @@ MAX_COALESCED = 1000
 PROBES_PER_QUERY = 512
 HOUR_NS = 3600 * 10**9
 ALL_TIME = -(2**62)  # the ``hour`` of an agent's all-time tally row
-TALLY_SQL = (
-    "INSERT INTO agent_tallies (org_id, agent_id, memory_type, hour, memories, errors)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org_id, agent_id, memory_type, hour) DO UPDATE"
+TALLY_INSERT = "INSERT INTO agent_tallies (org_id, agent_id, memory_type, hour, memories, errors)"
+TALLY_ADDED = (
+    " ON CONFLICT (org_id, agent_id, memory_type, hour) DO UPDATE"
     " SET memories = agent_tallies.memories + excluded.memories,"
     " errors = agent_tallies.errors + excluded.errors"
 )
@@ -223,8 +223,9 @@ def hour_of(time_ns: int) -> int:
 Tally = tuple[str, str, str, int, int, int]  # org, agent, memory type, hour, memories, errors
 
 
-def tally(rows: Iterable[Tally], sign: int = 1) -> Stmt | None:
-    """One upsert of ``agent_tallies`` for changes of current memories, per hour and in all.
+def tally(rows: Iterable[Tally], sign: int = 1) -> list[Tally]:
+    """The changes to ``agent_tallies`` for changes of current memories, per hour and in all
+    (``SqlStore.add_tallies`` writes them).
 
     Rows are summed per tally row and sorted, so concurrent writers lock them in one order.
     """
@@ -234,8 +235,7 @@ def tally(rows: Iterable[Tally], sign: int = 1) -> Stmt | None:
             total = sums.setdefault((org_id, agent_id, memory_type, at), [0, 0])
             total[0] += sign * int(memories)
             total[1] += sign * int(errors)
-    changes = [(*k, n, e) for k, (n, e) in sorted(sums.items()) if n or e]
-    return Stmt(TALLY_SQL, changes, True) if changes else None
+    return [(*k, n, e) for k, (n, e) in sorted(sums.items()) if n or e]
 
 
 def memory_tallies(org_id: str, memories: Iterable[MemoryRecord]) -> list[Tally]:
@@ -490,6 +490,11 @@ class SqlStore(ABC):
         left for WHERE); None to scan ``memories`` itself."""
         yield from ()
         return None
+
+    def add_tallies(self, changes: Sequence[Tally]) -> Stmt:
+        """One statement adding ``changes`` (from ``tally``, in their order) to
+        ``agent_tallies``."""
+        return Stmt(f"{TALLY_INSERT} VALUES (?, ?, ?, ?, ?, ?){TALLY_ADDED}", changes, True)
 
     def dedup_lookup(self, org_id: str, keys: Sequence[str], window: Sequence[int]) -> Stmt:
         """(dedup key, time, expiry) of the org's stored memories holding one of ``keys`` (at
@@ -1124,8 +1129,8 @@ class SqlStore(ABC):
                 )
         current = [t for org_id, memories in groups for t in memory_tallies(org_id, memories)]
         changes = tally([*current, *retired])
-        if changes is not None:
-            yield changes
+        if changes:
+            yield self.add_tallies(changes)
 
     def _supersede(
         self, org_id: str, memories: Sequence[MemoryRecord], nows: Sequence[int]
@@ -1251,8 +1256,8 @@ class SqlStore(ABC):
                     (org_id, agent_id, memory_type, hour_of(when), 1, int(event == "error"))
                 )
         update = tally(changes)
-        if update is not None:
-            yield update
+        if update:
+            yield self.add_tallies(update)
         return erased
 
     async def insert_memories(
