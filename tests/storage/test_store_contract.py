@@ -386,6 +386,57 @@ async def test_stats(store: Contract) -> None:
     assert empty.memory_count == 0 and empty.memory_types == {} and empty.last_active_at_ns is None
 
 
+async def test_last_activity_moves_forward_only_whoever_writes_at_once(
+    make_store: Callable[[], Contract], store: Contract
+) -> None:
+    """An agent's and a session's last activity is the newest memory written to it, an
+    older one written later leaving it where it is; and writers touching the same agents
+    and sessions at once (three stores on one database, as three processes), in opposite
+    orders and in calls of many memories, all succeed."""
+    names = [f"agent_{i}" for i in range(8)]
+    for i, name in enumerate(names):
+        agent = AgentRecord(id=name, org_id="org_a", name=name, created_at_ns=NOW)
+        await store.register_agent("org_a", agent)
+        session = SessionRecord(
+            id=f"s{i}", org_id="org_a", agent_id=name, created_at_ns=NOW, updated_at_ns=NOW
+        )
+        await store.create_session("org_a", session)
+
+    def call(n: int, when: int, order: list[int]) -> list[MemoryRecord]:
+        return [
+            mem(1000 * n + i, agent_id=names[i], session_id=f"s{i}", time_ns=when + i)
+            for i in order
+        ]
+
+    await store.insert_memories("org_a", call(1, NOW, list(range(8))), None, NOW)
+    forward, backward = list(range(8)), list(reversed(range(8)))
+    calls = (
+        [  # newer memories, each call moving some agents forward, and older ones
+            call(2 + n, NOW + (n % 7 + 1) * MIN, forward if n % 2 else backward[: 2 + n % 6])
+            for n in range(40)
+        ]
+        + [call(50 + n, NOW - (n + 1) * MIN, backward) for n in range(20)]
+    )
+    newest = [max(m.time_ns for c in calls for m in c if m.agent_id == name) for name in names]
+    others = [make_store(), make_store()]
+    for other in others:
+        await other.open()
+    try:
+        writers = [store, *others]
+        answers = await asyncio.gather(
+            *(writers[n % 3].insert_memories("org_a", c, None, NOW) for n, c in enumerate(calls))
+        )
+    finally:
+        for other in others:
+            await other.close()
+    assert all(all(a) for a in answers)
+    for i, name in enumerate(names):
+        agent = await store.get_agent("org_a", name)
+        session = await store.get_session("org_a", f"s{i}")
+        assert agent is not None and session is not None
+        assert agent.last_active_at_ns == session.last_active_at_ns == newest[i], name
+
+
 async def test_content_contains_is_an_exact_substring_whatever_the_index(store: Contract) -> None:
     """Substrings inside words, across words, of any case and character, quotes and
     query syntax included; erased memories are not found again, nor another org's."""
