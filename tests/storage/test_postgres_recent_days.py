@@ -100,7 +100,7 @@ async def test_a_page_within_the_newest_days_is_read_from_them_alone(
 ) -> None:
     """The walk answers alone when the page fills within its days, or when the filter's
     window lies within them; else (or for an org-wide read, or a quiet agent) the whole
-    history is read."""
+    history is read. Whether an agent is busy is checked once a while."""
     answered: list[bool] = []
     walk = PostgresStore.recent_page
 
@@ -116,13 +116,14 @@ async def test_a_page_within_the_newest_days_is_read_from_them_alone(
     await store.query_memories("org_a", MemoryFilter(tags=("t1",), since_ns=NOW - 2 * DAY, **a))
     await store.query_memories("org_a", MemoryFilter(content_contains="Needle", limit=40, **a))
     await store.query_memories("org_a", MemoryFilter(content_contains="Needle", limit=2))
-    monkeypatch.setattr(postgres, "WALK_MEMORIES", 1000)  # a quiet agent: not walked
-    await store.query_memories("org_a", MemoryFilter(content_contains="Needle", limit=2, **a))
-    monkeypatch.setattr(postgres, "WALK_MEMORIES", 1)  # busy again, but found quiet a moment ago
-    await store.query_memories("org_a", MemoryFilter(content_contains="Needle", limit=2, **a))
     b = {"agent_id": "agent_b"}  # another agent is checked for itself
+    monkeypatch.setattr(postgres, "WALK_MEMORIES", 1000)  # a quiet agent: not walked
     await store.query_memories("org_a", MemoryFilter(content_contains="Needle", limit=1, **b))
-    assert answered == [True, True, False, False, False, False, True]
+    # agent_a was found busy, agent_b quiet, a moment ago: each verdict holds a while
+    await store.query_memories("org_a", MemoryFilter(content_contains="Needle", limit=2, **a))
+    monkeypatch.setattr(postgres, "WALK_MEMORIES", 1)
+    await store.query_memories("org_a", MemoryFilter(content_contains="Needle", limit=1, **b))
+    assert answered == [True, True, False, False, False, True, False]
 
 
 def worded(org: str, n: int) -> MemoryRecord:

@@ -46,7 +46,7 @@ RANK_BUSY_MEMORIES = 10_000  # memories in its newest
 RANK_BUSY_DAYS = 7  # days; its pool of any term then comes from its newest
 RANK_SCAN = 5_000  # memories in time order, else from a walk of its newest
 RANK_WALK_DAYS = 30  # days, else from its whole history.
-QUIET_NS = 60 * 10**9  # an agent found not busy is not checked again for this long
+QUIET_NS = 60 * 10**9  # an agent found busy or not is not checked again for this long
 QUIET_AGENTS = 10_000  # (of at most this many agents remembered)
 ANALYZE_EVERY = 1_000  # memories a process inserts between looks for unanalyzed partitions,
 ANALYZE_BYTES = 1 << 16  # which are analyzed once they hold this much with no statistics
@@ -197,7 +197,8 @@ class PostgresStore(SqlStore):
             collections.deque()
         )
         self._flushers: set[asyncio.Task[None]] = set()
-        self._quiet: dict[tuple[str, str, int], int] = {}  # agents not walked, until
+        # (org, agent, days) -> (until when, in monotonic ns; whether busy): ``_busy_day``
+        self._verdicts: dict[tuple[str, str, int], tuple[int, bool]] = {}
         self._written = 0  # memories inserted since the last look for unanalyzed partitions
         self._analyzer: asyncio.Task[None] | None = None
 
@@ -418,9 +419,9 @@ class PostgresStore(SqlStore):
     def _busy_day(self, org_id: str, flt: MemoryFilter, days: int, memories: int) -> Op[int | None]:
         """The newest day a busy agent's read walks back from; None for other reads. Only
         for an agent with at least ``memories`` memories in its last ``days`` days (its
-        tallies say): for a quieter scope the day-by-day probes cost more than its matches,
-        and an agent found quiet is not checked again for ``QUIET_NS`` (the check is a
-        statement of its own)."""
+        tallies say): for a quieter scope the day-by-day probes cost more than its matches.
+        The verdict is kept for ``QUIET_NS``: summing 60 days of hourly tallies took 0.7 ms
+        a read of the 1M bench's busy agent, its newest time alone 0.1 ms."""
         if (
             flt.agent_id is None
             or flt.ascending
@@ -429,21 +430,26 @@ class PostgresStore(SqlStore):
         ):
             return None
         agent = (org_id, flt.agent_id, days)  # each test has days of its own
-        if self._quiet.get(agent, 0) > time.monotonic_ns():
-            return None
-        now = flt.visible_at_ns if flt.visible_at_ns is not None else time.time_ns()
-        newest, recent = (
-            yield Stmt(
-                "SELECT (SELECT max(x.time) FROM memories x WHERE x.org_id = ? AND x.agent_id = ?),"
-                " (SELECT sum(t.memories) FROM agent_tallies t WHERE t.org_id = ? AND t.agent_id = ?"
-                " AND t.hour >= ?)",
-                [org_id, flt.agent_id, org_id, flt.agent_id, sql.hour_of(now - days * DAY_NS)],
-            )
-        ).rows[0]
-        if newest is None or (recent or 0) < memories:
-            if len(self._quiet) >= QUIET_AGENTS:
-                self._quiet.clear()
-            self._quiet[agent] = time.monotonic_ns() + QUIET_NS  # most agents: one check a while
+        until, busy = self._verdicts.get(agent, (0, False))
+        newest_sql = "SELECT max(x.time) FROM memories x WHERE x.org_id = ? AND x.agent_id = ?"
+        if until > time.monotonic_ns():
+            if not busy:
+                return None
+            newest = (yield Stmt(newest_sql, [org_id, flt.agent_id])).rows[0][0]
+        else:
+            now = flt.visible_at_ns if flt.visible_at_ns is not None else time.time_ns()
+            newest, recent = (
+                yield Stmt(
+                    f"SELECT ({newest_sql}), (SELECT sum(t.memories) FROM agent_tallies t"
+                    " WHERE t.org_id = ? AND t.agent_id = ? AND t.hour >= ?)",
+                    [org_id, flt.agent_id] * 2 + [sql.hour_of(now - days * DAY_NS)],
+                )
+            ).rows[0]
+            busy = (recent or 0) >= memories
+            if len(self._verdicts) >= QUIET_AGENTS:
+                self._verdicts.clear()
+            self._verdicts[agent] = (time.monotonic_ns() + QUIET_NS, busy)
+        if newest is None or not busy:
             return None
         if flt.until_ns is not None:
             newest = min(newest, flt.until_ns - 1)
