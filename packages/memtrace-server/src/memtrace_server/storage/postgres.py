@@ -59,10 +59,10 @@ MONTHS_BEHIND, MONTHS_AHEAD = 1, 3
 
 
 def _unnested(columns: Sequence[str], types: dict[str, str], values: dict[str, str]) -> str:
-    """``SELECT`` of rows sent as one array a column (each of ``types``' type, text unless
-    named), in the order sent: one statement for many rows, where an ``executemany`` of a
-    row each had PostgreSQL set the statement up again for every row. ``values``: a
-    column's value made from its array's element ``u.<column>``, where not that element."""
+    """``SELECT`` of rows sent as one array a column (of the column's type in ``types``,
+    else text), in the order sent: one statement for many rows, where an ``executemany`` of
+    a row each had PostgreSQL set the statement up again for every row. A column's value is
+    its array's element ``u.<column>``, or the expression ``values`` gives for it."""
     arrays = [f"?::{types.get(c, 'text')}[]" for c in columns]
     return (
         f"SELECT {', '.join(values.get(c, f'u.{c}') for c in columns)}"
@@ -497,7 +497,7 @@ class PostgresStore(SqlStore):
         ``WALK_MEMORIES`` in those days, so a long history is walked as well as a dense one:
         on a store grown in time to 1M, the busy agent holds about 26,000 memories in its
         newest 60 days and 400,000 in all, and a walk answered its substring pages in 6-8 ms
-        against 14-15 ms for the whole history (and 8 ms against 14 at 100k). None when the
+        against 13 ms for the whole history (9 ms against 13-14 at 100k). None when the
         walk does not apply, or the page is not full within those days and the filter's
         window reaches further back: then the history is read."""
         if flt.query or not (flt.content_contains or flt.tags):
