@@ -381,8 +381,9 @@ class PostgresStore(SqlStore):
             )
 
     def tag_value(self, tags: tuple[str, ...]) -> Any:
-        """Tags as a text array."""
-        return list(tags)
+        """Tags as JSON text, which ``_INSERT_MEMORIES`` makes a text array of (a memory's
+        tags travel in a column array, and an array of arrays must be rectangular)."""
+        return orjson.dumps(tags).decode()
 
     def tags_of(self, value: Any) -> tuple[str, ...]:
         """Tags from a text array."""
@@ -595,7 +596,7 @@ class PostgresStore(SqlStore):
         """One statement for all of them (``_unnested``: the rids follow their order); the
         tsvector is a generated column."""
         rows = [
-            (*sql.memory_values(org_id, m, orjson.dumps(m.tags).decode()), context)
+            (*sql.memory_values(org_id, m, self.tag_value(m.tags)), context)
             for org_id, m, context in memories
         ]
         yield Stmt(_INSERT_MEMORIES, [_arrays(rows)], True)

@@ -466,7 +466,7 @@ class SqlStore(ABC):
 
     @abstractmethod
     def tag_value(self, tags: tuple[str, ...]) -> Any:
-        """Tags as the memories table keeps them."""
+        """Tags as ``write_memories`` sends them to the memories table."""
 
     @abstractmethod
     def tags_of(self, value: Any) -> tuple[str, ...]:
