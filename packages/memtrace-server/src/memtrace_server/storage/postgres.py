@@ -46,8 +46,8 @@ RANK_BUSY_MEMORIES = 10_000  # memories in its newest
 RANK_BUSY_DAYS = 7  # days; its pool of any term then comes from its newest
 RANK_SCAN = 5_000  # memories in time order, else from a walk of its newest
 RANK_WALK_DAYS = 30  # days, else from its whole history.
-QUIET_NS = 60 * 10**9  # an agent found busy or not is not checked again for this long
-QUIET_AGENTS = 10_000  # (of at most this many agents remembered)
+VERDICT_NS = 60 * 10**9  # an agent found busy or not is not checked again for this long
+VERDICT_AGENTS = 10_000  # (of at most this many agents remembered)
 ANALYZE_EVERY = 1_000  # memories a process inserts between looks for unanalyzed partitions,
 ANALYZE_BYTES = 1 << 16  # which are analyzed once they hold this much with no statistics
 PARTITION_NAME = re.compile(r"memories_(p\d{6}|default)")
@@ -421,7 +421,7 @@ class PostgresStore(SqlStore):
         """The newest day a busy agent's read walks back from; None for other reads. Only
         for an agent with at least ``memories`` memories in its last ``days`` days (its
         tallies say): for a quieter scope the day-by-day probes cost more than its matches.
-        The verdict is kept for ``QUIET_NS``: summing 60 days of hourly tallies took 0.7 ms
+        The verdict is kept for ``VERDICT_NS``: summing 60 days of hourly tallies took 0.7 ms
         a read of the 1M bench's busy agent, its newest time alone 0.1 ms."""
         if (
             flt.agent_id is None
@@ -430,8 +430,8 @@ class PostgresStore(SqlStore):
             or flt.session_id is not None
         ):
             return None
-        agent = (org_id, flt.agent_id, days)  # each test has days of its own
-        until, busy = self._verdicts.get(agent, (0, False))
+        key = (org_id, flt.agent_id, days)  # each test has days of its own
+        until, busy = self._verdicts.get(key, (0, False))
         newest_sql = "SELECT max(x.time) FROM memories x WHERE x.org_id = ? AND x.agent_id = ?"
         if until > time.monotonic_ns():
             if not busy:
@@ -447,9 +447,9 @@ class PostgresStore(SqlStore):
                 )
             ).rows[0]
             busy = (recent or 0) >= memories
-            if len(self._verdicts) >= QUIET_AGENTS:
+            if len(self._verdicts) >= VERDICT_AGENTS:
                 self._verdicts.clear()
-            self._verdicts[agent] = (time.monotonic_ns() + QUIET_NS, busy)
+            self._verdicts[key] = (time.monotonic_ns() + VERDICT_NS, busy)
         if newest is None or not busy:
             return None
         if flt.until_ns is not None:

@@ -301,7 +301,7 @@ def session_values(org_id: str, s: SessionRecord) -> tuple[Any, ...]:
 
 
 def memory_values(org_id: str, m: MemoryRecord, tags: Any) -> tuple[Any, ...]:
-    """A memory's values in ``MEMORY_INSERT_COLUMNS`` order; ``tags`` as the backend keeps them."""
+    """A memory's values in ``MEMORY_INSERT_COLUMNS`` order; ``tags`` as the backend's ``tag_value`` sends them."""
     return (
         m.id,
         org_id,
