@@ -1,9 +1,9 @@
-"""PostgreSQL walks a busy agent's reads over its newest days first, one day at a time, and
-stops once it has what it needs. A substring or tag read stops at its page
-(``PostgresStore.recent_page``); a ranked query's pool of any term is taken from the newest
-``RANK_SCAN`` memories in time order, then the walked days, then the whole history
-(``PostgresStore.ranked``). Either way its pages must be the pages of the read over the
-whole history, whatever the page, window, scope and day boundaries."""
+"""PostgreSQL walks a busy agent's reads back in time, newest first, and stops once it has
+what it needs. A substring or tag read walks its newest days one at a time and stops at its
+page (``PostgresStore.recent_page``); a large agent's ranked query walks its history a span
+at a time for its pool of any term (``PostgresStore.ranked``). Either way its pages must be
+the pages of the read over the whole history, whatever the page, window, scope and day or
+span boundaries."""
 
 from __future__ import annotations
 
@@ -145,10 +145,10 @@ def worded(org: str, n: int) -> MemoryRecord:
 async def ranked_store(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[PostgresStore]:
-    monkeypatch.setattr(postgres, "RANK_BUSY_MEMORIES", 5)
     monkeypatch.setattr(postgres, "RANKED_POOL", 6)
-    monkeypatch.setattr(postgres, "RANK_SCAN", 10)
-    monkeypatch.setattr(postgres, "RANK_WALK_DAYS", 5)
+    monkeypatch.setattr(postgres, "SPAN_NS", 3 * DAY)  # the 40 days are 14 spans
+    monkeypatch.setattr(postgres, "RANK_SAMPLE", 30)
+    monkeypatch.setattr(postgres, "RANK_WALK_MEMORIES", 50)  # agent_a: 106, agent_b: 14
     s = await filled(pg_url, worded, 120)
     try:
         yield s
@@ -157,17 +157,17 @@ async def ranked_store(
 
 
 QUERIES = [
-    ("common",),  # fills the pool among the newest memories
-    ("half",),  # fills it within the walked days
+    ("common",),  # fills the pool within the newest span
+    ("half",),  # within a few spans
     ("half", "violet"),
-    ("orchid",),  # fills neither: the whole history
+    ("orchid",),  # in no span: the walk reads the whole history
     ("orchid", "violet"),
     ("common", "orchid"),
 ]
 RANKED_FILTERS: list[dict[str, Any]] = [
     {},
     {"memory_types": ("decision",)},
-    {"since_ns": NOW - 3 * DAY},  # a window inside the walked days
+    {"since_ns": NOW - 3 * DAY},  # a window inside the newest span
     {"since_ns": NOW - 20 * DAY},
     {"until_ns": NOW - 4 * DAY},
     {"since_ns": NOW - 30 * DAY, "until_ns": NOW - 10 * DAY},
@@ -179,12 +179,15 @@ async def test_a_walked_pool_ranks_as_the_whole_history_does(
     ranked_store: PostgresStore, monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any]
 ) -> None:
     store = ranked_store
+    monkeypatch.setattr(postgres, "RANK_WALK_SHARE", 2.0)  # every query here is walked
+    monkeypatch.setattr(postgres, "RANK_WALK_MATCHES", 0)
     cases = [(q, limit, offset) for q in QUERIES for limit, offset in ((2, 0), (3, 1), (20, 0))]
     walked = {}
     for query, limit, offset in cases:
         flt = MemoryFilter(agent_id="agent_a", query=query, limit=limit, offset=offset, **fields)
+        assert await _spans(store, flt) is not None, query
         walked[query, limit, offset] = await store.query_memories("org_a", flt)
-    monkeypatch.setattr(PostgresStore, "_busy_day", lambda self, *args: iter(()))
+    monkeypatch.setattr(PostgresStore, "_walked_spans", lambda self, *args: iter(()))
     for (query, limit, offset), found in walked.items():
         flt = MemoryFilter(agent_id="agent_a", query=query, limit=limit, offset=offset, **fields)
         whole = await store.query_memories("org_a", flt)
@@ -193,33 +196,40 @@ async def test_a_walked_pool_ranks_as_the_whole_history_does(
         assert all(m.org_id == "org_a" and m.agent_id == "agent_a" for m in found), case
 
 
-async def test_a_page_and_a_ranked_pool_test_busy_each_by_its_own_measure(
+async def _spans(store: PostgresStore, flt: MemoryFilter) -> tuple[int, int] | None:
+    """The spans the ranked query of ``flt`` walks, None for the whole history."""
+    op = store._walked_spans("org_a", flt, " | ".join(flt.query))
+    return await store._read(op)
+
+
+async def test_a_large_agent_walks_the_pool_of_words_neither_common_nor_rare_in_it(
     ranked_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An agent busy enough for its pages to be walked may be too quiet for its ranked
-    pool to be (a long history rather than a dense one), and the other way round; an agent
-    found quiet by one test is not taken as quiet by the other."""
+    """Walked: words in fewer than ``RANK_WALK_SHARE`` of the agent's newest memories but
+    by that share in more than ``RANK_WALK_MATCHES`` of them all. A small agent is not
+    walked, and is known small a while; a ranked query's verdict on an agent is not a
+    substring page's."""
     store = ranked_store
-    busy: list[tuple[int, bool]] = []
-    test = PostgresStore._busy_day
+    monkeypatch.setattr(postgres, "RANK_WALK_MATCHES", 5)
+    monkeypatch.setattr(postgres, "RANK_WALK_SHARE", 0.25)
 
-    def spy(self: PostgresStore, org_id: str, flt: MemoryFilter, *args: int) -> Any:
-        day = yield from test(self, org_id, flt, *args)
-        busy.append((args[0], day is not None))
-        return day
+    def ranked(agent: str, *words: str, **fields: Any) -> MemoryFilter:
+        return MemoryFilter(agent_id=agent, query=words, **fields)
 
-    monkeypatch.setattr(PostgresStore, "_busy_day", spy)
-    monkeypatch.setattr(postgres, "WALK_DAYS", 20)
-    monkeypatch.setattr(postgres, "WALK_MEMORIES", 20)  # agent_a: about 50 in 20 days
-    monkeypatch.setattr(postgres, "RANK_BUSY_DAYS", 2)
-    monkeypatch.setattr(postgres, "RANK_BUSY_MEMORIES", 50)  # agent_a: about 5 in 2 days
-    a = {"agent_id": "agent_a"}
-    await store.query_memories("org_a", MemoryFilter(query=("half",), **a))
-    await store.query_memories("org_a", MemoryFilter(content_contains="half", limit=2, **a))
-    await store.query_memories("org_a", MemoryFilter(query=("half",), **a))
-    monkeypatch.setattr(postgres, "WALK_MEMORIES", 500)  # agent_b: about 6 in 20 days
-    monkeypatch.setattr(postgres, "RANK_BUSY_MEMORIES", 1)
-    b = {"agent_id": "agent_b"}
-    await store.query_memories("org_a", MemoryFilter(content_contains="half", limit=2, **b))
-    await store.query_memories("org_a", MemoryFilter(query=("half",), **b))
-    assert busy == [(2, False), (20, True), (2, False), (20, False), (2, True)]
+    # "orchid" is in 1 of 7 of agent_a's memories: about 15 of 106
+    spans = await _spans(store, ranked("agent_a", "orchid"))
+    assert spans is not None and spans[0] - spans[1] >= 12, spans
+    assert await _spans(store, ranked("agent_a", "common")) is None  # 4 of 5: time order
+    assert await _spans(store, ranked("agent_a", "half")) is None  # 1 of 2
+    narrow = await _spans(store, ranked("agent_a", "orchid", since_ns=NOW - 7 * DAY))
+    assert narrow is not None and narrow[0] == spans[0] and narrow[1] > spans[1], narrow
+    assert await _spans(store, ranked("agent_a", "orchid", session_id="s")) is None
+    monkeypatch.setattr(postgres, "RANK_WALK_MATCHES", 50)  # too few matches to walk
+    assert await _spans(store, ranked("agent_a", "orchid")) is None
+    monkeypatch.setattr(postgres, "RANK_WALK_MATCHES", 0)
+    assert await _spans(store, ranked("agent_b", "orchid")) is None  # 14 memories
+    monkeypatch.setattr(postgres, "RANK_WALK_MEMORIES", 1)
+    assert await _spans(store, ranked("agent_b", "orchid")) is None  # known small a while
+    monkeypatch.setattr(postgres, "WALK_MEMORIES", 1)  # its substring pages are walked
+    page = MemoryFilter(agent_id="agent_b", content_contains="orchid", limit=1)
+    assert await store._read(store.recent_page("org_a", page)) is not None

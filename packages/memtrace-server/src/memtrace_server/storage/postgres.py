@@ -35,17 +35,16 @@ log = logging.getLogger("memtrace.storage")
 PARTITION_LOCK = 4
 RANKED_POOL = 2000  # newest matches ranked, per query form
 DAY_NS = 86_400 * 10**9
-DAY = f"(m.time / {DAY_NS})"  # the day key of the substring and tag indexes, as indexed
-# A busy agent's reads walk its newest days, a day at a time, before its whole history.
-# Busy for a substring or tag page (50 fill within weeks of a long history): at least
+# A busy agent's substring or tag pages walk its newest days, a day at a time, before its
+# whole history. Busy for them (50 fill within weeks of a long history): at least
 WALK_MEMORIES = 10_000  # memories in its newest
 WALK_DAYS = 60  # days, which the walk covers.
-# Busy for a ranked query (its pool needs 2,000 matches, which only a dense agent's newest
-# days hold): at least
-RANK_BUSY_MEMORIES = 10_000  # memories in its newest
-RANK_BUSY_DAYS = 7  # days; its pool of any term then comes from its newest
-RANK_SCAN = 5_000  # memories in time order, else from a walk of its newest
-RANK_WALK_DAYS = 30  # days, else from its whole history.
+# A ranked query's pool of any term walks an agent's history back from its newest memory,
+SPAN_NS = 30 * DAY_NS  # this long at a time (the word index is keyed by org and span),
+RANK_WALK_MEMORIES = 50_000  # when the agent holds at least this many memories,
+RANK_SAMPLE = 300  # and the query's words are in fewer of its newest this many than
+RANK_WALK_SHARE = 0.25  # this share (a common word fills the pool in time order) but
+RANK_WALK_MATCHES = 2 * RANKED_POOL  # in more than this many of all its memories, by that share.
 VERDICT_NS = 60 * 10**9  # an agent found busy or not is not checked again for this long
 VERDICT_AGENTS = 10_000  # (of at most this many agents remembered)
 ANALYZE_EVERY = 1_000  # memories a process inserts between looks for unanalyzed partitions,
@@ -197,8 +196,9 @@ class PostgresStore(SqlStore):
             collections.deque()
         )
         self._flushers: set[asyncio.Task[None]] = set()
-        # (org, agent, days) -> (until when, in monotonic ns; whether busy): ``_busy_day``
-        self._verdicts: dict[tuple[str, str, int], tuple[int, bool]] = {}
+        # (org, agent, days or None) -> (until when, in monotonic ns; whether busy):
+        # ``_busy_day`` and ``_walked_spans``
+        self._verdicts: dict[tuple[str, str, int | None], tuple[int, bool]] = {}
         self._written = 0  # memories inserted since the last look for unanalyzed partitions
         self._analyzer: asyncio.Task[None] | None = None
 
@@ -417,39 +417,48 @@ class PostgresStore(SqlStore):
             replan=True,
         )
 
+    @staticmethod
+    def _walked_agent(flt: MemoryFilter) -> str | None:
+        """The agent whose read may walk back in time: one agent's, newest first, of no one
+        key or session (those are narrow already); None for any other read."""
+        if flt.ascending or flt.key is not None or flt.session_id is not None:
+            return None
+        return flt.agent_id
+
+    def _remember(self, key: tuple[str, str, int | None], busy: bool) -> bool:
+        """Keep a verdict on an agent for ``VERDICT_NS`` (at most ``VERDICT_AGENTS`` of them);
+        the verdict."""
+        if len(self._verdicts) >= VERDICT_AGENTS:
+            self._verdicts.clear()
+        self._verdicts[key] = (time.monotonic_ns() + VERDICT_NS, busy)
+        return busy
+
     def _busy_day(self, org_id: str, flt: MemoryFilter, days: int, memories: int) -> Op[int | None]:
         """The newest day a busy agent's read walks back from; None for other reads. Only
         for an agent with at least ``memories`` memories in its last ``days`` days (its
         tallies say): for a quieter scope the day-by-day probes cost more than its matches.
         The verdict is kept for ``VERDICT_NS``: summing 60 days of hourly tallies took 0.7 ms
         a read of the 1M bench's busy agent, its newest time alone 0.1 ms."""
-        if (
-            flt.agent_id is None
-            or flt.ascending
-            or flt.key is not None
-            or flt.session_id is not None
-        ):
+        agent = self._walked_agent(flt)
+        if agent is None:
             return None
-        key = (org_id, flt.agent_id, days)  # each test has days of its own
+        key = (org_id, agent, days)  # each test has days of its own
         until, busy = self._verdicts.get(key, (0, False))
         newest_sql = "SELECT max(x.time) FROM memories x WHERE x.org_id = ? AND x.agent_id = ?"
         if until > time.monotonic_ns():
             if not busy:
                 return None
-            newest = (yield Stmt(newest_sql, [org_id, flt.agent_id])).rows[0][0]
+            newest = (yield Stmt(newest_sql, [org_id, agent])).rows[0][0]
         else:
             now = flt.visible_at_ns if flt.visible_at_ns is not None else time.time_ns()
             newest, recent = (
                 yield Stmt(
                     f"SELECT ({newest_sql}), (SELECT sum(t.memories) FROM agent_tallies t"
                     " WHERE t.org_id = ? AND t.agent_id = ? AND t.hour >= ?)",
-                    [org_id, flt.agent_id] * 2 + [sql.hour_of(now - days * DAY_NS)],
+                    [org_id, agent] * 2 + [sql.hour_of(now - days * DAY_NS)],
                 )
             ).rows[0]
-            busy = (recent or 0) >= memories
-            if len(self._verdicts) >= VERDICT_AGENTS:
-                self._verdicts.clear()
-            self._verdicts[key] = (time.monotonic_ns() + VERDICT_NS, busy)
+            busy = self._remember(key, (recent or 0) >= memories)
         if newest is None or not busy:
             return None
         if flt.until_ns is not None:
@@ -467,24 +476,25 @@ class PostgresStore(SqlStore):
         return high, low, whole
 
     @staticmethod
-    def _days_walk(
-        columns: str, where: str, params: list[Any], walk: tuple[int, int, bool], most: int
+    def _walk(
+        columns: str, where: str, params: list[Any], walk: tuple[int, int], most: int, unit: int
     ) -> tuple[str, list[Any]]:
-        """The newest ``most`` memories passing ``where`` in the walk's days, a day at a time
-        (the indexes that name a day are keyed by org and day): the statement stops at the
-        day that fills them."""
-        high, low, _ = walk
+        """The newest ``most`` memories passing ``where`` from bucket ``walk[0]`` back to
+        ``walk[1]`` of ``unit`` (a day or a span), one at a time (the indexes are keyed by
+        org and day or span, exact keys being cheap where a range of them reads every org's
+        entries): the statement stops at the bucket that fills them."""
+        high, low = walk
         return (
             f"SELECT y.* FROM generate_series(?::bigint, ?::bigint, -1) d, LATERAL"
-            f" (SELECT {columns} FROM memories m WHERE {where} AND {DAY} = d"
-            # the days' bounds as times too: only their partitions are planned and probed
+            f" (SELECT {columns} FROM memories m WHERE {where} AND (m.time / {unit}) = d"
+            # the buckets' bounds as times too: only their partitions are planned and probed
             " AND m.time >= ? AND m.time < ? ORDER BY m.time DESC, m.rid DESC LIMIT ?) y LIMIT ?",
             [
                 high,
                 low,
                 *params,
-                sql.bucket_start(low, DAY_NS),
-                sql.bucket_start(high + 1, DAY_NS),
+                sql.bucket_start(low, unit),
+                sql.bucket_start(high + 1, unit),
                 most,
                 most,
             ],
@@ -508,26 +518,76 @@ class PostgresStore(SqlStore):
             return None
         walk = self._walked_days(flt, high, WALK_DAYS)
         where, params = self.memory_filter(org_id, flt)
-        text, args = self._days_walk(
-            sql.MEMORY_COLUMNS, where, params, walk, flt.offset + flt.limit
+        text, args = self._walk(
+            sql.MEMORY_COLUMNS, where, params, walk[:2], flt.offset + flt.limit, DAY_NS
         )
         found = yield Stmt(text, args, replan=True)
         page = found.rows[flt.offset :]
         return page if walk[2] or len(page) == flt.limit else None
+
+    def _walked_spans(
+        self, org_id: str, flt: MemoryFilter, terms: str
+    ) -> Op[tuple[int, int] | None]:
+        """(newest, oldest) span of an agent's history that a ranked query's pool of any term
+        walks, newest first, or None to read it from the whole history. Walked: an agent of
+        at least ``RANK_WALK_MEMORIES`` memories (its all-time tally; a smaller one is known
+        small for ``VERDICT_NS``) whose query words are in fewer than ``RANK_WALK_SHARE`` of
+        its newest ``RANK_SAMPLE`` memories, but by that share in more than
+        ``RANK_WALK_MATCHES`` of all of them. The GIN index gives no time order: read
+        whole, the pool reads and sorts every match of the history (8,700 for a rare word
+        of the 1M bench's busy agent, 30 ms), where the walk reads a span's at a time and
+        stops at the span that fills the pool. A common word is left to the whole read,
+        which PostgreSQL then answers from the agent's memories in time order."""
+        agent = self._walked_agent(flt)
+        if agent is None:
+            return None
+        key = (org_id, agent, None)
+        until, big = self._verdicts.get(key, (0, True))
+        if until > time.monotonic_ns() and not big:
+            return None
+        scope = "x.org_id = ? AND x.agent_id = ?"
+        total, hits, oldest, newest = (
+            yield Stmt(
+                "SELECT t.total, CASE WHEN t.total >= ? THEN (SELECT count(*) FROM"
+                f" (SELECT x.tsv FROM memories x WHERE {scope} ORDER BY x.time DESC LIMIT ?) s"
+                " WHERE s.tsv @@ to_tsquery('english', ?)) END,"
+                f" (SELECT min(x.time) FROM memories x WHERE {scope}),"
+                f" (SELECT max(x.time) FROM memories x WHERE {scope})"
+                " FROM (SELECT coalesce(sum(a.memories), 0)::int8 AS total FROM agent_tallies a"
+                " WHERE a.org_id = ? AND a.agent_id = ? AND a.hour = ?) t",
+                [
+                    RANK_WALK_MEMORIES,
+                    *(org_id, agent, RANK_SAMPLE, terms),
+                    *(org_id, agent) * 2,
+                    *(org_id, agent, sql.ALL_TIME),
+                ],
+            )
+        ).rows[0]
+        big = self._remember(key, total >= RANK_WALK_MEMORIES)
+        share = (hits or 0) / RANK_SAMPLE
+        if (
+            not big
+            or newest is None
+            or share >= RANK_WALK_SHARE
+            or share * total <= RANK_WALK_MATCHES
+        ):
+            return None
+        if flt.until_ns is not None:
+            newest = min(newest, flt.until_ns - 1)
+        if flt.since_ns is not None:
+            oldest = max(oldest, flt.since_ns + 1)
+        high, low = sql.bucket_of(newest, SPAN_NS), sql.bucket_of(oldest, SPAN_NS)
+        return (high, low) if low <= high else None
 
     def ranked(
         self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]
     ) -> Op[sql.Result]:
         """ts_rank over the weighted tsvector, for a bounded pool: the ``RANKED_POOL`` newest
         matches of any term and the newest holding every term. A scope with fewer matches
-        is ranked whole; with more, the work follows the pool, not the history. A busy
-        agent's pool of any term comes from its newest ``RANK_SCAN`` memories in time order
-        when a common word fills it there, else from a walk of its newest ``RANK_WALK_DAYS``
-        days, a day at a time through the org's day-keyed word index, and from its whole
-        history only when neither holds it: the newest matches are the same either way,
-        and the walk reads only the days that hold them (at 1M, a few hundred matches a day
-        of the busy agent's 16k for the pool's 2,000). The pool of every term is read from
-        the history: a 7-day walk for it rarely filled and cost more than it saved."""
+        is ranked whole; with more, the work follows the pool, not the history. A large
+        agent's pool of any term, for words neither common nor rare in it, is walked from
+        its history 30 days at a time (``_walked_spans``): the newest matches are the same
+        either way. The pool of every term is read from the history (its matches are few)."""
         # Terms are letters and digits only (core.text), so they are safe tsquery lexemes.
         pool = max(RANKED_POOL, 2 * (flt.limit + flt.offset))
         any_term, every_term = " | ".join(flt.query), " & ".join(flt.query)
@@ -537,36 +597,10 @@ class PostgresStore(SqlStore):
             " ORDER BY m.time DESC LIMIT ?"
         )
         pools = [(whole, [any_term, *params, pool]), (whole, [every_term, *params, pool])]
-        high = yield from self._busy_day(org_id, flt, RANK_BUSY_DAYS, RANK_BUSY_MEMORIES)
-        if high is not None:
-            walk = self._walked_days(flt, high, RANK_WALK_DAYS)
-            walked, walked_args = self._days_walk(
-                f"{sql.MEMORY_COLUMNS}, m.tsv", matched, [any_term, *params], walk, pool
-            )
-            # The scope's newest RANK_SCAN memories first (a term in most of them fills the
-            # pool there, in their time order), then the walk, then the history:
-            # PostgreSQL runs no part of a branch whose one-time filter is false.
-            newest = (
-                f"SELECT * FROM (SELECT {sql.MEMORY_COLUMNS}, m.tsv FROM memories m"
-                f" WHERE {where} ORDER BY m.time DESC LIMIT ?) x"
-                " WHERE x.tsv @@ to_tsquery('english', ?) LIMIT ?"
-            )
-            short = "(SELECT count(*) FROM s) < ?"
-            filled, filled_args = (
-                ("TRUE", []) if walk[2] else ("(SELECT count(*) FROM w) >= ?", [pool])
-            )
-            pools[0] = (
-                f"WITH s AS MATERIALIZED ({newest}), w AS MATERIALIZED ({walked})"
-                f" SELECT * FROM s WHERE NOT {short}"
-                f" UNION ALL SELECT * FROM w WHERE {short} AND {filled}"
-                f" UNION ALL SELECT * FROM ({whole}) h WHERE {short} AND NOT {filled}",
-                [
-                    *(*params, RANK_SCAN, any_term, pool),
-                    *walked_args,
-                    pool,
-                    *(pool, *filled_args),
-                    *(*pools[0][1], pool, *filled_args),
-                ],
+        spans = yield from self._walked_spans(org_id, flt, any_term)
+        if spans is not None:
+            pools[0] = self._walk(
+                f"{sql.MEMORY_COLUMNS}, m.tsv", matched, [any_term, *params], spans, pool, SPAN_NS
             )
         # Ranked above the pools' LIMIT: only the pools' rows pay for ts_rank, not every match.
         halves = [
