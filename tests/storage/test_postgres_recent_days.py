@@ -206,7 +206,8 @@ async def test_a_large_agent_walks_the_pool_of_words_neither_common_nor_rare_in_
     ranked_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Walked: words in fewer than ``RANK_WALK_SHARE`` of the agent's newest memories but
-    by that share in more than ``RANK_WALK_MATCHES`` of them all. A small agent is not
+    by that share in more than ``RANK_WALK_MATCHES`` of them all, over fewer than
+    ``RANK_WALK_SPANS`` spans (those of the filter's window). A small agent is not
     walked, and is known small a while; a ranked query's verdict on an agent is not a
     substring page's."""
     store = ranked_store
@@ -224,6 +225,9 @@ async def test_a_large_agent_walks_the_pool_of_words_neither_common_nor_rare_in_
     narrow = await _spans(store, ranked("agent_a", "orchid", since_ns=NOW - 7 * DAY))
     assert narrow is not None and narrow[0] == spans[0] and narrow[1] > spans[1], narrow
     assert await _spans(store, ranked("agent_a", "orchid", session_id="s")) is None
+    monkeypatch.setattr(postgres, "RANK_WALK_SPANS", 10)  # a history of 14 spans: read whole
+    assert await _spans(store, ranked("agent_a", "orchid")) is None
+    assert await _spans(store, ranked("agent_a", "orchid", since_ns=NOW - 7 * DAY)) == narrow
     monkeypatch.setattr(postgres, "RANK_WALK_MATCHES", 50)  # too few matches to walk
     assert await _spans(store, ranked("agent_a", "orchid")) is None
     monkeypatch.setattr(postgres, "RANK_WALK_MATCHES", 0)

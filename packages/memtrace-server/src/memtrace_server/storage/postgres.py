@@ -44,7 +44,8 @@ SPAN_NS = 30 * DAY_NS  # this long at a time (the word index is keyed by org and
 RANK_WALK_MEMORIES = 50_000  # when the agent holds at least this many memories,
 RANK_SAMPLE = 300  # and the query's words are in fewer of its newest this many than
 RANK_WALK_SHARE = 0.25  # this share (a common word fills the pool in time order) but
-RANK_WALK_MATCHES = 2 * RANKED_POOL  # in more than this many of all its memories, by that share.
+RANK_WALK_MATCHES = 2 * RANKED_POOL  # in more than this many of all its memories, by that share,
+RANK_WALK_SPANS = 120  # over fewer than this many spans (one memory far from the rest: no walk).
 VERDICT_NS = 60 * 10**9  # an agent found busy or not is not checked again for this long
 VERDICT_AGENTS = 10_000  # (of at most this many agents remembered)
 ANALYZE_EVERY = 1_000  # memories a process inserts between looks for unanalyzed partitions,
@@ -533,7 +534,8 @@ class PostgresStore(SqlStore):
         at least ``RANK_WALK_MEMORIES`` memories (its all-time tally; a smaller one is known
         small for ``VERDICT_NS``) whose query words are in fewer than ``RANK_WALK_SHARE`` of
         its newest ``RANK_SAMPLE`` memories, but by that share in more than
-        ``RANK_WALK_MATCHES`` of all of them. The GIN index gives no time order: read
+        ``RANK_WALK_MATCHES`` of all of them, over fewer than ``RANK_WALK_SPANS`` spans (an
+        empty span costs a probe too). The GIN index gives no time order: read
         whole, the pool reads and sorts every match of the history (8,700 for a rare word
         of the 1M bench's busy agent, 30 ms), where the walk reads a span's at a time and
         stops at the span that fills the pool. A common word is left to the whole read,
@@ -577,7 +579,7 @@ class PostgresStore(SqlStore):
         if flt.since_ns is not None:
             oldest = max(oldest, flt.since_ns + 1)
         high, low = sql.bucket_of(newest, SPAN_NS), sql.bucket_of(oldest, SPAN_NS)
-        return (high, low) if low <= high else None
+        return (high, low) if 0 <= high - low < RANK_WALK_SPANS else None
 
     def ranked(
         self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]
