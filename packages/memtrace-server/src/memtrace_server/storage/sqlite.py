@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import fcntl
+import hashlib
 import itertools
 import logging
 import os
@@ -80,6 +81,14 @@ ANSWER_WAIT = 0.005
 RARE_VALUE = 500
 RARE_NEEDLE = 2000  # a substring in fewer memories than this is found through its trigrams
 NEEDLE_TRIGRAMS = 12  # trigrams of a long substring looked up (the rest is left to instr())
+# A substring page of an org or an agent first reads this many pages of the scope's newest
+# memories (a common substring fills it there), then walks the scope's history back through
+# the trigram index a week at a time (each memory's row there carries a token of its org's
+# week and one of its agent's), the first statement a week, each next one twice as many
+# weeks, at most ``WALK_WEEKS``, and stops at the statement that fills the page.
+QUICK_PAGES = 4
+WEEK_NS = 7 * 86_400 * 10**9
+WALK_WEEKS = 64
 # A pool's cost grows with the query's terms (up to RANKED_POOL candidates a term, each
 # scored in Python), bm25()'s with its matches (2-3 µs each): at 1M, a query of 15 terms and
 # 7,347 matches took 182 ms pooled and 25 ms by bm25().
@@ -307,6 +316,22 @@ def _text_row(org_id: str, agent_id: str, rid: int, text: tuple[str, str, str]) 
     return (rid, scope, *(org_words(prefix, column) for column in text))
 
 
+def _week_token(scope: str, week: int) -> str:
+    """A scope's week as one trigram of the substring index: three characters of Unicode's
+    supplementary planes holding 60 bits of a hash of both, which the tokenizer keeps as
+    they are. A memory's own text holds one only by chance, and then the filter decides."""
+    digest = hashlib.blake2b(f"{scope}|{week}".encode(), digest_size=8).digest()
+    bits = int.from_bytes(digest, "big")
+    return "".join(chr(0x10000 + (bits >> shift & 0xFFFFF)) for shift in (0, 20, 40))
+
+
+def _substring_scopes(org_id: str, agent_id: str, time_ns: int) -> str:
+    """The ``scope`` column of a memory's ``memories_trigram`` row: the tokens of its
+    org's week and of its agent's (a SQL function for the migration too)."""
+    week = time_ns // WEEK_NS
+    return _week_token(org_scope(org_id), week) + _week_token(agent_scope(org_id, agent_id), week)
+
+
 def _trigram_match(needle: str) -> str:
     """An FTS5 query for memories holding every trigram of ``needle`` (at most
     ``NEEDLE_TRIGRAMS`` of them, spread over it); empty when it is too short."""
@@ -363,6 +388,7 @@ class SQLiteStore(SqlStore):
         try:
             conn = self._connect()
             conn.create_function("org_words", 2, _org_words, deterministic=True)  # migrations
+            conn.create_function("substring_scopes", 3, _substring_scopes, deterministic=True)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA wal_autocheckpoint = 8192")
             conn.execute("BEGIN IMMEDIATE")  # the write lock: one process migrates at a time
@@ -643,6 +669,79 @@ class SQLiteStore(SqlStore):
         source = f"{entry.table} x0 CROSS JOIN memories m ON m.rid = x0.rid AND {on}"
         return source, params, "x0", replace(flt, tags=(), metadata=())
 
+    def recent_page(self, org_id: str, flt: MemoryFilter) -> Op[list[Row] | None]:
+        """A substring page of an org or an agent, newest first (no session, key, tags or
+        metadata: those drive their own reads). The scope's newest ``QUICK_PAGES`` pages of
+        memories are read first: a common substring fills its page there. Otherwise the
+        scope's history is walked back through the trigram index, a statement a stretch of
+        weeks (1, 2, 4, ... of them, at most ``WALK_WEEKS``), each reading only the matches
+        of its weeks with the filter applied, until a stretch ends with the page full. The
+        work follows the page, not the history: on the bench's 1M store the store's part of
+        a page of 50 went from 4.9 to 1.8 ms for an org of 60,000 memories, from 5.6 to
+        1.1 ms for its busy agent of 400,000."""
+        needle = flt.content_contains or ""
+        match = _trigram_match(needle)
+        if (
+            not match
+            or flt.query
+            or flt.ascending
+            or flt.tags
+            or flt.metadata
+            or flt.key is not None
+            or flt.session_id is not None
+        ):
+            return None
+        want = flt.offset + flt.limit
+        where, params = self.memory_filter(org_id, flt)
+        rest, rest_params = self.memory_filter(org_id, replace(flt, content_contains=None))
+        newest_first = "ORDER BY m.time DESC, m.rid DESC"
+        quick = yield Stmt(
+            f"SELECT {MEMORY_COLUMNS} FROM (SELECT m.rid, {MEMORY_COLUMNS} FROM memories m"
+            f" WHERE {rest} {newest_first} LIMIT ?) m WHERE {self.contains_clause}"
+            f" {newest_first} LIMIT ? OFFSET ?",
+            [*rest_params, QUICK_PAGES * want, self.contains_value(needle), flt.limit, flt.offset],
+        )
+        if len(quick.rows) == flt.limit:
+            return quick.rows
+        scope, of_scope, scope_params = org_scope(org_id), "m.org_id = ?", [org_id]
+        if flt.agent_id is not None:
+            scope = agent_scope(org_id, flt.agent_id)
+            of_scope, scope_params = f"{of_scope} AND m.agent_id = ?", [org_id, flt.agent_id]
+        ends = yield Stmt(
+            f"SELECT (SELECT max(m.time) FROM memories m WHERE {of_scope}),"
+            f" (SELECT min(m.time) FROM memories m WHERE {of_scope})",
+            scope_params * 2,
+        )
+        newest, oldest = ends.rows[0]
+        if newest is None:
+            return []
+        if flt.until_ns is not None:
+            newest = min(newest, flt.until_ns - 1)
+        if flt.since_ns is not None:
+            oldest = max(oldest, flt.since_ns + 1)
+        high, low = newest // WEEK_NS, oldest // WEEK_NS
+        hits: list[Row] = []
+        weeks = 1
+        while high >= low and len(hits) < want:
+            last = max(low, high - weeks + 1)
+            tokens = " OR ".join(f'"{_week_token(scope, w)}"' for w in range(high, last - 1, -1))
+            found = yield Stmt(
+                "SELECT m.rid, m.time FROM memories_trigram"
+                " CROSS JOIN memories m ON m.rid = memories_trigram.rowid"
+                f" WHERE memories_trigram MATCH ? AND {where} AND m.time >= ? AND m.time < ?",
+                [f"({tokens}) AND {match}", *params, last * WEEK_NS, (high + 1) * WEEK_NS],
+            )
+            hits.extend(found.rows)
+            high, weeks = last - 1, min(WALK_WEEKS, 2 * weeks)
+        page = sorted(hits, key=lambda hit: (hit[1], hit[0]), reverse=True)[flt.offset : want]
+        found = yield Stmt(
+            f"SELECT m.rid, {MEMORY_COLUMNS} FROM json_each(?) pool"
+            " CROSS JOIN memories m ON m.rid = pool.value",
+            [orjson.dumps([hit[0] for hit in page]).decode()],
+        )
+        rows = {row[0]: row[1:] for row in found.rows}
+        return [rows[hit[0]] for hit in page]
+
     def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Op[Result]:
         """BM25 over the org's own words (``core.text.term_prefix``), the agent's scope token
         inside the match when there is one. The work follows the matches in the org or the
@@ -852,6 +951,7 @@ class SQLiteStore(SqlStore):
         tag_rows: list[tuple[Any, ...]] = []
         text_rows: list[tuple[Any, ...]] = []
         term_rows: list[tuple[Any, ...]] = []
+        trigram_rows: list[tuple[Any, ...]] = []
         meta_rows: list[tuple[Any, ...]] = []
         for rid, (org_id, m, context) in enumerate(memories, start=base + 1):
             rows.append((rid, *memory_values(org_id, m, self.tag_value(m.tags))))
@@ -860,6 +960,7 @@ class SQLiteStore(SqlStore):
             text = (m.content, " ".join((*m.tags, m.event_type)), context)
             text_rows.append((rid, *text))
             term_rows.append(_text_row(org_id, m.agent_id, rid, text))
+            trigram_rows.append((rid, m.content, _substring_scopes(org_id, m.agent_id, m.time_ns)))
         yield Stmt(
             f"INSERT INTO memories (rid, {MEMORY_INSERT_COLUMNS}) VALUES ({marks(MEMORY_FIELDS + 1)})",
             rows,
@@ -876,21 +977,26 @@ class SQLiteStore(SqlStore):
         yield Stmt(sql, text_rows, True)
         sql = "INSERT INTO memory_terms (rowid, scope, content, labels, context) VALUES (?, ?, ?, ?, ?)"
         yield Stmt(sql, term_rows, True)
-        sql = "INSERT INTO memories_trigram (rowid, content) VALUES (?, ?)"
-        yield Stmt(sql, [(row[0], row[1]) for row in text_rows], True)
+        sql = "INSERT INTO memories_trigram (rowid, content, scope) VALUES (?, ?, ?)"
+        yield Stmt(sql, trigram_rows, True)
 
     def erase_where(self, condition: str, params: Sequence[Any]) -> Op[int]:
         """Collect the rids first (the condition may read ``memory_tags``), then erase them
         from the table, the tags and the full-text indexes (the contentless ones are told
         the text they were given)."""
         found = yield Stmt(
-            "SELECT m.rid, m.org_id, m.agent_id, t.content, t.labels, t.context, m.content"
-            f" FROM memories m LEFT JOIN memory_text t ON t.rid = m.rid WHERE {condition}",
+            "SELECT m.rid, m.org_id, m.agent_id, t.content, t.labels, t.context, m.content,"
+            f" m.time FROM memories m LEFT JOIN memory_text t ON t.rid = m.rid WHERE {condition}",
             params,
         )
         rids = [(row[0],) for row in found.rows]
-        sql = "INSERT INTO memories_trigram (memories_trigram, rowid, content) VALUES ('delete', ?, ?)"
-        yield Stmt(sql, [(row[0], row[6]) for row in found.rows], True)
+        sql = (
+            "INSERT INTO memories_trigram (memories_trigram, rowid, content, scope)"
+            " VALUES ('delete', ?, ?, ?)"
+        )
+        yield Stmt(
+            sql, [(r[0], r[6], _substring_scopes(r[1], r[2], r[7])) for r in found.rows], True
+        )
         indexed = [row for row in found.rows if row[3] is not None]  # all, unless damaged
         sql = (
             "INSERT INTO memory_terms (memory_terms, rowid, scope, content, labels, context)"
