@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import fcntl
+import functools
 import hashlib
 import itertools
 import logging
@@ -316,6 +317,7 @@ def _text_row(org_id: str, agent_id: str, rid: int, text: tuple[str, str, str]) 
     return (rid, scope, *(org_words(prefix, column) for column in text))
 
 
+@functools.lru_cache(maxsize=4096)  # a write's agents write in the same weeks, mostly
 def _week_token(scope: str, week: int) -> str:
     """A scope's week as one trigram of the substring index: three characters of Unicode's
     supplementary planes holding 60 bits of a hash of both, which the tokenizer keeps as
