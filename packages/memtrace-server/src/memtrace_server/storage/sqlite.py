@@ -56,6 +56,7 @@ from memtrace_server.storage.sql import (
     MEMORY_COLUMNS,
     MEMORY_FIELDS,
     MEMORY_INSERT_COLUMNS,
+    WEEK_NS,
     NewMemory,
     Op,
     Result,
@@ -65,6 +66,7 @@ from memtrace_server.storage.sql import (
     load_json,
     marks,
     memory_values,
+    walks_weeks,
 )
 
 T = TypeVar("T")
@@ -82,13 +84,6 @@ ANSWER_WAIT = 0.005
 RARE_VALUE = 500
 RARE_NEEDLE = 2000  # a substring in fewer memories than this is found through its trigrams
 NEEDLE_TRIGRAMS = 12  # trigrams of a long substring looked up (the rest is left to instr())
-# A substring page of an org or an agent first reads this many pages of the scope's newest
-# memories (a common substring fills it there), then walks the scope's history back through
-# the trigram index by weeks (each memory's row there carries a token of its org's week and
-# one of its agent's), at most ``WALK_WEEKS`` a statement (see ``recent_page``).
-QUICK_PAGES = 4
-WEEK_NS = 7 * 86_400 * 10**9
-WALK_WEEKS = 64
 # A pool's cost grows with the query's terms (up to RANKED_POOL candidates a term, each
 # scored in Python), bm25()'s with its matches (2-3 µs each): at 1M, a query of 15 terms and
 # 7,347 matches took 182 ms pooled and 25 ms by bm25().
@@ -671,83 +666,29 @@ class SQLiteStore(SqlStore):
         return source, params, "x0", replace(flt, tags=(), metadata=())
 
     def recent_page(self, org_id: str, flt: MemoryFilter) -> Op[list[Row] | None]:
-        """A substring page of an org or an agent, newest first (no session, key, tags or
-        metadata: those drive their own reads). The scope's newest ``QUICK_PAGES`` pages of
-        memories are read first: a common substring fills its page there. Otherwise the
-        scope's history is walked back through the trigram index, a statement a stretch of
-        weeks, each reading only the matches of its weeks with the filter applied, until a
-        stretch ends with the page full. The first stretch is the newest week; each next
-        one is as long as the page still lacks at the rate the walk has matched, a quarter
-        more (without a match yet, as long as the walk so far), at most ``WALK_WEEKS``.
-        The work follows the page, not the history: on the bench's 1M store the store's
-        part of a page of 50 went from 4.9 to 2.1 ms for an org of 60,000 memories, from
-        5.6 to 1.5 ms for its busy agent of 400,000."""
-        needle = flt.content_contains or ""
-        match = _trigram_match(needle)
-        if (
-            not match
-            or flt.query
-            or flt.ascending
-            or flt.tags
-            or flt.metadata
-            or flt.key is not None
-            or flt.session_id is not None
-        ):
+        """A substring page of an org or an agent walks its weeks (``SqlStore.week_walk``)."""
+        if not walks_weeks(flt):
             return None
-        want = flt.offset + flt.limit
-        where, params = self.memory_filter(org_id, flt)
-        rest, rest_params = self.memory_filter(org_id, replace(flt, content_contains=None))
-        newest_first = "ORDER BY m.time DESC, m.rid DESC"
-        quick = yield Stmt(
-            f"SELECT {MEMORY_COLUMNS} FROM (SELECT m.rid, {MEMORY_COLUMNS} FROM memories m"
-            f" WHERE {rest} {newest_first} LIMIT ?) m WHERE {self.contains_clause}"
-            f" {newest_first} LIMIT ? OFFSET ?",
-            [*rest_params, QUICK_PAGES * want, self.contains_value(needle), flt.limit, flt.offset],
+        return (yield from self.week_walk(org_id, flt))
+
+    def week_matches(
+        self, org_id: str, flt: MemoryFilter, where: str, params: list[Any], weeks: range
+    ) -> Stmt:
+        """The trigram index's rows of the needle in the scope's weeks (the tokens of the
+        org's weeks, or of the agent's), each memory read once by rid with the filter."""
+        scope = org_scope(org_id) if flt.agent_id is None else agent_scope(org_id, flt.agent_id)
+        tokens = " OR ".join(f'"{_week_token(scope, week)}"' for week in weeks)
+        return Stmt(
+            f"SELECT m.rid, {MEMORY_COLUMNS} FROM memories_trigram"
+            " CROSS JOIN memories m ON m.rid = memories_trigram.rowid"
+            f" WHERE memories_trigram MATCH ? AND {where} AND m.time >= ? AND m.time < ?",
+            [
+                f"({tokens}) AND {_trigram_match(flt.content_contains or '')}",
+                *params,
+                weeks[-1] * WEEK_NS,
+                (weeks[0] + 1) * WEEK_NS,
+            ],
         )
-        if len(quick.rows) == flt.limit:
-            return quick.rows
-        scope, of_scope, scope_params = org_scope(org_id), "m.org_id = ?", [org_id]
-        if flt.agent_id is not None:
-            scope = agent_scope(org_id, flt.agent_id)
-            of_scope, scope_params = f"{of_scope} AND m.agent_id = ?", [org_id, flt.agent_id]
-        ends = yield Stmt(
-            f"SELECT (SELECT max(m.time) FROM memories m WHERE {of_scope}),"
-            f" (SELECT min(m.time) FROM memories m WHERE {of_scope})",
-            scope_params * 2,
-        )
-        newest, oldest = ends.rows[0]
-        if newest is None:
-            return []
-        if flt.until_ns is not None:
-            newest = min(newest, flt.until_ns - 1)
-        if flt.since_ns is not None:
-            oldest = max(oldest, flt.since_ns + 1)
-        high, low = newest // WEEK_NS, oldest // WEEK_NS
-        hits: list[Row] = []
-        top, weeks = newest, 1
-        while high >= low and len(hits) < want:
-            last = max(low, high - weeks + 1)
-            tokens = " OR ".join(f'"{_week_token(scope, w)}"' for w in range(high, last - 1, -1))
-            found = yield Stmt(
-                "SELECT m.rid, m.time FROM memories_trigram"
-                " CROSS JOIN memories m ON m.rid = memories_trigram.rowid"
-                f" WHERE memories_trigram MATCH ? AND {where} AND m.time >= ? AND m.time < ?",
-                [f"({tokens}) AND {match}", *params, last * WEEK_NS, (high + 1) * WEEK_NS],
-            )
-            hits.extend(found.rows)
-            high, walked = last - 1, top + 1 - last * WEEK_NS
-            # The time the page still lacks at the rate found so far, a quarter more, or
-            # without a match yet, as many weeks again as walked.
-            lacking = walked * (want - len(hits)) * 5 // 4 // len(hits) if hits else walked
-            weeks = max(1, min(WALK_WEEKS, -(-lacking // WEEK_NS)))
-        page = sorted(hits, key=lambda hit: (hit[1], hit[0]), reverse=True)[flt.offset : want]
-        found = yield Stmt(
-            f"SELECT m.rid, {MEMORY_COLUMNS} FROM json_each(?) pool"
-            " CROSS JOIN memories m ON m.rid = pool.value",
-            [orjson.dumps([hit[0] for hit in page]).decode()],
-        )
-        rows = {row[0]: row[1:] for row in found.rows}
-        return [rows[hit[0]] for hit in page]
 
     def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Op[Result]:
         """BM25 over the org's own words (``core.text.term_prefix``), the agent's scope token
