@@ -34,8 +34,6 @@ log = logging.getLogger("memtrace.storage")
 
 PARTITION_LOCK = 4
 RANKED_POOL = 2000  # newest matches ranked, per query form
-# The trigram index's key of a memory's org and week (migration 0016), as it was indexed.
-_WEEK_KEY = "(m.org_id || '|' || (m.time / 604800000000000)::text)"
 DAY_NS = 86_400 * 10**9
 # A busy agent's substring or tag pages walk its newest days, a day at a time, before its
 # whole history. Busy for them (50 fill within weeks of a long history): at least
@@ -503,39 +501,22 @@ class PostgresStore(SqlStore):
             ],
         )
 
-    def week_matches(
-        self, org_id: str, flt: MemoryFilter, where: str, params: list[Any], weeks: range
-    ) -> sql.Stmt:
-        """The memories of the needle in the org's weeks, through the trigram index keyed
-        by org and week (migration 0016): exact keys, each one org's week."""
-        keys = [f"{org_id}|{week}" for week in weeks]
-        return Stmt(
-            f"SELECT m.rid, {sql.MEMORY_COLUMNS} FROM memories m WHERE {where}"
-            f" AND {_WEEK_KEY} = ANY(?::text[]) AND m.time >= ? AND m.time < ?",
-            [*params, keys, weeks[-1] * sql.WEEK_NS, (weeks[0] + 1) * sql.WEEK_NS],
-            replan=True,
-        )
-
     def recent_page(self, org_id: str, flt: MemoryFilter) -> Op[list[tuple[Any, ...]] | None]:
-        """A substring page of an org, or of a busy agent, walks the scope's weeks back from
-        its newest (``SqlStore.week_walk``, through the trigram index keyed by org and
-        week). A tag read of a busy agent, newest first, walks the agent's newest
-        ``WALK_DAYS`` days one day at a time (the tag index is keyed by org and day) and
-        stops at its page: a read of the whole history fetches every match to sort them.
-        Busy is at least ``WALK_MEMORIES`` in those days, so a long history is walked as
-        well as a dense one. None when no walk applies, or the day walk's page is not full
-        within its days and the filter's window reaches further back: then the history is
-        read."""
+        """A substring or tag read of a busy agent, newest first, walks the agent's newest
+        ``WALK_DAYS`` days one day at a time (the substring and tag indexes are keyed by org
+        and day) and stops at its page: a read of the whole history fetches every match to
+        sort them, and a busy agent's substring may match thousands. Busy is at least
+        ``WALK_MEMORIES`` in those days, so a long history is walked as well as a dense one:
+        on a store grown in time to 1M, the busy agent holds about 26,000 memories in its
+        newest 60 days and 400,000 in all, and a walk answered its substring pages in 6-8 ms
+        against 13 ms for the whole history (9 ms against 13-14 at 100k). None when the
+        walk does not apply, or the page is not full within those days and the filter's
+        window reaches further back: then the history is read."""
         if flt.query or not (flt.content_contains or flt.tags):
             return None
-        weekly = sql.walks_weeks(flt)
-        if weekly and flt.agent_id is None:
-            return (yield from self.week_walk(org_id, flt))
         high = yield from self._busy_day(org_id, flt, WALK_DAYS, WALK_MEMORIES)
         if high is None:
             return None
-        if weekly:
-            return (yield from self.week_walk(org_id, flt))
         walk = self._walked_days(flt, high, WALK_DAYS)
         where, params = self.memory_filter(org_id, flt)
         text, args = self._walk(

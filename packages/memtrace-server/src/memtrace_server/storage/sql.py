@@ -204,31 +204,6 @@ def page_bounded(flt: MemoryFilter) -> bool:
     )
 
 
-# A substring page of an org or an agent first reads this many pages of the scope's newest
-# memories (a common substring fills it there), then walks the scope's history back by weeks
-# through the backend's substring index, keyed by week, at most ``WALK_WEEKS`` a statement
-# (``SqlStore.week_walk``).
-QUICK_PAGES = 4
-WEEK_NS = 7 * 86_400 * 10**9
-WALK_WEEKS = 64
-RATE_MATCHES = 8  # matches the walk has found before their rate sizes its next stretch
-
-
-def walks_weeks(flt: MemoryFilter) -> bool:
-    """Whether a list is a substring page that may walk its scope's weeks: newest first, of
-    a substring of three characters or more (the trigram indexes' least), and no session,
-    key, tags or metadata (those narrow it through their own indexes)."""
-    return (
-        len(flt.content_contains or "") >= 3
-        and not flt.query
-        and not flt.ascending
-        and not flt.tags
-        and not flt.metadata
-        and flt.key is None
-        and flt.session_id is None
-    )
-
-
 def bucket_of(time_ns: int, unit: int) -> int:
     """A time divided by ``unit``, truncated toward zero like SQL's integer division."""
     return time_ns // unit if time_ns >= 0 else -(-time_ns // unit)
@@ -537,70 +512,6 @@ class SqlStore(ABC):
         memories, when that walk alone is enough; None to read it the usual way."""
         yield from ()
         return None
-
-    @abstractmethod
-    def week_matches(
-        self, org_id: str, flt: MemoryFilter, where: str, params: list[Any], weeks: range
-    ) -> Stmt:
-        """``rid`` and ``MEMORY_COLUMNS`` of the memories passing ``where`` (the filter of
-        ``flt``, with its substring) in ``weeks`` (numbers of ``WEEK_NS`` since the epoch,
-        newest first), found through the substring index by the scope's weeks."""
-
-    def week_walk(self, org_id: str, flt: MemoryFilter) -> Op[list[tuple[Any, ...]]]:
-        """A substring page of an org or an agent (``walks_weeks``). The scope's newest
-        ``QUICK_PAGES`` pages of memories are read first: a common substring fills its page
-        there. Otherwise the scope's history is walked back, a statement a stretch of weeks
-        (``week_matches``), each reading only the matches of its weeks with the filter
-        applied, until a stretch ends with the page full. The first stretch is the newest
-        week; each next one is as long as the walk so far until it has ``RATE_MATCHES``
-        matches, then as long as the page still lacks at their rate, a quarter more, at
-        most ``WALK_WEEKS``. The work follows the page, not the history: on the bench's 1M
-        SQLite store the store's part of a page of 50 went from 4.9 to 2.1 ms for an org of
-        60,000 memories, from 5.6 to 1.5 ms for its busy agent of 400,000."""
-        want = flt.offset + flt.limit
-        where, params = self.memory_filter(org_id, flt)
-        rest, rest_params = self.memory_filter(org_id, replace(flt, content_contains=None))
-        needle = self.contains_value(flt.content_contains or "")
-        newest_first = "ORDER BY m.time DESC, m.rid DESC"
-        quick = yield Stmt(
-            f"SELECT {MEMORY_COLUMNS} FROM (SELECT m.rid, {MEMORY_COLUMNS} FROM memories m"
-            f" WHERE {rest} {newest_first} LIMIT ?) m WHERE {self.contains_clause}"
-            f" {newest_first} LIMIT ? OFFSET ?",
-            [*rest_params, QUICK_PAGES * want, needle, flt.limit, flt.offset],
-        )
-        if len(quick.rows) == flt.limit:
-            return quick.rows
-        scope, scope_params = "m.org_id = ?", [org_id]
-        if flt.agent_id is not None:
-            scope, scope_params = f"{scope} AND m.agent_id = ?", [org_id, flt.agent_id]
-        ends = yield Stmt(
-            f"SELECT (SELECT max(m.time) FROM memories m WHERE {scope}),"
-            f" (SELECT min(m.time) FROM memories m WHERE {scope})",
-            scope_params * 2,
-        )
-        newest, oldest = ends.rows[0]
-        if newest is None:
-            return []
-        if flt.until_ns is not None:
-            newest = min(newest, flt.until_ns - 1)
-        if flt.since_ns is not None:
-            oldest = max(oldest, flt.since_ns + 1)
-        high, low = newest // WEEK_NS, oldest // WEEK_NS
-        hits: list[tuple[Any, ...]] = []
-        weeks = 1
-        while high >= low and len(hits) < want:
-            last = max(low, high - weeks + 1)
-            found = yield self.week_matches(org_id, flt, where, params, range(high, last - 1, -1))
-            hits.extend(found.rows)
-            high, walked = last - 1, newest + 1 - last * WEEK_NS
-            # The time the page still lacks at the rate found so far, a quarter more, once
-            # that rate rests on a few matches; until then as long again as walked.
-            found_enough = len(hits) >= RATE_MATCHES
-            lacking = walked * (want - len(hits)) * 5 // 4 // len(hits) if found_enough else walked
-            weeks = max(1, min(WALK_WEEKS, -(-lacking // WEEK_NS)))
-        time_at = MEMORY_COLUMNS.split(", ").index("m.time") + 1
-        hits.sort(key=lambda hit: (hit[time_at], hit[0]), reverse=True)
-        return [hit[1:] for hit in hits[flt.offset : want]]
 
     @abstractmethod
     def ranked(self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]) -> Op[Result]:

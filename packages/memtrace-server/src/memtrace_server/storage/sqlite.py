@@ -56,7 +56,6 @@ from memtrace_server.storage.sql import (
     MEMORY_COLUMNS,
     MEMORY_FIELDS,
     MEMORY_INSERT_COLUMNS,
-    WEEK_NS,
     NewMemory,
     Op,
     Result,
@@ -66,7 +65,6 @@ from memtrace_server.storage.sql import (
     load_json,
     marks,
     memory_values,
-    walks_weeks,
 )
 
 T = TypeVar("T")
@@ -84,6 +82,14 @@ ANSWER_WAIT = 0.005
 RARE_VALUE = 500
 RARE_NEEDLE = 2000  # a substring in fewer memories than this is found through its trigrams
 NEEDLE_TRIGRAMS = 12  # trigrams of a long substring looked up (the rest is left to instr())
+# A substring page of an org or an agent first reads this many pages of the scope's newest
+# memories (a common substring fills it there), then walks the scope's history back by weeks
+# through the trigram index, whose rows carry a token of their org's week and one of their
+# agent's, at most ``WALK_WEEKS`` weeks a statement (``SQLiteStore.recent_page``).
+QUICK_PAGES = 4
+WEEK_NS = 7 * 86_400 * 10**9
+WALK_WEEKS = 64
+RATE_MATCHES = 8  # matches the walk has found before their rate sizes its next stretch
 # A pool's cost grows with the query's terms (up to RANKED_POOL candidates a term, each
 # scored in Python), bm25()'s with its matches (2-3 µs each): at 1M, a query of 15 terms and
 # 7,347 matches took 182 ms pooled and 25 ms by bm25().
@@ -309,6 +315,21 @@ def _text_row(org_id: str, agent_id: str, rid: int, text: tuple[str, str, str]) 
     prefix = term_prefix(org_id)
     scope = f"{org_scope(org_id)} {agent_scope(org_id, agent_id)}"
     return (rid, scope, *(org_words(prefix, column) for column in text))
+
+
+def _walks_weeks(flt: MemoryFilter) -> bool:
+    """Whether a list is a substring page that may walk its scope's weeks: newest first, of
+    a substring of three characters or more (the trigram indexes' least), and no session,
+    key, tags or metadata (those narrow it through their own indexes)."""
+    return (
+        len(flt.content_contains or "") >= 3
+        and not flt.query
+        and not flt.ascending
+        and not flt.tags
+        and not flt.metadata
+        and flt.key is None
+        and flt.session_id is None
+    )
 
 
 @functools.lru_cache(maxsize=4096)  # a write's agents write in the same weeks, mostly
@@ -666,16 +687,71 @@ class SQLiteStore(SqlStore):
         return source, params, "x0", replace(flt, tags=(), metadata=())
 
     def recent_page(self, org_id: str, flt: MemoryFilter) -> Op[list[Row] | None]:
-        """A substring page of an org or an agent walks its weeks (``SqlStore.week_walk``)."""
-        if not walks_weeks(flt):
+        """A substring page of an org or an agent (``_walks_weeks``; None for other reads).
+        The scope's newest
+        ``QUICK_PAGES`` pages of memories are read first: a common substring fills its page
+        there. Otherwise the scope's history is walked back, a statement a stretch of weeks
+        (``week_matches``), each reading only the matches of its weeks with the filter
+        applied, until a stretch ends with the page full. The first stretch is the newest
+        week; each next one is as long as the walk so far until it has ``RATE_MATCHES``
+        matches, then as long as the page still lacks at their rate, a quarter more, at
+        most ``WALK_WEEKS``. The work follows the page, not the history: on the bench's 1M
+        SQLite store the store's part of a page of 50 went from 4.9 to 2.1 ms for an org of
+        60,000 memories, from 5.6 to 1.5 ms for its busy agent of 400,000."""
+        if not _walks_weeks(flt):
             return None
-        return (yield from self.week_walk(org_id, flt))
+        want = flt.offset + flt.limit
+        where, params = self.memory_filter(org_id, flt)
+        rest, rest_params = self.memory_filter(org_id, replace(flt, content_contains=None))
+        needle = self.contains_value(flt.content_contains or "")
+        newest_first = "ORDER BY m.time DESC, m.rid DESC"
+        quick = yield Stmt(
+            f"SELECT {MEMORY_COLUMNS} FROM (SELECT m.rid, {MEMORY_COLUMNS} FROM memories m"
+            f" WHERE {rest} {newest_first} LIMIT ?) m WHERE {self.contains_clause}"
+            f" {newest_first} LIMIT ? OFFSET ?",
+            [*rest_params, QUICK_PAGES * want, needle, flt.limit, flt.offset],
+        )
+        if len(quick.rows) == flt.limit:
+            return quick.rows
+        scope, scope_params = "m.org_id = ?", [org_id]
+        if flt.agent_id is not None:
+            scope, scope_params = f"{scope} AND m.agent_id = ?", [org_id, flt.agent_id]
+        ends = yield Stmt(
+            f"SELECT (SELECT max(m.time) FROM memories m WHERE {scope}),"
+            f" (SELECT min(m.time) FROM memories m WHERE {scope})",
+            scope_params * 2,
+        )
+        newest, oldest = ends.rows[0]
+        if newest is None:
+            return []
+        if flt.until_ns is not None:
+            newest = min(newest, flt.until_ns - 1)
+        if flt.since_ns is not None:
+            oldest = max(oldest, flt.since_ns + 1)
+        high, low = newest // WEEK_NS, oldest // WEEK_NS
+        hits: list[Row] = []
+        weeks = 1
+        while high >= low and len(hits) < want:
+            last = max(low, high - weeks + 1)
+            found = yield self._week_matches(org_id, flt, where, params, range(high, last - 1, -1))
+            hits.extend(found.rows)
+            high, walked = last - 1, newest + 1 - last * WEEK_NS
+            # The time the page still lacks at the rate found so far, a quarter more, once
+            # that rate rests on a few matches; until then as long again as walked.
+            found_enough = len(hits) >= RATE_MATCHES
+            lacking = walked * (want - len(hits)) * 5 // 4 // len(hits) if found_enough else walked
+            weeks = max(1, min(WALK_WEEKS, -(-lacking // WEEK_NS)))
+        time_at = MEMORY_COLUMNS.split(", ").index("m.time") + 1
+        hits.sort(key=lambda hit: (hit[time_at], hit[0]), reverse=True)
+        return [hit[1:] for hit in hits[flt.offset : want]]
 
-    def week_matches(
+    def _week_matches(
         self, org_id: str, flt: MemoryFilter, where: str, params: list[Any], weeks: range
     ) -> Stmt:
-        """The trigram index's rows of the needle in the scope's weeks (the tokens of the
-        org's weeks, or of the agent's), each memory read once by rid with the filter."""
+        """``rid`` and ``MEMORY_COLUMNS`` of the memories passing ``where`` (the filter, its
+        substring included) in ``weeks`` (numbers of ``WEEK_NS`` since the epoch, newest
+        first): the trigram index's rows of the needle and of the scope's weeks (the tokens
+        of the org's weeks, or of the agent's), each memory read once by rid."""
         scope = org_scope(org_id) if flt.agent_id is None else agent_scope(org_id, flt.agent_id)
         tokens = " OR ".join(f'"{_week_token(scope, week)}"' for week in weeks)
         return Stmt(

@@ -1,9 +1,8 @@
-"""Substring pages of an org or an agent walk the scope's history back a stretch of weeks at
-a time through the trigram index (``SqlStore.week_walk``), on SQLite (each memory's row
-there carries its org's and its agent's week) and on PostgreSQL (the index keyed by org and
-week): every page is held against the filter applied by hand, over a history of 40 weeks
-written out of time order, with ties of time, another org holding the same agents and
-texts (all newer), hostile text, and SQLite's index rebuilt from an older store."""
+"""SQLite's substring pages of an org or an agent walk the scope's history back a stretch of
+weeks at a time through the trigram index (each memory's row there carries its org's and
+its agent's week): every page is held against the filter applied by hand, over a history
+of 40 weeks written out of time order, with ties of time, another org holding the same
+agents and texts (all newer), hostile text, and the index rebuilt from an older store."""
 
 from __future__ import annotations
 
@@ -19,13 +18,10 @@ import pytest
 import memtrace_server.storage.sqlite as sqlite_store
 from memtrace_server.core.records import MemoryFilter, MemoryRecord, OrgRecord
 from memtrace_server.core.text import agent_scope, org_scope
-from memtrace_server.storage import postgres, sql
-from memtrace_server.storage.postgres import PostgresStore
 from memtrace_server.storage.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.anyio
 NOW = time.time_ns()
-Backend = SQLiteStore | PostgresStore
 HOUR = 3600 * 10**9
 DOG = "the quick brown fox jumps over the lazy dog"
 
@@ -72,36 +68,15 @@ SHUFFLED = random.Random(5).sample(ROWS, len(ROWS))  # rids say nothing of time
 WRITTEN = {m.id: i for i, m in enumerate(SHUFFLED + OTHER)}
 
 
-async def filled(s: Backend) -> Backend:
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "walk.db", synchronous="OFF")
     await s.open()
     for org in ("org_a", "org_b"):
         await s.create_org(OrgRecord(org, org, NOW))
     for start in range(0, len(SHUFFLED), 500):
         await s.insert_memories("org_a", SHUFFLED[start : start + 500], None, NOW)
     await s.insert_memories("org_b", OTHER, None, NOW)
-    return s
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Backend]:
-    if request.param == "sqlite":
-        s: Backend = SQLiteStore(tmp_path / "walk.db", synchronous="OFF")
-    else:
-        monkeypatch.setattr(postgres, "WALK_MEMORIES", 5)  # each agent here is busy enough
-        s = PostgresStore(request.getfixturevalue("pg_url"))
-    await filled(s)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
-async def lite(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "walk.db", synchronous="OFF")
-    await filled(s)
     try:
         yield s
     finally:
@@ -147,14 +122,14 @@ FILTERS = [
 @pytest.mark.parametrize(("quick", "weeks"), [(4, 64), (0, 2)], ids=["quick", "walk-only"])
 @pytest.mark.parametrize("flt", FILTERS, ids=range(len(FILTERS)))
 async def test_every_page_is_the_filters_own(
-    store: Backend,
+    store: SQLiteStore,
     flt: MemoryFilter,
     quick: int,
     weeks: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sql, "QUICK_PAGES", quick)
-    monkeypatch.setattr(sql, "WALK_WEEKS", weeks)
+    monkeypatch.setattr(sqlite_store, "QUICK_PAGES", quick)
+    monkeypatch.setattr(sqlite_store, "WALK_WEEKS", weeks)
     assert await store._read(store.recent_page("org_a", flt)) is not None  # walked
     for limit in (100, 7):
         paged = replace(flt, limit=limit)
@@ -169,7 +144,7 @@ async def test_every_page_is_the_filters_own(
 
 def test_other_reads_are_not_walked() -> None:
     walked = MemoryFilter(content_contains="Refund", agent_id="busy")
-    assert sql.walks_weeks(walked)
+    assert sqlite_store._walks_weeks(walked)
     for flt in (
         replace(walked, content_contains="Re"),  # no trigram
         replace(walked, ascending=True),
@@ -179,12 +154,12 @@ def test_other_reads_are_not_walked() -> None:
         replace(walked, key="k"),
         replace(walked, query=("refund",)),
     ):
-        assert not sql.walks_weeks(flt)
+        assert not sqlite_store._walks_weeks(flt)
 
 
 def week_entries(path: Path, org: str, agent: str) -> int:
     """How many rows of the substring index hold one of the tokens of the agent's weeks."""
-    weeks = range((NOW - 300 * 24 * HOUR) // sql.WEEK_NS, NOW // sql.WEEK_NS + 1)
+    weeks = range((NOW - 300 * 24 * HOUR) // sqlite_store.WEEK_NS, NOW // sqlite_store.WEEK_NS + 1)
     tokens = [
         sqlite_store._week_token(scope, week)
         for scope in (org_scope(org), agent_scope(org, agent))
@@ -198,8 +173,7 @@ def week_entries(path: Path, org: str, agent: str) -> int:
         return int(found.fetchone()[0])
 
 
-async def test_erased_memories_leave_the_index(lite: SQLiteStore, tmp_path: Path) -> None:
-    store = lite
+async def test_erased_memories_leave_the_index(store: SQLiteStore, tmp_path: Path) -> None:
     path = tmp_path / "walk.db"
     assert week_entries(path, "org_b", "busy") == len(OTHER)
     flt = MemoryFilter(content_contains="Refund", agent_id="busy", limit=1000)
@@ -214,10 +188,12 @@ async def test_erased_memories_leave_the_index(lite: SQLiteStore, tmp_path: Path
     assert week_entries(path, "org_a", "busy") > 0
 
 
-async def test_a_store_from_before_the_weeks_is_migrated(lite: SQLiteStore, tmp_path: Path) -> None:
+async def test_a_store_from_before_the_weeks_is_migrated(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
     """The substring index as migration 0011 made it, rebuilt: opening the store again
     rebuilds it with the weeks, and its pages are the filter's."""
-    await lite.close()
+    await store.close()
     with sqlite3.connect(tmp_path / "walk.db") as conn:
         conn.executescript(
             """
