@@ -6,6 +6,7 @@ agents and texts (all newer), hostile text, and the index rebuilt from an older 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 import time
@@ -95,7 +96,7 @@ def expected(rows: list[MemoryRecord], flt: MemoryFilter) -> list[str]:
         and (flt.content_contains or "") in m.content
     ]
     # newest first; a tie of time in rid order, which is the order written
-    chosen.sort(key=lambda m: (m.time_ns, WRITTEN[m.id]), reverse=True)
+    chosen.sort(key=lambda m: (m.time_ns, WRITTEN.get(m.id, len(WRITTEN))), reverse=True)
     return [m.id for m in chosen][flt.offset : flt.offset + flt.limit]
 
 
@@ -213,3 +214,47 @@ async def test_a_store_from_before_the_weeks_is_migrated(
         assert week_entries(tmp_path / "walk.db", "org_a", "small") == len(ROWS)
     finally:
         await migrated.close()
+
+
+def segments(path: Path, table: str) -> int:
+    """How many segments a full-text index holds (FTS5's structure record: a 4-byte
+    cookie, then varints: levels, segments, ...)."""
+    with sqlite3.connect(path) as conn:
+        block = conn.execute(f"SELECT block FROM {table}_data WHERE id = 10").fetchone()[0]
+    values, value = [], 0
+    for byte in block[4:]:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            values.append(value)
+            value = 0
+            if len(values) == 2:
+                break
+    return int(values[1])
+
+
+async def test_a_large_erase_has_the_writer_merge_the_indexes_while_idle(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The erased memories' entries stay in their segments until a merge: a large erase
+    has the writer merge each full-text index into one segment, a few pages at a time,
+    while it has no write to do; the pages read the same before, during and after."""
+    path = tmp_path / "walk.db"
+    monkeypatch.setattr(sqlite_store, "MERGE_ERASED", 100)
+    monkeypatch.setattr(sqlite_store, "MERGE_PAGES", 2)  # many steps, writes between them
+    one = MemoryFilter(agent_id="third", content_contains="Refund")
+    assert await store.delete_memories("org_a", replace(one, content_contains="fox")) < 100
+    assert store._merged.is_set()  # a small erase leaves the merging to FTS5
+    assert segments(path, "memories_trigram") > 1
+    flt = MemoryFilter(content_contains="Refund", agent_id="busy", limit=1000)
+    erased = {m.id for m in await store.query_memories("org_a", flt)}
+    assert await store.delete_memories("org_a", flt) == len(erased) >= 100
+    kept = [
+        m for m in ROWS if m.id not in erased and not (m.agent_id == "third" and "fox" in m.content)
+    ]
+    await store.insert_memories("org_a", [memory(9000, "org_a", "busy", 1)], None, NOW)
+    assert await asyncio.to_thread(store._merged.wait, 60)
+    for table in sqlite_store.FULL_TEXT:
+        assert segments(path, table) == 1
+    kept.append(memory(9000, "org_a", "busy", 1))
+    for page in (replace(flt, agent_id=None, limit=50), replace(flt, content_contains="fox")):
+        assert [m.id for m in await store.query_memories("org_a", page)] == expected(kept, page)
