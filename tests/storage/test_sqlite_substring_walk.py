@@ -258,3 +258,15 @@ async def test_a_large_erase_has_the_writer_merge_the_indexes_while_idle(
     kept.append(memory(9000, "org_a", "busy", 1))
     for page in (replace(flt, agent_id=None, limit=50), replace(flt, content_contains="fox")):
         assert [m.id for m in await store.query_memories("org_a", page)] == expected(kept, page)
+
+
+async def test_closing_the_store_finishes_the_merge_of_a_large_erase(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "MERGE_ERASED", 100)
+    monkeypatch.setattr(sqlite_store, "MERGE_PAGES", 1)
+    erased = await store.delete_memories("org_a", MemoryFilter(agent_id="busy"))
+    assert erased > 100
+    await store.close()
+    for table in sqlite_store.FULL_TEXT:
+        assert segments(tmp_path / "walk.db", table) == 1

@@ -82,6 +82,7 @@ MAX_GROUP = 256
 # is about 8 s of writing, an ``optimize`` in one go held the lock that long).
 MERGE_ERASED = 1000
 MERGE_PAGES = 256
+MERGE_ON_CLOSE = 10.0  # seconds closing the store may spend finishing such a merge
 FULL_TEXT = ("memories_trigram", "memory_terms")
 # After a commit, the writer waits (at most this long, in seconds) for each loop it answered
 # to run the callers on before its next transaction: see ``_answer``.
@@ -488,6 +489,11 @@ class SQLiteStore(SqlStore):
             if item is None:
                 break
             stopping = self._run_group(conn, [item])
+        # A merge left for later would wait for the next large erase: a server stopped
+        # right after one (a restart, the bench between sizes) finishes it first, a while.
+        deadline = time.monotonic() + MERGE_ON_CLOSE
+        while not self._merged.is_set() and time.monotonic() < deadline:
+            self._merge_step(conn)
 
     def _merge_step(self, conn: sqlite3.Connection) -> None:
         """``MERGE_PAGES`` pages of merging each full-text index toward one segment, in a
