@@ -739,11 +739,10 @@ class SQLiteStore(SqlStore):
 
     def recent_page(self, org_id: str, flt: MemoryFilter) -> Op[list[Row] | None]:
         """A substring page of an org or an agent (``_walks_weeks``; None for other reads).
-        The scope's newest
-        ``QUICK_PAGES`` pages of memories are read first: a common substring fills its page
-        there. Otherwise the scope's history is walked back, a statement a stretch of weeks
-        (``week_matches``), each reading only the matches of its weeks with the filter
-        applied, until a stretch ends with the page full. The first stretch is the newest
+        The scope's newest ``QUICK_PAGES`` pages of memories are read first: a common
+        substring fills its page there. Otherwise the scope's history is walked back, a
+        statement a stretch of weeks (``_week_matches``), each reading only the matches of
+        its weeks with the filter applied, until a stretch ends with the page full. The first stretch is the newest
         week; each next one is as long as the walk so far until it has ``RATE_MATCHES``
         matches, then as long as the page still lacks at their rate, a quarter more, at
         most ``WALK_WEEKS``. The work follows the page, not the history: on the bench's 1M
