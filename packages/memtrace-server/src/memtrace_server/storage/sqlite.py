@@ -349,7 +349,8 @@ def _week_token(scope: str, week: int) -> str:
     they are. A memory's own text holds one only by chance, and then the filter decides."""
     digest = hashlib.blake2b(f"{scope}|{week}".encode(), digest_size=8).digest()
     bits = int.from_bytes(digest, "big")
-    return "".join(chr(0x10000 + (bits >> shift & 0xFFFFF)) for shift in (0, 20, 40))
+    low, middle, high = bits & 0xFFFFF, bits >> 20 & 0xFFFFF, bits >> 40 & 0xFFFFF
+    return chr(0x10000 + low) + chr(0x10000 + middle) + chr(0x10000 + high)
 
 
 def _substring_scopes(org_id: str, agent_id: str, time_ns: int) -> str:
