@@ -792,21 +792,20 @@ class SQLiteStore(SqlStore):
             found_enough = len(hits) >= RATE_MATCHES
             lacking = walked * (want - len(hits)) * 5 // 4 // len(hits) if found_enough else walked
             weeks = max(1, min(WALK_WEEKS, -(-lacking // WEEK_NS)))
-        time_at = MEMORY_COLUMNS.split(", ").index("m.time") + 1
-        hits.sort(key=lambda hit: (hit[time_at], hit[0]), reverse=True)
-        return [hit[1:] for hit in hits[flt.offset : want]]
+        hits.sort(key=lambda hit: (hit[1], hit[0]), reverse=True)
+        return [hit[2:] for hit in hits[flt.offset : want]]
 
     def _week_matches(
         self, org_id: str, flt: MemoryFilter, where: str, params: list[Any], weeks: range
     ) -> Stmt:
-        """``rid`` and ``MEMORY_COLUMNS`` of the memories passing ``where`` (the filter, its
+        """``rid``, ``time`` and ``MEMORY_COLUMNS`` of the memories passing ``where`` (the filter, its
         substring included) in ``weeks`` (numbers of ``WEEK_NS`` since the epoch, newest
         first): the trigram index's rows of the needle and of the scope's weeks (the tokens
         of the org's weeks, or of the agent's), each memory read once by rid."""
         scope = org_scope(org_id) if flt.agent_id is None else agent_scope(org_id, flt.agent_id)
         tokens = " OR ".join(f'"{_week_token(scope, week)}"' for week in weeks)
         return Stmt(
-            f"SELECT m.rid, {MEMORY_COLUMNS} FROM memories_trigram"
+            f"SELECT m.rid, m.time, {MEMORY_COLUMNS} FROM memories_trigram"
             " CROSS JOIN memories m ON m.rid = memories_trigram.rowid"
             f" WHERE memories_trigram MATCH ? AND {where} AND m.time >= ? AND m.time < ?",
             [
