@@ -104,6 +104,18 @@ async def test_the_pool_stays_in_the_tenant_and_hides_old_versions(store: Store)
     assert scores == sorted(scores, reverse=True)
 
 
+async def test_a_rarer_word_is_ranked_from_before_a_common_words_newest_matches(
+    store: Store,
+) -> None:
+    """The newest matches of a common word fill a pool of any word; a memory older than
+    all of them holding only the query's rarer word still comes first."""
+    peony = mem(5, "peony: a peony bouquet, the peony kind")
+    await store.insert_memories("org_a", [peony], None, NOW)
+    flt = MemoryFilter(agent_id="busy", query=("customer", "peony"), limit=3)
+    found = await store.query_memories("org_a", flt)
+    assert found[0].id == peony.id
+
+
 async def test_pages_do_not_overlap(store: Store) -> None:
     first, second = await ranked(store, limit=5), await ranked(store, limit=5, offset=5)
     assert len(second) == 5 and not {m.id for m in first} & {m.id for m in second}
