@@ -50,14 +50,16 @@ async def fill(s: Store) -> None:
     )
 
 
-@pytest.fixture(params=["sqlite", "sqlite-crowded", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-crowded", "postgres", "postgres-walked"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Store]:
-    if request.param == "postgres":
+    if request.param.startswith("postgres"):
         from memtrace_server.storage import postgres
 
         monkeypatch.setattr(postgres, "RANKED_POOL", 5)
+        if request.param == "postgres-walked":  # a large agent: pools of a term walk spans
+            monkeypatch.setattr(postgres, "RANK_WALK_MEMORIES", 1)
         s = store_from_url(request.getfixturevalue("pg_url"))
     else:
         for bound in ("EXACT", "TERM_WALK"):
@@ -108,8 +110,8 @@ async def test_a_rarer_word_is_ranked_from_before_a_common_words_newest_matches(
     store: Store,
 ) -> None:
     """The newest matches of a common word fill a pool of any word; a memory older than
-    all of them holding only the query's rarer word still comes first."""
-    peony = mem(5, "peony: a peony bouquet, the peony kind")
+    all of them, by months, holding only the query's rarer word still comes first."""
+    peony = mem(5, "peony: a peony bouquet, the peony kind", time_ns=NOW - 200 * 86_400 * SEC)
     await store.insert_memories("org_a", [peony], None, NOW)
     flt = MemoryFilter(agent_id="busy", query=("customer", "peony"), limit=3)
     found = await store.query_memories("org_a", flt)
