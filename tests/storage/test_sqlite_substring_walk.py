@@ -265,6 +265,32 @@ async def test_a_large_erase_has_the_writer_merge_the_indexes_while_idle(
         assert segments(path, table) == 1
 
 
+async def test_many_writes_have_the_writer_merge_the_indexes_once_idle(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ordinary writes leave each full-text index several segments; ``MERGE_WRITTEN``
+    memories written since the last merge (or a tenth of the store, if more) have the
+    writer merge each into one once it has had no write for ``MERGE_IDLE``."""
+    path = tmp_path / "walk.db"
+    monkeypatch.setattr(sqlite_store, "MERGE_IDLE", 0.05)
+    monkeypatch.setattr(sqlite_store, "MERGE_WRITTEN", 10**9)
+    await store.insert_memories("org_a", [memory(9000, "org_a", "busy", 1)], None, NOW)
+    assert store._merged.is_set()  # too few written: the merging is left to FTS5
+    assert segments(path, "memories_trigram") > 1 and segments(path, "memory_terms") > 1
+    monkeypatch.setattr(sqlite_store, "MERGE_WRITTEN", 1)  # a tenth of the store, then
+    await store.insert_memories("org_a", [memory(9001, "org_a", "third", 2)], None, NOW)
+    assert await asyncio.to_thread(store._merged.wait, 60)
+    for table in sqlite_store.FULL_TEXT:
+        assert segments(path, table) == 1
+    assert store._written == 0
+    kept = [*ROWS, memory(9000, "org_a", "busy", 1), memory(9001, "org_a", "third", 2)]
+    for page in (
+        MemoryFilter(content_contains="Refund", limit=50),
+        MemoryFilter(content_contains="fox", agent_id="third"),
+    ):
+        assert [m.id for m in await store.query_memories("org_a", page)] == expected(kept, page)
+
+
 async def test_closing_the_store_finishes_the_merge_of_a_large_erase(
     store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

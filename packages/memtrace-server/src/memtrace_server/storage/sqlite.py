@@ -81,6 +81,13 @@ MAX_GROUP = 256
 # ``MERGE_PAGES`` pages of work a transaction (a few milliseconds; at 1M the whole merge
 # is about 8 s of writing, an ``optimize`` in one go held the lock that long).
 MERGE_ERASED = 1000
+# Ordinary writes leave each index a dozen segments at 1M (FTS5's automerge keeps up to
+# three a level), and a read seeks each one: merged into one, a loaded 1M store's substring
+# pages took 1.8-1.9 ms instead of 2.6-3.4, its busy agent's ranked query 13.4 instead of
+# 15-16. So do writes of ``MERGE_WRITTEN`` memories, or of a tenth of the store if more,
+# since the last merge (each merge rewrites the indexes whole: about 9 s at 1M).
+MERGE_WRITTEN = 10_000
+MERGE_IDLE = 1.0  # seconds without a write before the writer starts or resumes merging
 MERGE_PAGES = 256
 MERGE_ON_CLOSE = 10.0  # seconds closing the store may spend finishing such a merge
 FULL_TEXT = ("memories_trigram", "memory_terms")
@@ -395,6 +402,7 @@ class SQLiteStore(SqlStore):
         self._turn: int | None = None  # the writers' turn file, locked around each transaction
         self._merged = threading.Event()  # set while no merge of the full-text indexes waits
         self._merged.set()
+        self._written = 0  # memories the writer wrote since the last merge
 
     # lifecycle
 
@@ -478,20 +486,25 @@ class SQLiteStore(SqlStore):
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         stopping = False
+        idle_since = time.monotonic()
         while not stopping:
             if self._merged.is_set():
                 item = self._queue.get()
             else:
-                try:
-                    item = self._queue.get_nowait()
+                try:  # a merge waits for a quiet moment, and pauses for every write
+                    item = self._queue.get(
+                        timeout=max(idle_since + MERGE_IDLE - time.monotonic(), 0)
+                    )
                 except queue.Empty:
                     self._merge_step(conn)
                     continue
             if item is None:
                 break
             stopping = self._run_group(conn, [item])
-        # A merge left for later would wait for the next large erase: a server stopped
-        # right after one (a restart, the bench between sizes) finishes it first, a while.
+            idle_since = time.monotonic()
+        # A merge left for later would wait for the next large erase or many more writes: a
+        # server stopped right after those (a restart, the bench between sizes, a bulk
+        # load) finishes it first, a while.
         deadline = time.monotonic() + MERGE_ON_CLOSE
         while not self._merged.is_set() and time.monotonic() < deadline:
             self._merge_step(conn)
@@ -513,13 +526,15 @@ class SQLiteStore(SqlStore):
                 worked = worked or conn.total_changes - before >= 2
             conn.execute("COMMIT")
             if not worked:
+                self._written = 0
                 self._merged.set()
         except sqlite3.Error as exc:
             log.error("sqlite full-text merge failed: %s", exc)
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            self._merged.set()  # not retried at once: the next large erase asks again
+            self._written = 0  # not retried at once: the next large erase or writes ask again
+            self._merged.set()
         finally:
             fcntl.flock(self._turn, fcntl.LOCK_UN)
 
@@ -1053,6 +1068,10 @@ class SQLiteStore(SqlStore):
         yield Stmt(sql, term_rows, True)
         sql = "INSERT INTO memories_trigram (rowid, content, scope) VALUES (?, ?, ?)"
         yield Stmt(sql, trigram_rows, True)
+        # This runs on the writer (a write undone later counts too: merging is only work).
+        self._written += len(memories)
+        if self._written >= max(MERGE_WRITTEN, (base + len(memories)) // 10):
+            self._merged.clear()
 
     def erase_where(self, condition: str, params: Sequence[Any]) -> Op[int]:
         """Collect the rids first (the condition may read ``memory_tags``), then erase them
