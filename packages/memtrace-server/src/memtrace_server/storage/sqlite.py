@@ -77,9 +77,10 @@ MAX_GROUP = 256
 # FTS5 keeps an erased memory's index entries (and a delete mark for each) until it merges
 # the segments holding them: after 100,000 memories of an org were erased, its substring
 # pages at 1M took 5.9 ms instead of 2.5. An erase of at least ``MERGE_ERASED`` memories
-# has the writer merge the full-text indexes into one segment each while no write waits,
-# ``MERGE_PAGES`` pages of work a transaction (a few milliseconds; at 1M the whole merge
-# is about 8 s of writing, an ``optimize`` in one go held the lock that long).
+# has the writer merge the full-text indexes into one segment each once it has had no
+# write for ``MERGE_IDLE``, ``MERGE_PAGES`` pages of work a transaction (a few
+# milliseconds; at 1M the whole merge is about 8 s of writing, an ``optimize`` in one go
+# held the lock that long).
 MERGE_ERASED = 1000
 # Ordinary writes leave each index a dozen segments at 1M (FTS5's automerge keeps up to
 # three a level), and a read seeks each one: merged into one, a loaded 1M store's substring
