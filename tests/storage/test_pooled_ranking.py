@@ -58,8 +58,10 @@ async def store(
         from memtrace_server.storage import postgres
 
         monkeypatch.setattr(postgres, "RANKED_POOL", 5)
-        if request.param == "postgres-walked":  # a large agent: pools of a term walk spans
-            monkeypatch.setattr(postgres, "RANK_WALK_MEMORIES", 1)
+        if request.param == "postgres-walked":  # every agent large: the pool of any term
+            monkeypatch.setattr(postgres, "RANK_WALK_MEMORIES", 1)  # walks its history
+            monkeypatch.setattr(postgres, "RANK_WALK_SHARE", 2.0)
+            monkeypatch.setattr(postgres, "RANK_WALK_MATCHES", 0)
         s = store_from_url(request.getfixturevalue("pg_url"))
     else:
         for bound in ("EXACT", "TERM_WALK"):

@@ -653,7 +653,7 @@ class PostgresStore(SqlStore):
             replan=True,
         )
         rows, seen = [], set()
-        for row in found.rows:  # a memory holding every term is in both halves
+        for row in found.rows:  # a memory in several pools comes back from each
             if row[0] not in seen:
                 seen.add(row[0])
                 rows.append(row)

@@ -86,7 +86,7 @@ MERGE_ERASED = 1000
 # three a level), and a read seeks each one: merged into one, a loaded 1M store's substring
 # pages took 1.8-1.9 ms instead of 2.6-3.4, its busy agent's ranked query 13.4 instead of
 # 15-16. So do writes of ``MERGE_WRITTEN`` memories, or of a tenth of the store if more,
-# since the last merge (each merge rewrites the indexes whole: about 9 s at 1M).
+# since the last merge (each merge rewrites the indexes whole: 9 s for both at 1M).
 MERGE_WRITTEN = 10_000
 MERGE_IDLE = 1.0  # seconds without a write before the writer starts or resumes merging
 MERGE_PAGES = 256
