@@ -103,7 +103,7 @@ async def test_brief_reads_run_on_the_callers_thread_and_the_rest_on_the_readers
 
 
 async def test_agent_stats_read_the_windows_hours_not_the_agents_history(
-    store: SQLiteStore,
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two agents with the same last day, one of them with 2,000 hours of history before it:
     their stats cost the same SQLite steps (the all-time tallies, the window's hours), and
@@ -136,6 +136,14 @@ async def test_agent_stats_read_the_windows_hours_not_the_agents_history(
 
     for conn in store._connections:
         conn.set_progress_handler(step, 1)
+    opened = store._connect
+
+    def counted() -> Any:  # a reader thread may open its connection only now
+        conn = opened()
+        conn.set_progress_handler(step, 1)
+        return conn
+
+    monkeypatch.setattr(store, "_connect", counted)
     cost, stats = {}, {}
     for agent in ("newcomer", "old_timer"):
         steps = 0
