@@ -238,6 +238,10 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # pytest shows a test's captured output only when it fails: the server's side of it
+        if self.log.exists():
+            print(f"--- {self.log.name}, last lines ---")
+            print("\n".join(self.log.read_text(errors="replace").splitlines()[-60:]))
 
 
 @pytest.fixture

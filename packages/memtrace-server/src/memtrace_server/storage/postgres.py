@@ -296,24 +296,31 @@ class PostgresStore(SqlStore):
         if len(self._flushers) < INSERT_TRANSACTIONS:
             task = asyncio.get_running_loop().create_task(self._flush())
             self._flushers.add(task)
-            task.add_done_callback(self._flushers.discard)
         return await future
 
     async def _flush(self) -> None:
         """Run the pending calls, up to ``MAX_COALESCED`` memories a transaction, until none
         is left (a call whose caller gave up is skipped)."""
-        while self._pending:
-            chunk: list[tuple[MemoryBatch, asyncio.Future[list[bool]]]] = []
-            size = 0
-            while self._pending and (
-                not chunk or size + len(self._pending[0][0].memories) <= sql.MAX_COALESCED
-            ):
-                batch, future = self._pending.popleft()
-                if not future.cancelled():
-                    chunk.append((batch, future))
-                    size += len(batch.memories)
-            if chunk:
-                await self._run_chunk(chunk)
+        task = asyncio.current_task()
+        try:
+            while self._pending:
+                chunk: list[tuple[MemoryBatch, asyncio.Future[list[bool]]]] = []
+                size = 0
+                while self._pending and (
+                    not chunk or size + len(self._pending[0][0].memories) <= sql.MAX_COALESCED
+                ):
+                    batch, future = self._pending.popleft()
+                    if not future.cancelled():
+                        chunk.append((batch, future))
+                        size += len(batch.memories)
+                if chunk:
+                    await self._run_chunk(chunk)
+        finally:
+            # Uncounted in the step that found the queue empty, so a call queued after it
+            # starts a flusher. (Uncounted by a done callback, a step later, a call queued
+            # in between waited for the next call to come.)
+            if task is not None:
+                self._flushers.discard(task)
 
     async def _run_chunk(self, chunk: list[tuple[MemoryBatch, asyncio.Future[list[bool]]]]) -> None:
         """One transaction for the chunk; if it fails on one call's account, each call in a
