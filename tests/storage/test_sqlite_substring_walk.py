@@ -301,3 +301,40 @@ async def test_closing_the_store_finishes_the_merge_of_a_large_erase(
     await store.close()
     for table in sqlite_store.FULL_TEXT:
         assert segments(tmp_path / "walk.db", table) == 1
+
+
+async def test_a_merge_left_unfinished_at_close_resumes_once_the_store_opens_again(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing the store finishes a merge for ``MERGE_ON_CLOSE`` at most (a merge at a few
+    million memories takes longer): the merge it leaves is done after the store opens
+    again, once the writer is idle, and a store opened with nothing left to merge merges
+    nothing."""
+    path = tmp_path / "walk.db"
+    monkeypatch.setattr(sqlite_store, "MERGE_ERASED", 100)
+    monkeypatch.setattr(sqlite_store, "MERGE_IDLE", 3600.0)  # not before the close
+    monkeypatch.setattr(sqlite_store, "MERGE_ON_CLOSE", 0.0)  # nor during it
+    flt = MemoryFilter(content_contains="Refund", agent_id="busy", limit=1000)
+    erased = {m.id for m in await store.query_memories("org_a", flt)}
+    assert await store.delete_memories("org_a", flt) == len(erased) >= 100
+    await store.close()
+    assert all(segments(path, table) > 1 for table in sqlite_store.FULL_TEXT)
+    mark = tmp_path / "walk.db-merge"
+    assert mark.exists()
+    monkeypatch.setattr(sqlite_store, "MERGE_IDLE", 0.05)
+    for left in (True, False):  # the merge left, then nothing
+        assert mark.exists() is left
+        reopened = SQLiteStore(path, synchronous="OFF")
+        await reopened.open()
+        try:
+            assert reopened._merged.is_set() is not left
+            assert await asyncio.to_thread(reopened._merged.wait, 60)
+            page = replace(flt, agent_id=None, limit=50)
+            kept = [m for m in ROWS if m.id not in erased]
+            assert [m.id for m in await reopened.query_memories("org_a", page)] == expected(
+                kept, page
+            )
+        finally:
+            await reopened.close()
+        for table in sqlite_store.FULL_TEXT:
+            assert segments(path, table) == 1

@@ -403,6 +403,9 @@ class SQLiteStore(SqlStore):
         self._turn: int | None = None  # the writers' turn file, locked around each transaction
         self._merged = threading.Event()  # set while no merge of the full-text indexes waits
         self._merged.set()
+        self._merge_mark = Path(
+            f"{self.path}-merge"
+        )  # exists while a merge waits: see _merge_later
         self._written = 0  # memories the writer wrote since the last merge
 
     # lifecycle
@@ -457,6 +460,8 @@ class SQLiteStore(SqlStore):
             os.close(turn)
             raise
         self._turn = turn
+        if self._merge_mark.exists():  # a merge the store was closed before finishing
+            self._merged.clear()
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="memtrace-sqlite-writer", daemon=True
         )
@@ -528,16 +533,31 @@ class SQLiteStore(SqlStore):
             conn.execute("COMMIT")
             if not worked:
                 self._written = 0
-                self._merged.set()
+                self._merge_done()
         except sqlite3.Error as exc:
             log.error("sqlite full-text merge failed: %s", exc)
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             self._written = 0  # not retried at once: the next large erase or writes ask again
-            self._merged.set()
+            self._merge_done()
         finally:
             fcntl.flock(self._turn, fcntl.LOCK_UN)
+
+    def _merge_later(self) -> None:
+        """Have the writer merge the full-text indexes once it is idle. A file beside the
+        store marks the merge until it is done, so one the store was closed before finishing
+        (``MERGE_ON_CLOSE`` is short of a merge at a few million memories, and a bulk load
+        or a restart may close it at any time) is resumed after the store opens again."""
+        if self._merged.is_set():
+            with contextlib.suppress(OSError):
+                self._merge_mark.touch()
+        self._merged.clear()
+
+    def _merge_done(self) -> None:
+        self._merged.set()
+        with contextlib.suppress(OSError):
+            self._merge_mark.unlink(missing_ok=True)
 
     def _take(self, group: list[Pending]) -> bool:
         """Add the writes waiting in the queue to ``group`` (up to ``MAX_GROUP``); True when
@@ -1072,7 +1092,7 @@ class SQLiteStore(SqlStore):
         # This runs on the writer (a write undone later counts too: merging is only work).
         self._written += len(memories)
         if self._written >= max(MERGE_WRITTEN, (base + len(memories)) // 10):
-            self._merged.clear()
+            self._merge_later()
 
     def erase_where(self, condition: str, params: Sequence[Any]) -> Op[int]:
         """Collect the rids first (the condition may read ``memory_tags``), then erase them
@@ -1105,5 +1125,5 @@ class SQLiteStore(SqlStore):
         ):
             yield Stmt(f"DELETE FROM {table} WHERE {column} = ?", rids, True)
         if len(rids) >= MERGE_ERASED:
-            self._merged.clear()  # this runs on the writer, which merges once it is idle
+            self._merge_later()  # this runs on the writer, which merges once it is idle
         return len(rids)
