@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import memtrace_server.storage.sqlite as sqlite_store
 from memtrace_server.core.dedup import dedup_key
 from memtrace_server.core.ids import new_memory_id
 from memtrace_server.core.records import AgentRecord, MemoryRecord, SessionRecord
@@ -114,6 +115,11 @@ async def load(
 ) -> tuple[int, int]:
     """Add memories (``count``, or up to ``until`` in all); how many, and the store's total."""
     store = store_from_url(url, synchronous="OFF")
+    if isinstance(store, sqlite_store.SQLiteStore):
+        # The load ends with its full-text indexes merged, as a server's are once it has
+        # been idle a while. (Closing finishes a merge for 10 s, short of one at a few
+        # million memories, and the server resumes it after it opens: during the reads.)
+        sqlite_store.MERGE_ON_CLOSE = 3600.0
     await store.open()
     try:
         admin = Admin(Stores(store))
