@@ -308,8 +308,8 @@ async def test_a_merge_left_unfinished_at_close_resumes_once_the_store_opens_aga
 ) -> None:
     """Closing the store finishes a merge for ``MERGE_ON_CLOSE`` at most (a merge at a few
     million memories takes longer): the merge it leaves is done after the store opens
-    again, once the writer is idle, and a store opened with nothing left to merge merges
-    nothing."""
+    again, once the writer is idle (a brief opening, an admin command's, leaves it to the
+    next), and a store opened with nothing left to merge merges nothing."""
     path = tmp_path / "walk.db"
     monkeypatch.setattr(sqlite_store, "MERGE_ERASED", 100)
     monkeypatch.setattr(sqlite_store, "MERGE_IDLE", 3600.0)  # not before the close
@@ -321,6 +321,12 @@ async def test_a_merge_left_unfinished_at_close_resumes_once_the_store_opens_aga
     assert all(segments(path, table) > 1 for table in sqlite_store.FULL_TEXT)
     mark = tmp_path / "walk.db-merge"
     assert mark.exists()
+    monkeypatch.setattr(sqlite_store, "MERGE_ON_CLOSE", 60.0)
+    brief = SQLiteStore(path, synchronous="OFF")  # an admin command's: open, then close
+    await brief.open()
+    await brief.close()  # leaves a merge it did not ask for to the next opening
+    assert mark.exists()
+    assert all(segments(path, table) > 1 for table in sqlite_store.FULL_TEXT)
     monkeypatch.setattr(sqlite_store, "MERGE_IDLE", 0.05)
     for left in (True, False):  # the merge left, then nothing
         assert mark.exists() is left

@@ -403,9 +403,10 @@ class SQLiteStore(SqlStore):
         self._turn: int | None = None  # the writers' turn file, locked around each transaction
         self._merged = threading.Event()  # set while no merge of the full-text indexes waits
         self._merged.set()
-        self._merge_mark = Path(
-            f"{self.path}-merge"
-        )  # exists while a merge waits: see _merge_later
+        # a side file that exists while a merge waits (``_merge_later``), and whether this
+        # opening's own writes asked for one
+        self._merge_mark = Path(f"{self.path}-merge")
+        self._merge_asked = False
         self._written = 0  # memories the writer wrote since the last merge
 
     # lifecycle
@@ -508,11 +509,11 @@ class SQLiteStore(SqlStore):
                 break
             stopping = self._run_group(conn, [item])
             idle_since = time.monotonic()
-        # A merge left for later would wait for the next large erase or many more writes: a
-        # server stopped right after those (a restart, the bench between sizes, a bulk
-        # load) finishes it first, a while.
+        # A store closed right after the writes that asked for a merge (a restart, the bench
+        # between sizes, a bulk load) works on it first, a while. One only resumed from the
+        # side file is left to the next opening: an admin command opens the store briefly.
         deadline = time.monotonic() + MERGE_ON_CLOSE
-        while not self._merged.is_set() and time.monotonic() < deadline:
+        while not self._merged.is_set() and self._merge_asked and time.monotonic() < deadline:
             self._merge_step(conn)
 
     def _merge_step(self, conn: sqlite3.Connection) -> None:
@@ -553,6 +554,7 @@ class SQLiteStore(SqlStore):
             with contextlib.suppress(OSError):
                 self._merge_mark.touch()
         self._merged.clear()
+        self._merge_asked = True
 
     def _merge_done(self) -> None:
         self._merged.set()
