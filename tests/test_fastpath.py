@@ -242,7 +242,8 @@ BODIES = [
 )
 def test_bodies_of_every_kind_get_the_same_answer(twins: Twins, path: str) -> None:
     for raw in BODIES:
-        twins.request("POST", V1 + path, content=raw)
+        answer = twins.request("POST", V1 + path, content=raw)
+        assert answer.status_code < 500, (raw[:60], answer.text)
     # a content type that is not JSON changes nothing: every API body is JSON
     twins.request("POST", V1 + path, content=b'{"agent_id": "a", "content": "c"}')
     twins.request(
@@ -252,6 +253,26 @@ def test_bodies_of_every_kind_get_the_same_answer(twins: Twins, path: str) -> No
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     twins.request("POST", V1 + path, content=b"{}", headers={"content-type": "text/plain"})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"agent_id": "a", "content": "raw \xed\xa0\x80 surrogate"}',
+        b'{"agent_id": "a", "content": "pair \xed\xa0\xbd\xed\xb8\x80 encoded"}',
+        b'{"agent_id": "a", "content": "x", "tags": ["\xed\xbf\xbf"]}',
+    ],
+)
+def test_surrogates_encoded_as_bytes_are_refused_and_change_nothing(
+    twins: Twins, raw: bytes
+) -> None:
+    """Not UTF-8, though the JSON parsers let them into a string (where encoding it again
+    failed with a 500): a 400 on every path, and nothing stored."""
+    for path in ("/memories", "/search", "/sessions/s/context", "/agents/a/context"):
+        answer = twins.request("POST", V1 + path, content=raw)
+        assert answer.status_code == 400, (path, answer.text)
+        assert "UTF-8" in answer.json()["error"]
+    assert twins.request("GET", V1 + "/memories").json()["count"] == 0
 
 
 def test_middleware_refusals_are_the_same(twins: Twins) -> None:
@@ -482,3 +503,24 @@ def test_cors_applies_to_the_fast_path_alike(tmp_path: Path) -> None:
     )
     for gen in (fast, slow):
         next(gen, None)
+
+
+def test_an_unexpected_failure_is_the_same_json_500(
+    twins: Twins, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug below a route (here, a store call that raises) answers the API's JSON 500 with
+    the request id, on a hot route and on one FastAPI serves alike, and is logged."""
+    from memtrace_server.storage.sqlite import SQLiteStore
+
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(SQLiteStore, "query_memories", broken)
+    monkeypatch.setattr(SQLiteStore, "list_agents", broken)
+    for path in (V1 + "/memories", V1 + "/agents"):
+        r = twins.request("GET", path)
+        assert r.status_code == 500
+        assert r.json() == {"error": "internal server error"}
+        assert r.headers["x-request-id"]
+    failures = [r for r in caplog.records if r.getMessage() == "unhandled error"]
+    assert len(failures) == 4 and all(r.exc_info for r in failures)

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import RedirectResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from memtrace_server import __version__
 from memtrace_server.api.deps import Services
@@ -48,6 +49,28 @@ time window and filters; get LLM-ready markdown context for a session.
 
 Authenticate with `x-api-key: mtk_…` or `Authorization: Bearer mtk_…`. Every error body is
 `{"error": "<message>"}`. Wire-compatible with Memtrace 0.2.0."""
+
+
+class App(FastAPI):
+    """FastAPI with ``RequestMiddleware`` (and CORS, when configured) in front of Starlette's
+    own middleware stack rather than inside it: a hot route's request passes through one
+    middleware, not the five layers FastAPI and Starlette wrap around every request (their
+    error, telemetry and body-limit middleware, each a coroutine every resumption runs
+    through). Every other request goes on to FastAPI as before."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Enter through ``front`` once ``create_app`` has set it."""
+        if self.front is None:
+            await super().__call__(scope, receive, send)
+        else:
+            scope["app"] = self  # as Starlette sets it, for what runs in front
+            await self.front(scope, receive, send)
+
+    async def inner(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI itself, behind ``front``."""
+        await super().__call__(scope, receive, send)
 
 
 async def purge_forever(memories: Memories, interval: float) -> None:
@@ -132,7 +155,7 @@ def create_app(
                     await task
             await the_store.close()
 
-    app = FastAPI(
+    app = App(
         title="Memtrace",
         version=__version__,
         description=DESCRIPTION,
@@ -169,20 +192,21 @@ def create_app(
         app.include_router(module.router)
     if settings.console_enabled:
         install_console(app, settings)
-    app.add_middleware(
-        RequestMiddleware,
+    front: ASGIApp = RequestMiddleware(
+        app.inner,
         max_body_bytes=settings.max_body_bytes,
         metrics=metrics,
         fast=(hot_routes(), app.state.services) if fast_path else None,
     )
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:  # off unless configured
-        app.add_middleware(
-            CORSMiddleware,
+        front = CORSMiddleware(
+            front,
             allow_origins=origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["x-api-key", "authorization", "content-type", "x-request-id"],
         )
+    app.front = front
     return app
 
 

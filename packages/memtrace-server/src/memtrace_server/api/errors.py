@@ -95,6 +95,12 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         return http_error_response(exc.status_code, exc.detail, exc.headers)
 
+    async def unhandled(_: Request, exc: Exception) -> Response:
+        # Starlette's last-resort 500 (its own would be plain text); it raises the error
+        # on afterwards, and ``RequestMiddleware`` logs it.
+        return json_response({"error": "internal server error"}, 500)
+
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unhandled)

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 access_log = logging.getLogger("memtrace.access")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A UTF-16 surrogate encoded as if it were a character (CESU-8): not UTF-8, yet the JSON
+# parsers let it into a string, where encoding it again fails deep in a handler.
+_ENCODED_SURROGATE_RE = re.compile(rb"\xed[\xa0-\xbf]")
 # A JSON \u escape of a UTF-16 surrogate, with the escape that follows it, if any.
 _SURROGATE_RE = re.compile(
     rb"\\u[dD]([89abAB])[0-9a-fA-F]{2}(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|\\u[dD][c-fC-F][0-9a-fA-F]{2}"
@@ -90,6 +93,12 @@ class RequestMiddleware:
                     send_wrapper,
                     400,
                     {"error": "invalid request body: a string holds an unpaired UTF-16 surrogate"},
+                )
+            elif api and _ENCODED_SURROGATE_RE.search(body):
+                await _send_json(
+                    send_wrapper,
+                    400,
+                    {"error": "invalid request body: not UTF-8 (a UTF-16 surrogate's bytes)"},
                 )
             elif api and b"\\u0000" in body:
                 await _send_json(
@@ -212,9 +221,10 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
         {
             "type": "http.response.start",
             "status": status,
+            # in the order of Starlette's responses, so this answer and FastAPI's match
             "headers": [
-                (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                (b"content-type", b"application/json"),
             ],
         }
     )
