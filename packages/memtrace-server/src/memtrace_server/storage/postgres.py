@@ -122,18 +122,40 @@ def _dialect(text: str) -> str:
 async def _execute(conn: Conn, stmt: Stmt, pipeline: Pipeline | None = None) -> sql.Result:
     """Run one statement. In ``pipeline`` mode an executemany is only queued (nothing reads
     its result; a failure surfaces at the next sync, at the latest the commit); any other
-    statement is synced, since the op reads its rows."""
-    text = _dialect(stmt.sql)
+    statement is synced, since the op reads its rows. Statements ``sql.together`` go out
+    at once and are synced once: in the op's pipeline, or else in one of their own (whose
+    end is the sync: entering one nested, or syncing before its end, costs a round trip)."""
+    if stmt.together:
+        if pipeline is not None:
+            cursors = [await _send(conn, part) for part in stmt.together]
+            await pipeline.sync()
+        else:
+            async with conn.pipeline():
+                cursors = [await _send(conn, part) for part in stmt.together]
+        return sql.Result([], 0, tuple([await _fetched(cursor) for cursor in cursors]))
+    cursor = await _send(conn, stmt)
     if stmt.many:
-        async with conn.cursor() as cursor:
-            await cursor.executemany(text, stmt.params)
-            return sql.Result([], cursor.rowcount)
-    # psycopg prepares a statement run five times; PostgreSQL then plans it once for any
-    # values, and a generic plan of a text search was 7-16x slower than its own plans.
-    cur = await conn.execute(text, stmt.params, prepare=False if stmt.replan else None)
+        return sql.Result([], cursor.rowcount)
     if pipeline is not None:
         await pipeline.sync()
-    return sql.Result(await cur.fetchall() if cur.description else [], cur.rowcount)
+    return await _fetched(cursor)
+
+
+async def _send(conn: Conn, stmt: Stmt) -> psycopg.AsyncCursor[Any]:
+    """Execute one statement (only queued, in pipeline mode)."""
+    cursor = conn.cursor()
+    if stmt.many:
+        await cursor.executemany(_dialect(stmt.sql), stmt.params)
+        return cursor
+    # psycopg prepares a statement run five times; PostgreSQL then plans it once for any
+    # values, and a generic plan of a text search was 7-16x slower than its own plans.
+    await cursor.execute(_dialect(stmt.sql), stmt.params, prepare=False if stmt.replan else None)
+    return cursor
+
+
+async def _fetched(cursor: psycopg.AsyncCursor[Any]) -> sql.Result:
+    """A statement's result, once its answer has come."""
+    return sql.Result(await cursor.fetchall() if cursor.description else [], cursor.rowcount)
 
 
 async def _drive(conn: Conn, op: Op[T], pipeline: Pipeline | None = None) -> tuple[T, bool]:
@@ -380,14 +402,17 @@ class PostgresStore(SqlStore):
         """A transaction-scoped advisory lock on (space, key)."""
         yield Stmt("SELECT pg_advisory_xact_lock(hashtextextended(?, ?))", (key, space))
 
-    def locks(self, keys: Sequence[str], space: int) -> Op[None]:
+    def lock_statements(self, keys: Sequence[str], space: int) -> list[Stmt]:
         """Advisory locks on (space, key) for every key, in the order given, in one statement
         (``unnest`` yields the array in order)."""
-        if keys:
-            yield Stmt(
+        if not keys:
+            return []
+        return [
+            Stmt(
                 "SELECT count(pg_advisory_xact_lock(hashtextextended(k, ?))) FROM unnest(?::text[]) AS k",
                 (space, list(keys)),
             )
+        ]
 
     def tag_value(self, tags: tuple[str, ...]) -> Any:
         """Tags as JSON text, which ``_INSERT_MEMORIES`` makes a text array of (a memory's

@@ -17,7 +17,7 @@ PostgreSQL takes advisory locks).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
@@ -98,14 +98,17 @@ class Stmt:
     params: Sequence[Any] = ()
     many: bool = False
     replan: bool = False
+    together: tuple[Stmt, ...] = ()  # see ``together()``
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """What a statement returned: its rows (none for most writes) and rows affected."""
+    """What a statement returned: its rows (none for most writes) and rows affected; for
+    statements run ``together()``, the result of each in ``parts``."""
 
     rows: list[tuple[Any, ...]]
     rowcount: int
+    parts: tuple[Result, ...] = ()
 
     def one(self) -> tuple[Any, ...] | None:
         """The first row, if any."""
@@ -150,14 +153,22 @@ class Steps(Generic[T]):
                 return next(self._op)
             if self.error is not None:
                 error, self.error = self.error, None
-                statement = self._op.throw(error)
+                # Set first: an op that catches the error and returns at once (the throw
+                # raising StopIteration) has its writes undone too.
                 self.handled = True
-                return statement
+                return self._op.throw(error)
             assert self.result is not None
             return self._op.send(self.result)
         except StopIteration as stop:
             self.value = stop.value
             return None
+
+
+def together(stmts: Sequence[Stmt]) -> Stmt:
+    """Statements none of whose parameters come from another's result, as one step: run
+    in order, each seeing what the ones before it did, their results in ``Result.parts``.
+    A backend may send them all before reading an answer (PostgreSQL: one round trip)."""
+    return Stmt("", together=tuple(stmts))
 
 
 def run(stmt: Stmt) -> Op[Result]:
@@ -250,6 +261,27 @@ def memory_tallies(org_id: str, memories: Iterable[MemoryRecord]) -> list[Tally]
 def marks(n: int) -> str:
     """``?, ?, …`` for ``n`` values."""
     return ", ".join("?" * n)
+
+
+# Stored neighbours: the (time, content) of the newest memory of a session at or before a
+# time, by (session, time); with the spans of time a batch writes to each session.
+Neighbour = dict[tuple[str, int], tuple[int, str]]
+Neighbours = tuple[dict[str, tuple[int, int]], Neighbour]
+
+
+def session_spans(memories: Iterable[MemoryRecord]) -> dict[str, tuple[int, int]]:
+    """The (earliest, latest) time of the memories of each session among ``memories``."""
+    spans: dict[str, tuple[int, int]] = {}
+    for m in memories:
+        if m.session_id:
+            low, high = spans.get(m.session_id, (m.time_ns, m.time_ns))
+            spans[m.session_id] = (min(low, m.time_ns), max(high, m.time_ns))
+    return spans
+
+
+def latest_probes(spans: dict[str, tuple[int, int]]) -> list[tuple[str, int]]:
+    """The (session, latest time) of each span: where its stored neighbour is looked up."""
+    return [(session, high) for session, (_, high) in spans.items()]
 
 
 def padded(values: Sequence[T]) -> list[T]:
@@ -459,10 +491,14 @@ class SqlStore(ABC):
         """Serialise writers of ``key`` until the transaction ends (no-op: one writer)."""
         yield from ()
 
+    def lock_statements(self, keys: Sequence[str], space: int) -> list[Stmt]:
+        """The statements that ``lock`` each key, in the order given (none: one writer)."""
+        return []
+
     def locks(self, keys: Sequence[str], space: int) -> Op[None]:
         """``lock`` each key, in the order given."""
-        for key in keys:
-            yield from self.lock(key, space)
+        for stmt in self.lock_statements(keys, space):  # noqa: UP028 (a list takes no send())
+            yield stmt
 
     @abstractmethod
     def tag_value(self, tags: tuple[str, ...]) -> Any:
@@ -997,11 +1033,10 @@ class SqlStore(ABC):
             params.extend(meta_params)
         return " AND ".join(where), params
 
-    def _stored_dedup_times(
-        self, org_id: str, batches: Sequence[MemoryBatch]
-    ) -> Op[dict[str, list[tuple[int, int | None]]]]:
-        """(time, expiry) of stored memories sharing a dedup key with a memory of a batch that
-        has a window, near its time, and unexpired at the earliest of the batches' nows."""
+    def _dedup_probes(self, org_id: str, batches: Sequence[MemoryBatch]) -> list[Stmt]:
+        """The lookups of stored memories sharing a dedup key with a memory of a batch that
+        has a window, near its time, and unexpired at the earliest of the batches' nows
+        (read by ``_dedup_found``)."""
         probes = [
             (m, b.dedup_window_ns)
             for b in batches
@@ -1009,68 +1044,82 @@ class SqlStore(ABC):
             for m in b.memories
             if m.dedup_key
         ]
-        found: dict[str, list[tuple[int, int | None]]] = {}
         if not probes:
-            return found
+            return []
         keys = sorted({m.dedup_key for m, _ in probes})
         low = min(m.time_ns - window for m, window in probes)
         high = max(m.time_ns + window for m, window in probes)
         now = min(b.now_ns for b in batches)
-        for start in range(0, len(keys), DEDUP_KEYS_PER_QUERY):
-            chunk = keys[start : start + DEDUP_KEYS_PER_QUERY]
-            result = yield self.dedup_lookup(org_id, chunk, (low, high, now))
+        return [
+            self.dedup_lookup(org_id, keys[start : start + DEDUP_KEYS_PER_QUERY], (low, high, now))
+            for start in range(0, len(keys), DEDUP_KEYS_PER_QUERY)
+        ]
+
+    @staticmethod
+    def _dedup_found(results: Iterable[Result]) -> dict[str, list[tuple[int, int | None]]]:
+        """(time, expiry) of the stored memories of each dedup key ``_dedup_probes`` found."""
+        found: dict[str, list[tuple[int, int | None]]] = {}
+        for result in results:
             for key, when, expires in result.rows:
                 found.setdefault(key, []).append((when, expires))
         return found
 
-    def _stored_before(
-        self, org_id: str, probes: Sequence[tuple[str, int]]
-    ) -> Op[dict[tuple[str, int], tuple[int, str]]]:
-        """For each (session, time): the (time, content) of the newest stored memory of the
-        session at or before that time (by time, then insertion), where there is one.
+    @staticmethod
+    def _before_probes(org_id: str, probes: Sequence[tuple[str, int]]) -> list[Stmt]:
+        """For each (session, time): the lookup of the newest stored memory of the session
+        at or before that time, by time, then insertion (read by ``_before_found``).
 
         The same index seek twice per probe (for the time, for the content) is cheaper than a
         second statement, and portable where a lateral join is not."""
-        found: dict[tuple[str, int], tuple[int, str]] = {}
         newest = (
             "(SELECT x.{} FROM memories x WHERE x.org_id = ? AND x.session_id = v.column1"
             " AND x.time <= v.column2 ORDER BY x.time DESC, x.rid DESC LIMIT 1)"
         )
+        stmts = []
         for start in range(0, len(probes), PROBES_PER_QUERY):
             chunk = padded(probes[start : start + PROBES_PER_QUERY])
-            result = yield Stmt(
-                f"SELECT v.column1, v.column2, {newest.format('time')}, {newest.format('content')}"
-                f" FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS v",
-                (org_id, org_id, *(value for probe in chunk for value in probe)),
+            stmts.append(
+                Stmt(
+                    f"SELECT v.column1, v.column2, {newest.format('time')},"
+                    f" {newest.format('content')}"
+                    f" FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS v",
+                    (org_id, org_id, *(value for probe in chunk for value in probe)),
+                )
             )
+        return stmts
+
+    @staticmethod
+    def _before_found(results: Iterable[Result]) -> Neighbour:
+        """The (time, content) ``_before_probes`` found for each (session, time) probed."""
+        found: Neighbour = {}
+        for result in results:
             for session, when, time, content in result.rows:
                 if time is not None:
                     found[(session, when)] = (time, content)
         return found
 
-    def _contexts(self, org_id: str, memories: Sequence[MemoryRecord]) -> Op[list[str]]:
+    def _contexts(
+        self, org_id: str, memories: Sequence[MemoryRecord], known: Neighbours | None = None
+    ) -> Op[list[str]]:
         """For each memory, the content of the one before it in its session (by time, then
         insertion): stored, or earlier in the batch. A reply is found by the words of the
         question it answers. Only that direction: lending the new words back would rewrite
         the neighbour's full-text entry on every write, for no measurable recall on LoCoMo.
 
-        Stored neighbours take one lookup per session (before its latest time in the batch),
-        and one more per memory only where a stored memory lies between the session's
-        memories in the batch (a backfill).
+        Stored neighbours take one lookup per session (before its latest time in the batch:
+        ``known`` when the caller looked them up already), and one more per memory only
+        where a stored memory lies between the session's memories in the batch (a backfill).
         """
-        spans: dict[str, tuple[int, int]] = {}
-        for m in memories:
-            if m.session_id:
-                low, high = spans.get(m.session_id, (m.time_ns, m.time_ns))
-                spans[m.session_id] = (min(low, m.time_ns), max(high, m.time_ns))
-        latest = yield from self._stored_before(
-            org_id, [(session, high) for session, (_, high) in spans.items()]
-        )
+        if known is None:
+            spans = session_spans(memories)
+            latest = yield from self._before(org_id, latest_probes(spans))
+        else:
+            spans, latest = known
 
         def stored(m: MemoryRecord) -> tuple[int, str] | None:
             return latest.get((m.session_id, spans[m.session_id][1]))
 
-        exact = yield from self._stored_before(
+        exact = yield from self._before(
             org_id,
             sorted(
                 {
@@ -1097,16 +1146,27 @@ class SqlStore(ABC):
             in_batch.setdefault(session, []).append((m.time_ns, m.content))
         return contexts
 
+    def _before(self, org_id: str, probes: Sequence[tuple[str, int]]) -> Op[Neighbour]:
+        """``_before_probes`` run, and read."""
+        found = []
+        for stmt in self._before_probes(org_id, probes):
+            found.append((yield stmt))
+        return self._before_found(found)
+
     def _insert(
-        self, groups: Sequence[tuple[str, Sequence[MemoryRecord]]], retired: Sequence[Tally] = ()
+        self,
+        groups: Sequence[tuple[str, Sequence[MemoryRecord]]],
+        retired: Sequence[Tally] = (),
+        known: Mapping[str, Neighbours] | None = None,
     ) -> Op[None]:
         """Write each org's memories (in order) to every index, one statement per table, move
         their agents' and sessions' last activity forward, and keep the agent tallies
-        (``retired``: stored versions these memories superseded)."""
+        (``retired``: stored versions these memories superseded). ``known``: each org's
+        stored neighbours, where the caller looked them up (``_contexts``)."""
         new: list[NewMemory] = []
         touched: dict[tuple[str, str, str], int] = {}
         for org_id, memories in groups:
-            contexts = yield from self._contexts(org_id, memories)
+            contexts = yield from self._contexts(org_id, memories, (known or {}).get(org_id))
             new.extend(NewMemory(org_id, m, c) for m, c in zip(memories, contexts, strict=True))
             for (kind, ref), when in latest_activity(memories).items():
                 touched[(kind, org_id, ref)] = when
@@ -1200,13 +1260,33 @@ class SqlStore(ABC):
             for m in b.memories
             if m.dedup_key
         }
-        yield from self.locks(sorted(dedup_keys), DEDUP_LOCK)
+        orgs = sorted(by_org)
+        # One step for the reads no answer is needed before: the dedup locks, then each
+        # org's dedup lookups (after the locks: they see what a writer that held one
+        # committed) and the stored neighbour of each session written to (a duplicate's
+        # too, which can cost a second lookup for a memory before it in the batch).
+        spans = {
+            o: session_spans([m for i in by_org[o] for m in batches[i].memories]) for o in orgs
+        }
+        locks = self.lock_statements(sorted(dedup_keys), DEDUP_LOCK)
+        probes = {o: self._dedup_probes(o, [batches[i] for i in by_org[o]]) for o in orgs}
+        before = {o: self._before_probes(o, latest_probes(spans[o])) for o in orgs}
+        step = [
+            *locks,
+            *(s for o in orgs for s in probes[o]),
+            *(s for o in orgs for s in before[o]),
+        ]
+        parts = iter((yield together(step)).parts if step else ())
+        for _ in locks:
+            next(parts)
+        stored_keys = {o: self._dedup_found([next(parts) for _ in probes[o]]) for o in orgs}
+        known = {o: (spans[o], self._before_found([next(parts) for _ in before[o]])) for o in orgs}
         fresh: list[list[bool]] = [[] for _ in batches]
         groups: list[tuple[str, Sequence[MemoryRecord]]] = []
         retired: list[Tally] = []
-        for org_id in sorted(by_org):
+        for org_id in orgs:
             mine = [batches[i] for i in by_org[org_id]]
-            stored = yield from self._stored_dedup_times(org_id, mine)
+            stored = stored_keys[org_id]
             kept: list[MemoryRecord] = []
             nows: list[int] = []
             for index, batch, flags in zip(
@@ -1218,7 +1298,7 @@ class SqlStore(ABC):
             versions, replaced = yield from self._supersede(org_id, kept, nows)
             groups.append((org_id, versions))
             retired.extend(replaced)
-        yield from self._insert(groups, retired)
+        yield from self._insert(groups, retired, known)
         return fresh
 
     def _erase(self, condition: str, params: Sequence[Any]) -> Op[int]:

@@ -148,6 +148,8 @@ def _translated() -> Iterator[None]:
 
 
 def _execute(conn: sqlite3.Connection, stmt: Stmt) -> Result:
+    if stmt.together:
+        return Result([], 0, tuple(_execute(conn, part) for part in stmt.together))
     if stmt.many:
         return Result([], conn.executemany(stmt.sql, stmt.params).rowcount)
     cursor = conn.execute(stmt.sql, stmt.params)
