@@ -18,11 +18,6 @@ pytestmark = pytest.mark.anyio
 NOW = time.time_ns()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def memory(n: int) -> MemoryRecord:
     return MemoryRecord(
         id=f"mem_{NOW + n:016x}{n:010x}",

@@ -19,11 +19,6 @@ pytestmark = pytest.mark.anyio
 NOW = time.time_ns()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def memories(first: int, count: int) -> list[MemoryRecord]:
     """Memories ``first`` to ``first + count`` of one agent of org_a, a second apart."""
     return [

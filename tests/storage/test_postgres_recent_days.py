@@ -22,11 +22,6 @@ DAY = 86_400 * 10**9
 NOW = time.time_ns()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def memory(org: str, n: int) -> MemoryRecord:
     """Memory ``n``: about three a day over the last 20 days, two at the same time now
     and then (the insertion order decides), a needle in some and tags on others."""

@@ -22,11 +22,6 @@ WINDOW = 3600 * 10**9
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     s = SQLiteStore(tmp_path / "memtrace.db")
     await s.open()

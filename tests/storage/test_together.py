@@ -22,11 +22,6 @@ NOW = time.time_ns()
 HOUR = 3600 * 10**9
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[sql.SqlStore]:
     if request.param == "postgres":

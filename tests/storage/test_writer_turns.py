@@ -22,11 +22,6 @@ from memtrace_server.storage.sqlite import SQLiteStore
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_a_write_waits_for_the_turn_another_writer_holds(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "memtrace.db")
     await store.open()
