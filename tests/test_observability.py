@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from memtrace_server.api.app import create_app
-from memtrace_server.logs import JSONFormatter
+from memtrace_server.logs import JSONFormatter, configure_logging
 
 from conftest import App, make_settings
 
@@ -42,6 +45,74 @@ def test_one_log_line_per_request_without_secrets(
     assert re.fullmatch(r"[0-9a-f]{24}", again) and again != lines[1]["request_id"]
     text = "\n".join(JSONFormatter().format(rec) for rec in caplog.records)
     assert secret not in text and org_key[1] not in text and "private-tag" not in text
+
+
+@pytest.fixture
+def server_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], io.StringIO]]:
+    """Configures logging as ``memtrace serve`` does, onto a stderr of its own, when the
+    test calls it (in its body: pytest swaps stderr and adds handlers of its own to a
+    non-propagating logger as a test starts); restored after."""
+    root = logging.getLogger("memtrace")
+    saved = (root.handlers[:], root.level, root.propagate)
+
+    def configure() -> io.StringIO:
+        stream = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", stream)
+        configure_logging("info", "json")
+        return stream
+
+    yield configure
+    root.handlers[:], root.level, root.propagate = saved
+    logging.getLogger("memtrace.access").filters.clear()
+
+
+def _lines(app: App, stream: io.StringIO) -> list[dict[str, object]]:
+    app.call(lambda: None)  # a turn of the app's loop: the access lines are written by then
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_the_servers_access_lines_are_one_json_object_a_request(
+    app: App, server_log: Callable[[], io.StringIO]
+) -> None:
+    """As ``memtrace serve`` logs: the lines, written a loop turn at a time, are the JSON
+    objects the formatter makes of any record, in the order the requests ended."""
+    stream = server_log()
+    org = app.new_org()
+    key = app.new_key(org)
+    secret = "the launch code is 0000"
+    created = app.client.post(
+        "/api/v1/memories",
+        json={"agent_id": "a", "content": secret},
+        headers={"x-api-key": key, "x-request-id": "req-1"},
+    )
+    app.client.get("/api/v1/memories/" + created.json()["id"], headers={"x-api-key": key})
+    app.client.get("/api/v1/agents", headers={"x-api-key": key})  # served by FastAPI
+    lines = _lines(app, stream)
+    assert [(x["method"], x["path"], x["status"]) for x in lines] == [
+        ("POST", "/api/v1/memories", 201),
+        ("GET", "/api/v1/memories/" + created.json()["id"], 200),
+        ("GET", "/api/v1/agents", 200),
+    ]
+    record = logging.makeLogRecord(
+        {"name": "memtrace.access", "levelname": "INFO", "msg": "request", **lines[0]}
+    )
+    record.created = 0.0
+    made = json.loads(JSONFormatter().format(record))
+    assert list(lines[0]) == list(made)  # the same fields, in the same order
+    assert lines[0]["request_id"] == "req-1" and isinstance(lines[0]["latency_ms"], float)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(x["ts"])) for x in lines)
+    assert secret not in stream.getvalue() and key not in stream.getvalue()
+
+
+def test_a_filter_on_the_access_logger_still_applies(
+    app: App, server_log: Callable[[], io.StringIO]
+) -> None:
+    """Lines go past ``logging`` only where nothing but the server's handler would see them."""
+    stream = server_log()
+    logging.getLogger("memtrace.access").addFilter(lambda r: r.__dict__.get("status") != 404)
+    app.client.get("/api/v1/nowhere")
+    app.client.get("/health")
+    assert [x["path"] for x in _lines(app, stream)] == ["/health"]
 
 
 def test_metrics_count_requests_by_route_and_memories(api: TestClient) -> None:

@@ -14,6 +14,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memtrace_server.api.metrics import Metrics
+from memtrace_server.logs import AccessLog
 
 if TYPE_CHECKING:
     from memtrace_server.api.deps import Services
@@ -52,6 +53,7 @@ class RequestMiddleware:
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.fast = fast
+        self.access = AccessLog(access_log)
         # Request ids: a random prefix per app and a counter, unique without a syscall each.
         self._id_prefix = os.urandom(8).hex()
         self._ids = itertools.count(1)
@@ -125,20 +127,7 @@ class RequestMiddleware:
                 template = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
             self.metrics.observe_request(method, template, status, elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                # Made and handled here: ``info()`` would walk the stack for the caller.
-                extra = {
-                    "request_id": request_id,
-                    "method": method,
-                    "path": scope["path"],
-                    "status": status,
-                    "latency_ms": round(elapsed * 1000, 3),
-                }
-                access_log.handle(
-                    access_log.makeRecord(
-                        access_log.name, logging.INFO, __file__, 0, "request", (), None, extra=extra
-                    )
-                )
+            self.access.request(request_id, method, scope["path"], status, round(elapsed * 1000, 3))
 
     async def _buffer_body(
         self, scope: Scope, receive: Receive
