@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -14,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from memtrace_server.api.app import create_app
-from memtrace_server.logs import JSONFormatter, configure_logging
+from memtrace_server.logs import PIPE_BUF, AccessLog, JSONFormatter, configure_logging
 
 from conftest import App, make_settings
 
@@ -226,3 +227,32 @@ def write_openapi() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = create_app(make_settings(Path(tmp))).openapi()
     OPENAPI.write_text(json.dumps(spec, indent=1) + "\n")
+
+
+def test_a_loop_turns_lines_go_out_in_whole_lines_of_at_most_a_pipes_atomic_write(
+    monkeypatch: pytest.MonkeyPatch, server_log: Callable[[], io.StringIO]
+) -> None:
+    """With ``--workers`` the processes share stderr, often a pipe: a write of more than
+    PIPE_BUF bytes could take another process's line into the middle of one of ours."""
+    writes: list[str] = []
+
+    class Recording(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return super().write(text)
+
+    server_log()
+    monkeypatch.setattr(sys, "stderr", Recording())
+    configure_logging("info", "json")
+    access = AccessLog(logging.getLogger("memtrace.access"))
+
+    async def turn() -> None:
+        for i in range(40):
+            access.request(f"req-{i}", "GET", "/api/v1/memories/" + "m" * 100, 200, 0.5)
+        await asyncio.sleep(0)  # the next turn: written by now
+
+    asyncio.run(turn())
+    assert 1 < len(writes) < 40
+    assert all(len(w.encode()) <= PIPE_BUF and w.endswith("\n") for w in writes)
+    lines = [json.loads(line) for line in "".join(writes).splitlines()]
+    assert [x["request_id"] for x in lines] == [f"req-{i}" for i in range(40)]

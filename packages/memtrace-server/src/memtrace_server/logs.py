@@ -12,6 +12,7 @@ import orjson
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _second: tuple[int, str] = (-1, "")  # the last second formatted (one line per request)
+PIPE_BUF = 4096  # Linux's: a write to a pipe of up to this many bytes is never interleaved
 
 
 def _timestamp(created: float) -> str:
@@ -114,7 +115,18 @@ class AccessLog:
             return
         handler.acquire()  # not in the middle of another record's line
         try:
-            handler.stream.write(b"".join(lines).decode())
+            # Writes of at most PIPE_BUF bytes, whole lines each: on a pipe shared by
+            # ``--workers`` processes, no other process's line lands inside one of them.
+            chunk: list[bytes] = []
+            size = 0
+            for line in lines:
+                if chunk and size + len(line) > PIPE_BUF:
+                    handler.stream.write(b"".join(chunk).decode())
+                    handler.stream.flush()
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line)
+            handler.stream.write(b"".join(chunk).decode())
             handler.stream.flush()
         except (OSError, ValueError):
             pass  # stderr gone (closed at exit): like logging's own handlers, never raise
