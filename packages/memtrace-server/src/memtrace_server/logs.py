@@ -18,10 +18,15 @@ PIPE_BUF = 4096  # Linux's: a write to a pipe of up to this many bytes is never 
 def _timestamp(created: float) -> str:
     """``created`` (seconds since the epoch) as UTC ISO 8601 with milliseconds."""
     global _second
-    second = int(created)
-    if second != _second[0]:
-        _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_second[1]}.{int((created - second) * 1000):03d}Z"
+    second, cached = int(created), _second  # read once: other threads format lines too
+    if second != cached[0]:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
+
+
+def _line(created: float, level: str, logger: str, msg: str) -> dict[str, Any]:
+    """The fields every JSON line begins with, in their order."""
+    return {"ts": _timestamp(created), "level": level, "logger": logger, "msg": msg}
 
 
 class JSONFormatter(logging.Formatter):
@@ -29,12 +34,7 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render one record."""
-        out: dict[str, Any] = {
-            "ts": _timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
+        out = _line(record.created, record.levelname.lower(), record.name, record.getMessage())
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
                 out[key] = value
@@ -98,8 +98,8 @@ class AccessLog:
                 )
             )
             return
-        line = {"ts": _timestamp(time.time()), "level": "info", "logger": logger.name}
-        self._pending.append(orjson.dumps({**line, "msg": "request", **fields}) + b"\n")
+        line = _line(time.time(), "info", logger.name, "request")
+        self._pending.append(orjson.dumps({**line, **fields}) + b"\n")
         if len(self._pending) == 1:
             self._handler = handler
             try:

@@ -398,13 +398,9 @@ class PostgresStore(SqlStore):
 
     # dialect hooks
 
-    def lock(self, key: str, space: int) -> Op[None]:
-        """A transaction-scoped advisory lock on (space, key)."""
-        yield Stmt("SELECT pg_advisory_xact_lock(hashtextextended(?, ?))", (key, space))
-
     def lock_statements(self, keys: Sequence[str], space: int) -> list[Stmt]:
-        """Advisory locks on (space, key) for every key, in the order given, in one statement
-        (``unnest`` yields the array in order)."""
+        """Transaction-scoped advisory locks on (space, key) for every key, in the order
+        given, in one statement (``unnest`` yields the array in order)."""
         if not keys:
             return []
         return [

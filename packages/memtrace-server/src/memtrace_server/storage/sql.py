@@ -265,8 +265,8 @@ def marks(n: int) -> str:
 
 # Stored neighbours: the (time, content) of the newest memory of a session at or before a
 # time, by (session, time); with the spans of time a batch writes to each session.
-Neighbour = dict[tuple[str, int], tuple[int, str]]
-Neighbours = tuple[dict[str, tuple[int, int]], Neighbour]
+Neighbours = dict[tuple[str, int], tuple[int, str]]
+KnownNeighbours = tuple[dict[str, tuple[int, int]], Neighbours]
 
 
 def session_spans(memories: Iterable[MemoryRecord]) -> dict[str, tuple[int, int]]:
@@ -487,18 +487,19 @@ class SqlStore(ABC):
 
     # dialect hooks
 
-    def lock(self, key: str, space: int) -> Op[None]:
-        """Serialise writers of ``key`` until the transaction ends (no-op: one writer)."""
-        yield from ()
-
     def lock_statements(self, keys: Sequence[str], space: int) -> list[Stmt]:
-        """The statements that ``lock`` each key, in the order given (none: one writer)."""
+        """The statements that serialise writers of each key (in the order given) until the
+        transaction ends (none: one writer)."""
         return []
 
     def locks(self, keys: Sequence[str], space: int) -> Op[None]:
-        """``lock`` each key, in the order given."""
+        """Lock each key, in the order given (``lock_statements``)."""
         for stmt in self.lock_statements(keys, space):  # noqa: UP028 (a list takes no send())
             yield stmt
+
+    def lock(self, key: str, space: int) -> Op[None]:
+        """Lock one key (``lock_statements``)."""
+        yield from self.locks([key], space)
 
     @abstractmethod
     def tag_value(self, tags: tuple[str, ...]) -> Any:
@@ -1089,9 +1090,9 @@ class SqlStore(ABC):
         return stmts
 
     @staticmethod
-    def _before_found(results: Iterable[Result]) -> Neighbour:
+    def _before_found(results: Iterable[Result]) -> Neighbours:
         """The (time, content) ``_before_probes`` found for each (session, time) probed."""
-        found: Neighbour = {}
+        found: Neighbours = {}
         for result in results:
             for session, when, time, content in result.rows:
                 if time is not None:
@@ -1099,7 +1100,7 @@ class SqlStore(ABC):
         return found
 
     def _contexts(
-        self, org_id: str, memories: Sequence[MemoryRecord], known: Neighbours | None = None
+        self, org_id: str, memories: Sequence[MemoryRecord], known: KnownNeighbours | None = None
     ) -> Op[list[str]]:
         """For each memory, the content of the one before it in its session (by time, then
         insertion): stored, or earlier in the batch. A reply is found by the words of the
@@ -1146,7 +1147,7 @@ class SqlStore(ABC):
             in_batch.setdefault(session, []).append((m.time_ns, m.content))
         return contexts
 
-    def _before(self, org_id: str, probes: Sequence[tuple[str, int]]) -> Op[Neighbour]:
+    def _before(self, org_id: str, probes: Sequence[tuple[str, int]]) -> Op[Neighbours]:
         """``_before_probes`` run, and read."""
         found = []
         for stmt in self._before_probes(org_id, probes):
@@ -1157,7 +1158,7 @@ class SqlStore(ABC):
         self,
         groups: Sequence[tuple[str, Sequence[MemoryRecord]]],
         retired: Sequence[Tally] = (),
-        known: Mapping[str, Neighbours] | None = None,
+        known: Mapping[str, KnownNeighbours] | None = None,
     ) -> Op[None]:
         """Write each org's memories (in order) to every index, one statement per table, move
         their agents' and sessions' last activity forward, and keep the agent tallies
