@@ -25,6 +25,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants alive now (from each process's parent in ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        out.append(todo.pop())
+        todo += children.get(out[-1], [])
+    return out
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # it ended
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 class Server:
     """A server process on loopback, with its peak RSS sampled while a phase runs."""
 
@@ -53,11 +80,9 @@ class Server:
         return self.rss_kb() / 1024
 
     def rss_kb(self) -> int:
-        """The process's resident set now, in KiB."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+        """The resident sets of the process and of every process it started (the ingest
+        process, ``--workers``), now, in KiB."""
+        return sum(_rss_kb(pid) for pid in _tree(self.proc.pid))
 
     @contextmanager
     def sampling(self) -> Iterator[dict[str, int]]:

@@ -95,6 +95,11 @@ class AppTransport(httpx.BaseTransport):
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for an app in the test's process. Its inserts stay on the store's writer
+    thread unless a test asks for the ingest process: a child process for every app would
+    add minutes to the suite (``tests/storage/test_ingest_process.py`` and every test of a
+    ``memtrace serve`` subprocess run it)."""
+    overrides.setdefault("store_ingest_process", False)
     return load_settings(
         env={}, data_dir=tmp_path / "data", store_synchronous="NORMAL", **overrides
     )

@@ -67,9 +67,10 @@ class Contract:
         return tenant_call
 
 
-@pytest.fixture(params=["sqlite", "postgres", "routed"])
+@pytest.fixture(params=["sqlite", "sqlite-ingest", "postgres", "routed"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Contract]:
-    """A factory of stores on one database, so a test can reopen it like a restart."""
+    """A factory of stores on one database, so a test can reopen it like a restart
+    (``sqlite-ingest``: its inserts in a process of their own, as ``memtrace serve`` has)."""
     if request.param == "postgres":
         url = request.getfixturevalue("pg_url")
     else:
@@ -79,7 +80,10 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], C
         def opener(other: str) -> Any:
             return store_from_url(other, synchronous="NORMAL")
 
-        return Contract(Stores(opener(url), master_key=MASTER_KEY, opener=opener))
+        default = store_from_url(
+            url, synchronous="NORMAL", ingest_process=request.param == "sqlite-ingest"
+        )
+        return Contract(Stores(default, master_key=MASTER_KEY, opener=opener))
 
     return make
 

@@ -40,6 +40,7 @@ class Settings:
     data_dir: Path = Path("data")  # store.data_dir
     store_url: str = ""  # store.url (default: sqlite file in data_dir)
     store_synchronous: str = "FULL"  # store.synchronous (FULL survives power loss)
+    store_ingest_process: bool = True  # store.ingest_process (SQLite: inserts in a process)
     log_level: str = "info"  # log.level
     log_format: str = "json"  # log.format: json | console
     auth_enabled: bool = True  # auth.enabled
@@ -78,6 +79,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("store", "data_dir"): "data_dir",
     ("store", "url"): "store_url",
     ("store", "synchronous"): "store_synchronous",
+    ("store", "ingest_process"): "store_ingest_process",
     ("log", "level"): "log_level",
     ("log", "format"): "log_format",
     ("auth", "enabled"): "auth_enabled",

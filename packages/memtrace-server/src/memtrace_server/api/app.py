@@ -125,6 +125,7 @@ def create_app(
             settings.resolved_store_url,
             synchronous=settings.store_synchronous,
             master_key=settings.master_key,
+            ingest_process=settings.store_ingest_process,
         )
     )
     metrics = Metrics()

@@ -23,6 +23,18 @@ class ApiError(Exception):
         """The JSON body sent to the client."""
         return {"error": self.message, **self.extra}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt as it is, not through ``__init__`` (a subclass's may reword the message):
+        # the SQLite store's ingest process sends its errors to the server this way.
+        return _restored, (type(self), self.args, dict(self.__dict__))
+
+
+def _restored(kind: type[ApiError], args: tuple[Any, ...], state: dict[str, Any]) -> ApiError:
+    error = kind.__new__(kind)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class BadRequest(ApiError):
     """The request is malformed or a value is out of range (400)."""

@@ -49,6 +49,7 @@ from memtrace_server.storage.base import (
     StoreError,
     StoreFull,
 )
+from memtrace_server.storage.ingest_process import IngestProcess
 from memtrace_server.storage.sql import (
     ALL_TIME,
     CONFLICTS,
@@ -390,8 +391,18 @@ class SQLiteStore(SqlStore):
     # and walks all of an agent's hours: 8 ms for an agent of 2.5 years.
     tallies_by_hour = "agent_tallies INDEXED BY agent_tallies_hour"
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL", readers: int = 4) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        readers: int = 4,
+        ingest_process: bool = False,
+    ) -> None:
+        """``ingest_process``: memory inserts go to a process of their own
+        (``storage.ingest_process``) while the store is open."""
         self.path = Path(path)
+        self._ingest = IngestProcess(self.path, synchronous.upper()) if ingest_process else None
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"invalid synchronous setting: {synchronous}")
@@ -472,9 +483,16 @@ class SQLiteStore(SqlStore):
         self._readers = concurrent.futures.ThreadPoolExecutor(
             max_workers=self._reader_count, thread_name_prefix="memtrace-sqlite-reader"
         )
+        if self._ingest is not None:
+            try:
+                await self._ingest.start()
+            except StoreError as exc:  # the writer thread takes the inserts
+                log.error("%s; memories are inserted by the server's writer", exc)
 
     async def close(self) -> None:
         """Drain queued writes, stop the threads and close every connection."""
+        if self._ingest is not None:
+            await self._ingest.close()
         if self._writer is not None:
             self._queue.put(None)
             await asyncio.to_thread(self._writer.join)
@@ -642,17 +660,24 @@ class SQLiteStore(SqlStore):
         return value
 
     async def _insert_batch(self, batch: MemoryBatch) -> list[bool]:
-        """Queued for the writer, which coalesces it with the other calls pending."""
-        result: list[bool] = await self._submit(batch)
+        """Queued for the writer, which coalesces it with the other calls pending (the
+        ingest process's writer, while it runs)."""
+        if self._ingest is not None and self._ingest.alive:
+            return await self._ingest.insert(batch)
+        result: list[bool] = await self.queued(batch)
         return result
 
     async def _submit(self, work: Op[Any] | MemoryBatch) -> Any:
+        return await self.queued(work)
+
+    def queued(self, work: Op[Any] | MemoryBatch) -> asyncio.Future[Any]:
+        """``work`` queued for the writer: a future of its outcome, set after COMMIT."""
         if self._writer is None:
             raise StoreError("store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.put((work, loop, future))
-        return await future
+        return future
 
     def _reader_conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
