@@ -3,7 +3,8 @@
 A ``SQLiteStore`` writes from one thread, which shares the interpreter's lock with the
 event loop: under a stream of single-memory POSTs the two took turns, each idle while the
 other ran, with a core of the machine left unused. With ``ingest_process`` the server
-hands every ``insert_memories`` call to a child process instead, which runs a
+hands each ``insert_memories`` call made while another is in flight to a child process
+(one alone stays on the writer thread: a hop less), which runs a
 ``SQLiteStore`` of its own on the same file and answers each call after its group's
 COMMIT, as the writer thread does; every other write stays on the server's writer thread.
 Writers of one file take turns through its lock file, as ``--workers`` processes do, so

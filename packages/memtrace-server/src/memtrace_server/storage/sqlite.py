@@ -403,6 +403,7 @@ class SQLiteStore(SqlStore):
         (``storage.ingest_process``) while the store is open."""
         self.path = Path(path)
         self._ingest = IngestProcess(self.path, synchronous.upper()) if ingest_process else None
+        self._inserting = 0  # inserts of this process not yet answered
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"invalid synchronous setting: {synchronous}")
@@ -660,12 +661,19 @@ class SQLiteStore(SqlStore):
         return value
 
     async def _insert_batch(self, batch: MemoryBatch) -> list[bool]:
-        """Queued for the writer, which coalesces it with the other calls pending (the
-        ingest process's writer, while it runs)."""
-        if self._ingest is not None and self._ingest.alive:
-            return await self._ingest.insert(batch)
-        result: list[bool] = await self.queued(batch)
-        return result
+        """Queued for the writer, which coalesces it with the other calls pending: the
+        ingest process's writer, while it runs, when another insert is in flight (under
+        load); else this process's (alone, a hop less: at c=1 over HTTP 0.9 against 1.1-1.3 ms
+        a POST)."""
+        alone = not self._inserting
+        self._inserting += 1
+        try:
+            if self._ingest is not None and self._ingest.alive and not alone:
+                return await self._ingest.insert(batch)
+            result: list[bool] = await self.queued(batch)
+            return result
+        finally:
+            self._inserting -= 1
 
     async def _submit(self, work: Op[Any] | MemoryBatch) -> Any:
         return await self.queued(work)
