@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from memtrace_server.core import errors
 from memtrace_server.core.records import MemoryFilter, MemoryRecord, OrgRecord
 from memtrace_server.storage import base
 from memtrace_server.storage.base import DuplicateName, StoreError
-from memtrace_server.storage.ingest_process import _portable
+from memtrace_server.storage.ingest_process import _Forward, _messages, _Outbox, _portable
 from memtrace_server.storage.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.anyio
@@ -199,3 +200,19 @@ async def test_the_childs_log_lines_are_the_servers(
         r.name == "memtrace.storage.ingest_process" and f"ingest process {pid} " in r.getMessage()
         for r in caplog.records
     )
+
+
+async def test_a_record_logged_on_another_thread_of_the_child_is_sent_too() -> None:
+    """The child's writer thread logs a failed transaction: its record must reach the
+    server like the loop's own."""
+    ours, theirs = socket.socketpair()
+    _, writer = await asyncio.open_connection(sock=ours)
+    peer, _ = await asyncio.open_connection(sock=theirs)
+    forward = _Forward(_Outbox(writer))
+    record = logging.LogRecord(
+        "memtrace.storage", logging.ERROR, __file__, 1, "failed: %s", ("x",), None
+    )
+    await asyncio.to_thread(forward.emit, record)
+    message = await asyncio.wait_for(anext(_messages(peer)), PATIENCE)
+    assert message == ("log", "memtrace.storage", logging.ERROR, "failed: x")
+    writer.close()

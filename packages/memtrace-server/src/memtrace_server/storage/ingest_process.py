@@ -207,18 +207,22 @@ class IngestProcess:
 
 
 class _Forward(logging.Handler):
-    """The child's log records, sent to the server to log."""
+    """The child's log records, sent to the server to log, from whichever thread logs them
+    (the writer thread logs a failed transaction)."""
 
     def __init__(self, outbox: _Outbox) -> None:
         super().__init__(logging.INFO)
         self.outbox = outbox
+        self.loop = asyncio.get_running_loop()
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
         if record.exc_info:
             text += "\n" + logging.Formatter().formatException(record.exc_info)
-        with contextlib.suppress(RuntimeError):  # no loop: the process is ending
-            self.outbox.put(("log", record.name, record.levelno, text))
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending
+            self.loop.call_soon_threadsafe(
+                self.outbox.put, ("log", record.name, record.levelno, text)
+            )
 
 
 def _answered(outbox: _Outbox, n: int, future: asyncio.Future[list[bool]]) -> None:
