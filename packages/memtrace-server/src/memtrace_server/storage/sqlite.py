@@ -402,11 +402,11 @@ class SQLiteStore(SqlStore):
         """``ingest_process``: memory inserts go to a process of their own
         (``storage.ingest_process``) while the store is open."""
         self.path = Path(path)
-        self._ingest = IngestProcess(self.path, synchronous.upper()) if ingest_process else None
-        self._inserting = 0  # inserts of this process not yet answered
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"invalid synchronous setting: {synchronous}")
+        self._ingest = IngestProcess(self.path, self.synchronous) if ingest_process else None
+        self._inserting = 0  # inserts of this process not yet answered
         self._reader_count = readers
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
