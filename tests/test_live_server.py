@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conftest import LiveServer, memtrace_cli, new_cli_key, refused_within
 
@@ -160,3 +161,50 @@ def test_concurrent_identical_writes_store_exactly_one(live_server: LiveServer) 
         headers={"x-api-key": key},
     ).json()
     assert listed["count"] == 1
+
+
+def _ingest_children(pid: int) -> list[int]:
+    """The ingest processes ``pid`` started (found by each process's parent in ``/proc``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"memtrace_server.storage.ingest_process" in argv:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_serve_inserts_through_an_ingest_process_unless_told_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for setting, children in (("", 1), ("false", 0)):
+        if setting:
+            monkeypatch.setenv("MEMTRACE_STORE_INGEST_PROCESS", setting)
+        server = LiveServer(tmp_path / f"d{children}").start()
+        try:
+            assert server.proc is not None
+            started = _ingest_children(server.proc.pid)
+            assert len(started) == children
+            _, key = new_cli_key(server.data_dir)
+            with httpx.Client(base_url=server.url, headers={"x-api-key": key}) as client:
+                with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                    codes = list(
+                        pool.map(
+                            lambda n: (
+                                client.post(
+                                    "/api/v1/memories",
+                                    json={"agent_id": "a", "content": f"<i>{n}</i>"},
+                                ).status_code
+                            ),
+                            range(40),
+                        )
+                    )
+                assert codes == [201] * 40
+                assert client.get("/api/v1/memories", params={"limit": 100}).json()["count"] == 40
+        finally:
+            server.stop()
+        # the server waits for its ingest process to finish and exit before it exits
+        assert [pid for pid in started if Path(f"/proc/{pid}").exists()] == []
