@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import memtrace_server.storage.sqlite as sqlite_store
-from memtrace_server.core.records import MemoryFilter, MemoryRecord, OrgRecord
+from memtrace_server.core.records import AgentRecord, MemoryFilter, MemoryRecord, OrgRecord
 from memtrace_server.storage.base import Store
 from memtrace_server.storage.registry import store_from_url
 
@@ -165,5 +165,55 @@ async def test_sqlite_pools_a_query_by_its_matches_for_each_term(
             "orchid and violet seeds for the customer",
             "a violet orchid, the customer said",
         }
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("crowd", [0, 20])
+async def test_sqlite_pools_fewer_matches_where_the_org_is_the_agents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crowd: int
+) -> None:
+    """Where an agent is (nearly) its whole org, no filter thins its pool: it takes each
+    term's ``WHOLE_POOL`` newest matches, not ``RANKED_POOL`` (as an org's own query does);
+    an agent with a fifth of its org beside it keeps the larger pool. The best answers come
+    first either way."""
+    for bound, value in (("EXACT", 20), ("TERM_WALK", 20), ("BM25_MATCHES", 5), ("WINDOW", 40)):
+        monkeypatch.setattr(sqlite_store, bound, value)
+    monkeypatch.setattr(sqlite_store, "RANKED_POOL", 12)
+    monkeypatch.setattr(sqlite_store, "WHOLE_POOL", 6)
+    limits: list[int] = []
+    execute = sqlite_store._execute
+
+    def recording(conn: object, stmt: sqlite_store.Stmt) -> sqlite_store.Result:
+        if (
+            "FROM memory_terms WHERE memory_terms MATCH ?" in stmt.sql
+            and "rowid DESC LIMIT" in stmt.sql
+        ):
+            limits.append(int(stmt.params[-1]))
+        return execute(conn, stmt)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_store, "_execute", recording)
+    store = store_from_url(f"sqlite:///{(tmp_path / 'whole.db').as_posix()}")
+    await store.open()
+    try:
+        await fill(store)
+        others = [mem(400 + n, f"other note {n}", agent_id="other") for n in range(crowd)]
+        if others:
+            await store.insert_memories("org_a", others, None, NOW)
+        for agent in ("busy", "other")[: 1 + bool(crowd)]:
+            await store.ensure_agent("org_a", agent, AgentRecord(agent, "org_a", agent, NOW))
+        found = await store.query_memories(
+            "org_a", MemoryFilter(agent_id="busy", query=("orchid", "violet"), limit=2)
+        )
+        assert {m.content for m in found} <= {
+            "customer asked about the orchid and the violet",
+            "orchid and violet seeds for the customer",
+            "a violet orchid, the customer said",
+        }
+        pools = set(limits) - {20, 40}  # EXACT's and WINDOW's statements
+        assert pools == ({12} if crowd else {6})
+        limits.clear()
+        await store.query_memories("org_a", MemoryFilter(query=("orchid", "violet"), limit=2))
+        assert set(limits) - {20, 40} == {6}
     finally:
         await store.close()
