@@ -99,8 +99,17 @@ async def test_dedup_and_tenants_hold_through_the_child(store: SQLiteStore) -> N
 
 async def test_an_insert_fails_with_the_error_it_fails_with_in_process(store: SQLiteStore) -> None:
     await store.insert_memories("org_a", [mem(1)], None, NOW)
+    pid = child_pid(store)
+    os.kill(pid, signal.SIGSTOP)  # the child holds the second insert until the first is done
+    try:
+        alone = asyncio.ensure_future(store.insert_memories("org_a", [mem(2)], None, NOW))
+        again = asyncio.ensure_future(store.insert_memories("org_a", [mem(1)], None, NOW))
+        assert await alone == [True]  # the writer thread's
+        assert not again.done()  # so the child's
+    finally:
+        os.kill(pid, signal.SIGCONT)
     with pytest.raises(DuplicateName) as raised:  # the same id again: a 409, as in process
-        await store.insert_memories("org_a", [mem(1)], None, NOW)
+        await again
     assert raised.value.status == 409 and "memories.id" in raised.value.message
     assert store._ingest is not None and store._ingest.alive
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import time
 from typing import Any
 
 import orjson
+
+from memtrace_server.turns import TurnBatch
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _second: tuple[int, str] = (-1, "")  # the last second formatted (one line per request)
@@ -72,7 +73,7 @@ class AccessLog:
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
-        self._pending: list[bytes] = []
+        self._lines: TurnBatch[bytes] = TurnBatch(self._write)
         self._handler: _Handler | None = None
 
     def request(
@@ -98,20 +99,17 @@ class AccessLog:
                 )
             )
             return
+        self._handler = handler
         line = _line(time.time(), "info", logger.name, "request")
-        self._pending.append(orjson.dumps({**line, **fields}) + b"\n")
-        if len(self._pending) == 1:
-            self._handler = handler
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:  # no loop: now
-                self.flush()
+        self._lines.put(orjson.dumps({**line, **fields}) + b"\n")
 
     def flush(self) -> None:
         """Write the lines made since the last write."""
-        lines, self._pending = self._pending, []
+        self._lines.flush()
+
+    def _write(self, lines: list[bytes]) -> None:
         handler = self._handler
-        if not lines or handler is None:
+        if handler is None:
             return
         handler.acquire()  # not in the middle of another record's line
         try:

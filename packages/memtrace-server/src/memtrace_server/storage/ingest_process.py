@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from memtrace_server.core.records import MemoryBatch
 from memtrace_server.storage.base import StoreError
+from memtrace_server.turns import TurnBatch
 
 if TYPE_CHECKING:
     from memtrace_server.storage.sqlite import SQLiteStore
@@ -72,17 +73,17 @@ class _Outbox:
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
-        self._queued: list[Any] = []
+        self._turn: TurnBatch[Any] = TurnBatch(self._send)
 
     def put(self, message: Any) -> None:
-        if not self._queued:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._queued.append(message)
+        self._turn.put(message)
 
     def flush(self) -> None:
-        queued, self._queued = self._queued, []
-        if queued and not self.writer.is_closing():
-            self.writer.write(_frames(queued))
+        self._turn.flush()
+
+    def _send(self, messages: list[Any]) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(_frames(messages))
 
 
 def _portable(exc: BaseException) -> BaseException:

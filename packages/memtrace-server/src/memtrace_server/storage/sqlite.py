@@ -658,7 +658,7 @@ class SQLiteStore(SqlStore):
         return [(ok, value[0] if ok else value) for ok, value in ran]
 
     async def _write(self, op: Op[T]) -> T:
-        value: T = await self._submit(op)
+        value: T = await self.queued(op)
         return value
 
     async def _insert_batch(self, batch: MemoryBatch) -> list[bool]:
@@ -675,9 +675,6 @@ class SQLiteStore(SqlStore):
             return result
         finally:
             self._inserting -= 1
-
-    async def _submit(self, work: Op[Any] | MemoryBatch) -> Any:
-        return await self.queued(work)
 
     def queued(self, work: Op[Any] | MemoryBatch) -> asyncio.Future[Any]:
         """``work`` queued for the writer: a future of its outcome, set after COMMIT."""
