@@ -476,6 +476,68 @@ async def test_content_contains_is_an_exact_substring_whatever_the_index(store: 
     assert await found("ustom") == [texts[3], "Customer again"]
 
 
+async def test_a_substring_page_newest_first_is_every_match_in_time_order(store: Contract) -> None:
+    """Newest-first substring pages, however common the substring is among the scope's
+    newest memories and in its history (a backend may read a common one in time order and
+    a rare one through its index), of an org, an agent, a session and a window, with
+    offsets, against every match listed here; another org's identical memories are its own."""
+    contents = []
+    for n in range(1000):  # n = 0 is the newest
+        words = [f"entry{n}"]
+        if n % 3 == 0:
+            words.append("common")  # in a third of every stretch
+        if n < 8 or n == 900:
+            words.append("burst")  # in most of the newest, then once long before
+        if n in (150, 600, 950):
+            words.append("rarity")
+        if n % 40 == 0:
+            words.append("q7")  # two characters: no trigram
+        words.append("%_\\" if n % 97 == 0 else "plain")
+        contents.append(" ".join(words))
+    records = [
+        mem(
+            n,
+            content=content,
+            agent_id=f"agent_{n % 2}",
+            session_id=f"sess_{n % 5}",
+            time_ns=NOW - (n + 1) * MIN,
+        )
+        for n, content in enumerate(contents)
+    ]
+    await store.insert_memories("org_a", records, None, NOW)
+    copies = [
+        mem(10_000 + n, org="org_b", content=m.content, time_ns=m.time_ns)
+        for n, m in enumerate(records[:50])
+    ]
+    await store.insert_memories("org_b", copies, None, NOW)
+
+    async def page(**kw: Any) -> list[str]:
+        return [m.content for m in await store.query_memories("org_a", MemoryFilter(**kw))]
+
+    def expected(needle: str, offset: int, limit: int, **scope: Any) -> list[str]:
+        kept = [
+            m.content
+            for m in records  # newest first
+            if needle in m.content
+            and all(getattr(m, k) == v for k, v in scope.items() if k != "since_ns")
+            and m.time_ns > scope.get("since_ns", 0)
+        ]
+        return kept[offset : offset + limit]
+
+    for needle in ("common", "burst", "rarity", "q7", "%_\\", "entry99", "absent"):
+        for offset, limit in ((0, 50), (0, 3), (5, 10), (300, 50)):
+            got = await page(content_contains=needle, offset=offset, limit=limit)
+            assert got == expected(needle, offset, limit), (needle, offset, limit)
+        for scope in ({"agent_id": "agent_0"}, {"session_id": "sess_3"}):
+            got = await page(content_contains=needle, limit=20, **scope)
+            assert got == expected(needle, 0, 20, **scope), (needle, scope)
+        since = NOW - 500 * MIN
+        got = await page(content_contains=needle, limit=100, since_ns=since)
+        assert got == expected(needle, 0, 100, since_ns=since), needle
+    others = await store.query_memories("org_b", MemoryFilter(content_contains="burst", limit=50))
+    assert [m.org_id for m in others] == ["org_b"] * 8
+
+
 async def counted_stats(store: Contract, org: str, agent: str, since: int) -> tuple[Any, ...]:
     """Agent stats counted from the memories themselves, to hold the tallies against."""
 

@@ -16,6 +16,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -57,6 +58,13 @@ PARTITION_NAME = re.compile(r"memories_(p\d{6}|default)")
 # requests per second of a transaction each, a third of the CPU per request).
 INSERT_TRANSACTIONS = 2
 MONTHS_BEHIND, MONTHS_AHEAD = 1, 3
+ASCII_WORD = re.compile("[0-9A-Za-z]+")
+# A substring page counts its matches among its scope's newest QUICK_ROWS memories first:
+# one in at least DENSE_HITS of them is read in time order, twice as far as their rate
+# says its page needs and at most DENSE_ROWS memories (``PostgresStore._newest_page``).
+QUICK_ROWS = 64
+DENSE_HITS = 3
+DENSE_ROWS = 8192
 
 
 def _unnested(columns: Sequence[str], types: dict[str, str], values: dict[str, str]) -> str:
@@ -111,6 +119,23 @@ def _translated() -> Iterator[None]:
         raise base.InvalidValue(str(exc).splitlines()[0]) from exc
     except (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError) as exc:
         raise base.StoreError(f"PostgreSQL unavailable: {exc}") from exc
+
+
+def _keyed(needle: str) -> bool:
+    """Whether pg_trgm finds a trigram in ``LIKE '%needle%'``, so that its index narrows
+    the read. It makes trigrams of the pattern's words (letters and digits) padded where
+    another character bounds them, by two spaces before and one after, and none where the
+    pattern's wildcards do: ``ab`` has none, ``a-b`` has ``"  b"``. Decided on ASCII alone
+    (whether another character is a letter depends on the database's locale): a run of
+    ASCII letters and digits is padded only beside ASCII punctuation or space, so that a
+    word pg_trgm reads longer, or padded where this is not, has a trigram too."""
+    for word in ASCII_WORD.finditer(needle):
+        start, end = word.span()
+        before = start > 0 and needle[start - 1].isascii()
+        after = end < len(needle) and needle[end].isascii()
+        if end - start + 2 * before + after >= 3:
+            return True
+    return False
 
 
 @functools.lru_cache(maxsize=1024)
@@ -198,12 +223,17 @@ class PostgresStore(SqlStore):
     """The server store: one PostgreSQL database, shared by any number of processes."""
 
     backend = "postgres"
-    contains_clause = "m.content LIKE ?"  # case-sensitive; the trigram index can answer it
 
-    def contains_value(self, needle: str) -> str:
-        """A LIKE pattern for the substring, its wildcards escaped (backslash escapes)."""
+    def contains(self, needle: str) -> tuple[str, Any]:
+        """``LIKE`` (case-sensitive) for a substring the trigram index keys (``_keyed``), its
+        wildcards escaped; ``strpos()`` for any other, which no plan can take to that index.
+        A LIKE pattern without a trigram reads every entry of the index: a prepared
+        statement's plan, made once for any pattern, did so for two-letter substrings, 1.9 s
+        a page on the bench's 1M store."""
+        if not _keyed(needle):
+            return "strpos(m.content, ?) > 0", needle
         escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return f"%{escaped}%"
+        return "m.content LIKE ?", f"%{escaped}%"
 
     for_update = " FOR UPDATE"
     probe_id_time = True
@@ -545,7 +575,7 @@ class PostgresStore(SqlStore):
             return None
         high = yield from self._busy_day(org_id, flt, WALK_DAYS, WALK_MEMORIES)
         if high is None:
-            return None
+            return (yield from self._newest_page(org_id, flt))
         walk = self._walked_days(flt, high, WALK_DAYS)
         where, params = self.memory_filter(org_id, flt)
         text, args = self._walk(
@@ -554,6 +584,54 @@ class PostgresStore(SqlStore):
         found = yield Stmt(text, args, replan=True)
         page = found.rows[flt.offset :]
         return page if walk[2] or len(page) == flt.limit else None
+
+    def _newest_page(self, org_id: str, flt: MemoryFilter) -> Op[list[tuple[Any, ...]] | None]:
+        """A substring page of an org, agent or session (newest first, within its window if
+        any, nothing else narrowing it) from the scope's newest memories, or None to read
+        it through the trigram index. A substring in at least ``DENSE_HITS`` of the newest
+        ``QUICK_ROWS`` is read in time order, twice as far as their rate says the page
+        needs, at most ``DENSE_ROWS`` memories; a scope of fewer than ``QUICK_ROWS`` is
+        read whole. The plan PostgreSQL keeps for a substring statement, made once for any
+        pattern, fetches every match of the scope's history to sort them: on the bench's
+        1M store, 7.5-9 ms for a word in 3 % of an org's memories, against 2.3-2.8 ms read
+        in time order (the count costs a rarer word about 0.3 ms)."""
+        if (
+            flt.content_contains is None
+            or flt.ascending
+            or flt.tags
+            or flt.metadata
+            or flt.memory_types
+            or flt.event_types
+            or flt.min_importance is not None
+            or flt.key is not None
+        ):
+            return None
+        want = flt.offset + flt.limit
+        rest, params = self.memory_filter(org_id, replace(flt, content_contains=None))
+        contains, needle = self.contains(flt.content_contains)
+        newest_first = "ORDER BY m.time DESC, m.rid DESC"
+        # The bounds are written out: as parameters, the plan kept for any value of them
+        # was costed for the largest, and PostgreSQL planned each read anew instead.
+        scope = f"FROM memories m WHERE {rest} {newest_first}"
+        hits, seen = (
+            yield Stmt(
+                f"SELECT count(*) FILTER (WHERE {contains}), count(*) FROM"
+                f" (SELECT m.content {scope} LIMIT {QUICK_ROWS}) m",
+                [needle, *params],
+            )
+        ).rows[0]
+        if hits < DENSE_HITS and seen == QUICK_ROWS:
+            return None
+        rows = min(DENSE_ROWS, max(QUICK_ROWS, 2 * want * QUICK_ROWS // max(hits, 1)))
+        dense = yield Stmt(
+            f"SELECT {sql.MEMORY_COLUMNS} FROM (SELECT {sql.MEMORY_COLUMNS}, m.rid {scope}"
+            f" LIMIT {rows}) m WHERE {contains} {newest_first} LIMIT {int(want)}",
+            [*params, needle],
+        )
+        # Fewer than its rate promised (a larger scope): read through the index instead.
+        if len(dense.rows) < want and seen == QUICK_ROWS:
+            return None
+        return dense.rows[flt.offset :]
 
     def _walked_spans(
         self, org_id: str, flt: MemoryFilter, terms: str

@@ -449,11 +449,11 @@ class SqlStore(ABC):
     """Both store protocols over SQL, for any backend that runs ops and fills the hooks."""
 
     backend: ClassVar[str]  # the folder of its migrations
-    contains_clause: ClassVar[str]  # true when ``m.content`` holds the value, case and all
 
-    def contains_value(self, needle: str) -> str:
-        """The parameter of ``contains_clause`` for a substring."""
-        return needle
+    @abstractmethod
+    def contains(self, needle: str) -> tuple[str, Any]:
+        """A condition (on alias ``m``) true when ``m.content`` holds the substring, case
+        and all, and its parameter."""
 
     for_update: ClassVar[str] = ""  # row lock for read-modify-write, where there are locks
     probe_id_time: ClassVar[bool] = False  # look a memory up by its id's time first
@@ -1021,8 +1021,9 @@ class SqlStore(ABC):
             where.extend(clauses)
             params.extend(tag_params)
         if flt.content_contains:
-            where.append(self.contains_clause)
-            params.append(self.contains_value(flt.content_contains))
+            clause, value = self.contains(flt.content_contains)
+            where.append(clause)
+            params.append(value)
         if flt.key is not None:
             where.append("m.memory_key = ?")
             params.append(flt.key)
