@@ -834,8 +834,10 @@ class SqlStore(ABC):
         """Delete an agent, its sessions and its memories (under its id or its name)."""
 
         def op() -> Op[None]:
-            condition = "m.org_id = ? AND m.agent_id IN (?, ?)"
-            yield from self.erase_where(condition, (org_id, agent.id, agent.name))
+            # through the tallies like any erase: a store may keep the org's total there too
+            yield from self._erase(
+                "m.org_id = ? AND m.agent_id IN (?, ?)", (org_id, agent.id, agent.name)
+            )
             for table in ("sessions", "agent_sessions", "agents"):
                 column = "id" if table == "agents" else "agent_id"
                 yield Stmt(

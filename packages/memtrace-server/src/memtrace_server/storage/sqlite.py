@@ -63,6 +63,7 @@ from memtrace_server.storage.sql import (
     SqlStore,
     Steps,
     Stmt,
+    Tally,
     load_json,
     marks,
     memory_values,
@@ -123,6 +124,7 @@ PAIRED_SPAN = 50  # among the scope's last windows of memories this many times l
 WINDOW = 2000  # recent memories of the scope that weigh the terms of a pooled ranking
 BM25 = f"bm25(memory_terms, 0.0, 1.0, {LABEL_WEIGHT}, {CONTEXT_WEIGHT})"  # scope, then text
 Row = tuple[Any, ...]  # a ranked candidate: rid, time, then content, labels, context
+ORG_TALLY = ("", "")  # agent and memory type of an org's own tally row (no agent id is empty)
 # SQLite's result codes (the sqlite3 module names them only from Python 3.11).
 SQLITE_FULL = 13
 SQLITE_CONSTRAINT_FOREIGNKEY = 787
@@ -1071,7 +1073,8 @@ class SQLiteStore(SqlStore):
         return list(found.rows)
 
     def _scope_size(self, org_id: str, agent_id: str | None) -> Op[int]:
-        """How many current memories the agent (or, without one, the org) holds."""
+        """How many current memories the agent (or, without one, the org) holds: its
+        all-time tally (the org's own row, since an org's agents need not be registered)."""
         if agent_id is not None:
             found = yield Stmt(
                 f"SELECT coalesce(sum(memories), 0) FROM {self.tallies_by_hour}"
@@ -1080,12 +1083,23 @@ class SQLiteStore(SqlStore):
             )
         else:
             found = yield Stmt(
-                "SELECT coalesce(sum(agent_tallies.memories), 0) FROM agents a"
-                f" CROSS JOIN {self.tallies_by_hour} ON agent_tallies.org_id = a.org_id"
-                " AND agent_tallies.agent_id = a.id AND agent_tallies.hour = ? WHERE a.org_id = ?",
-                (ALL_TIME, org_id),
+                "SELECT coalesce(sum(memories), 0) FROM agent_tallies"
+                " WHERE org_id = ? AND agent_id = ? AND memory_type = ? AND hour = ?",
+                (org_id, *ORG_TALLY, ALL_TIME),
             )
         return int(found.rows[0][0])
+
+    def add_tallies(self, changes: Sequence[Tally]) -> Stmt:
+        """The agents' changes, and each org's to its own all-time row (``ORG_TALLY``), which
+        ``_scope_size`` reads: one statement."""
+        orgs: dict[str, list[int]] = {}
+        for org_id, _, _, hour, memories, errors in changes:
+            if hour == ALL_TIME:
+                total = orgs.setdefault(org_id, [0, 0])
+                total[0] += memories
+                total[1] += errors
+        own = [(org, *ORG_TALLY, ALL_TIME, n, e) for org, (n, e) in sorted(orgs.items()) if n or e]
+        return super().add_tallies([*changes, *own])
 
     def _page(self, flt: MemoryFilter, rows: Sequence[Row], scored: Sequence[float]) -> Op[Result]:
         """The filter's page of ``_candidates`` rows, best score first (then newest): their
