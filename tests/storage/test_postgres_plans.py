@@ -207,3 +207,16 @@ async def test_a_substring_goes_to_the_trigram_index_only_with_a_trigram(
     unkeyed = [n for n in NEEDLES if not _keyed(n)]
     assert {"ab", "Zq", "a", "a  "} <= set(unkeyed), unkeyed
     assert all(found[n] == rows for n in ("ab", "Zq", "a", "a  ")), found
+
+
+async def test_the_stores_connections_compile_no_plan(store: PostgresStore) -> None:
+    """JIT compilation is off on every connection of the store: a ranked query of many
+    words is costed above ``jit_above_cost`` and was compiled on each run (850 ms against
+    190 for a 12-word query of the 1M bench's busy agent)."""
+
+    def settings() -> Op[list[str]]:
+        shown = [(yield Stmt("SHOW jit")).rows[0][0]]
+        return shown
+
+    assert await store._read(settings()) == ["off"]
+    assert await store._write(settings()) == ["off"]
