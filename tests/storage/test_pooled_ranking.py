@@ -120,6 +120,24 @@ async def test_a_rarer_word_is_ranked_from_before_a_common_words_newest_matches(
     assert found[0].id == peony.id
 
 
+async def test_only_the_rarest_words_of_a_long_query_have_pools_of_their_own(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL reads each term's pool from the whole history (its index keeps no time
+    order), so a query of many words gives only its rarest ``TERM_POOLS`` a pool: the old
+    memory holding only the rarest is still ranked, wherever that word is in the query."""
+    from memtrace_server.storage import postgres
+
+    monkeypatch.setattr(postgres, "TERM_POOLS", 1)
+    peony = mem(5, "peony: a peony bouquet, the peony kind", time_ns=NOW - 200 * 86_400 * SEC)
+    newest = mem(999, "an orchid account")  # the pool of any term holds orchid, not peony
+    await store.insert_memories("org_a", [peony, newest], None, NOW)
+    for words in (("orchid", "account", "peony"), ("peony", "orchid", "account")):
+        flt = MemoryFilter(agent_id="busy", query=words, limit=3)
+        found = await store.query_memories("org_a", flt)
+        assert peony.id in {m.id for m in found}, words
+
+
 async def test_pages_do_not_overlap(store: Store) -> None:
     first, second = await ranked(store, limit=5), await ranked(store, limit=5, offset=5)
     assert len(second) == 5 and not {m.id for m in first} & {m.id for m in second}
