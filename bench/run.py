@@ -415,6 +415,12 @@ def _pick(t: dict[str, Any], field: str, i: int) -> Any:
     return t[field][i % len(t[field])]
 
 
+def _twelve(words: list[str], i: int) -> list[str]:
+    """Twelve words of the population's, a long query as a model writes one."""
+    start = (12 * i) % max(len(words) - 12, 1)
+    return words[start : start + 12]
+
+
 READS: dict[str, Callable[[dict[str, Any], int], Request]] = {
     "recall (agent, 24h, 100)": lambda t, i: (
         "GET",
@@ -441,6 +447,16 @@ READS: dict[str, Callable[[dict[str, Any], int], Request]] = {
         "POST",
         "/api/v1/search",
         _scoped(t, {"query": _pick(t, "queries", i), "limit": 20}),
+    ),
+    "content_contains (2 characters)": lambda t, i: (
+        "POST",
+        "/api/v1/search",
+        _scoped(t, {"content_contains": _pick(t, "words", i)[:2]}),  # no trigram in it
+    ),
+    "ranked query (12 words)": lambda t, i: (
+        "POST",
+        "/api/v1/search",
+        _scoped(t, {"query": " ".join(_twelve(t["words"], i)), "limit": 20}),
     ),
     "ranked query (common words)": lambda t, i: (
         "POST",
@@ -503,7 +519,9 @@ POPULATIONS = {
             "session context",
             "tags AND + 7d",
             "content_contains",
+            "content_contains (2 characters)",
             "ranked query",
+            "ranked query (12 words)",
             "ranked query (common words)",
             "agent stats",
         ),
