@@ -143,8 +143,11 @@ async def _configure(conn: Conn) -> None:
     """A new connection's settings. No JIT compilation: the store's statements are short,
     and a plan costed above ``jit_above_cost`` (a ranked query of many words, a pool per
     word) was compiled each time it ran: a 12-word query of the 1M bench's busy agent took
-    850 ms, 190 ms without."""
+    850 ms, 190 ms without. One plan kept for each statement (``_send``): left to choose,
+    PostgreSQL planned an agent's recall anew on every run at 1M (0.5-0.8 ms against 0.2),
+    its plan for any window costed above its plans for each."""
     await conn.execute("SET jit = off")
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -176,14 +179,15 @@ async def _execute(conn: Conn, stmt: Stmt, pipeline: Pipeline | None = None) -> 
 
 
 async def _send(conn: Conn, stmt: Stmt) -> psycopg.AsyncCursor[Any]:
-    """Execute one statement (only queued, in pipeline mode)."""
-    cursor = conn.cursor()
+    """Execute one statement (only queued, in pipeline mode). One to ``replan`` goes with its
+    values written into it, so that it is planned for them: the connection keeps one plan
+    for any values of every other (``_configure``), and for a text search that plan was
+    7-16x slower than its own plans."""
+    cursor = psycopg.AsyncClientCursor(conn) if stmt.replan else conn.cursor()
     if stmt.many:
         await cursor.executemany(_dialect(stmt.sql), stmt.params)
-        return cursor
-    # psycopg prepares a statement run five times; PostgreSQL then plans it once for any
-    # values, and a generic plan of a text search was 7-16x slower than its own plans.
-    await cursor.execute(_dialect(stmt.sql), stmt.params, prepare=False if stmt.replan else None)
+    else:
+        await cursor.execute(_dialect(stmt.sql), stmt.params)
     return cursor
 
 
