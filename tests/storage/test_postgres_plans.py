@@ -220,3 +220,21 @@ async def test_the_stores_connections_compile_no_plan(store: PostgresStore) -> N
 
     assert await store._read(settings()) == ["off"]
     assert await store._write(settings()) == ["off"]
+
+
+async def test_a_statement_keeps_one_plan_for_any_values(store: PostgresStore) -> None:
+    """Every statement not marked to replan keeps one plan on its connection: left to
+    choose, PostgreSQL planned an agent's recall anew on each run at 1M (its plan for any
+    window costed above its plans for each), 0.5-0.8 ms against 0.2."""
+    for n in range(12):
+        flt = MemoryFilter(agent_id="agent_1", since_ns=NOW - (n + 2) * 10**9, limit=50)
+        assert len(await store.query_memories("org_a", flt)) == 2 + n
+    found = await store._read(
+        run(
+            Stmt(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE '%m.time > $%' AND statement LIKE '%LIMIT%'"
+            )
+        )
+    )
+    assert found.rows and all(generic > 0 and custom == 0 for generic, custom in found.rows)
