@@ -624,8 +624,8 @@ class PostgresStore(SqlStore):
         rest, params = self.memory_filter(org_id, replace(flt, content_contains=None))
         contains, needle = self.contains(flt.content_contains)
         newest_first = "ORDER BY m.time DESC, m.rid DESC"
-        # The bounds are written out: as parameters, the plan kept for any value of them
-        # was costed for the largest, and PostgreSQL planned each read anew instead.
+        # The bounds are written out, so that the one plan the connection keeps for each
+        # statement is made for them (a power of two: a few statements, each kept).
         scope = f"FROM memories m WHERE {rest} {newest_first}"
         hits, seen = (
             yield Stmt(
@@ -636,10 +636,11 @@ class PostgresStore(SqlStore):
         ).rows[0]
         if hits < DENSE_HITS and seen == QUICK_ROWS:
             return None
-        rows = min(DENSE_ROWS, max(QUICK_ROWS, 2 * want * QUICK_ROWS // max(hits, 1)))
+        needed = 2 * want * QUICK_ROWS // max(hits, 1)
+        rows = min(DENSE_ROWS, max(QUICK_ROWS, 1 << (needed - 1).bit_length()))
         dense = yield Stmt(
             f"SELECT {sql.MEMORY_COLUMNS} FROM (SELECT {sql.MEMORY_COLUMNS}, m.rid {scope}"
-            f" LIMIT {rows}) m WHERE {contains} {newest_first} LIMIT {int(want)}",
+            f" LIMIT {rows}) m WHERE {contains} {newest_first} LIMIT {want}",
             [*params, needle],
         )
         # Fewer than its rate promised (a larger scope): read through the index instead.
@@ -707,12 +708,13 @@ class PostgresStore(SqlStore):
     ) -> Op[sql.Result]:
         """ts_rank over the weighted tsvector, for a bounded pool: the ``RANKED_POOL`` newest
         matches of any term and the newest holding every term, and the ``TERM_POOL`` newest
-        of each term that the first holds fewer of (of its ``TERM_POOLS`` rarest there). A scope with fewer matches is ranked
-        whole; with more, the work follows the pool, not the history. A large agent's pool
-        of any term, for words neither common nor rare in it, is walked from its history 30
-        days at a time (``_walked_spans``): the newest matches are the same either way. The
-        pool of every term is read from the history (its matches are few), and so is a
-        term's own (a term the pool of any term holds few of is rare beside the others).
+        of each term that the first holds fewer of (of its ``TERM_POOLS`` rarest there). A
+        scope with fewer matches is ranked whole; with more, the work follows the pool, not
+        the history. A large agent's pool of any term, for words neither common nor rare in
+        it, is walked from its history 30 days at a time (``_walked_spans``): the newest
+        matches are the same either way. The pool of every term is read from the history
+        (its matches are few), and so is a term's own (a term the pool of any term holds few
+        of is rare beside the others).
 
         Without the pools of each term, a common word's newest matches filled the pool of
         any term, and an older memory holding only the query's rarer words was never

@@ -1074,19 +1074,13 @@ class SQLiteStore(SqlStore):
 
     def _scope_size(self, org_id: str, agent_id: str | None) -> Op[int]:
         """How many current memories the agent (or, without one, the org) holds: its
-        all-time tally (the org's own row, since an org's agents need not be registered)."""
-        if agent_id is not None:
-            found = yield Stmt(
-                f"SELECT coalesce(sum(memories), 0) FROM {self.tallies_by_hour}"
-                " WHERE org_id = ? AND agent_id = ? AND hour = ?",
-                (org_id, agent_id, ALL_TIME),
-            )
-        else:
-            found = yield Stmt(
-                "SELECT coalesce(sum(memories), 0) FROM agent_tallies"
-                " WHERE org_id = ? AND agent_id = ? AND memory_type = ? AND hour = ?",
-                (org_id, *ORG_TALLY, ALL_TIME),
-            )
+        all-time tally (the org's own row, ``ORG_TALLY``: an org's agents need not be
+        registered)."""
+        found = yield Stmt(
+            f"SELECT coalesce(sum(memories), 0) FROM {self.tallies_by_hour}"
+            " WHERE org_id = ? AND agent_id = ? AND hour = ?",
+            (org_id, ORG_TALLY[0] if agent_id is None else agent_id, ALL_TIME),
+        )
         return int(found.rows[0][0])
 
     def add_tallies(self, changes: Sequence[Tally]) -> Stmt:
