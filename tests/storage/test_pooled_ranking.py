@@ -235,3 +235,38 @@ async def test_sqlite_pools_fewer_matches_where_the_org_is_the_agents(
         assert set(limits) - {20, 40} == {6}
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("crowd", [0, 120])
+async def test_sqlite_gives_a_long_querys_commoner_words_one_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crowd: int
+) -> None:
+    """SQLite scores each pooled memory in Python, so only a query's ``TERM_POOLS`` rarest
+    words in the scope's window have pools of their own; the others share one, their newest
+    matches. An old memory holding only the rarest word is still ranked, wherever that word
+    is in the query; under the newest matches of the commoner words it is not in their
+    pool, so this fails when the own pools go to the query's first words."""
+    for bound, value in (("EXACT", 20), ("TERM_WALK", 20), ("BM25_MATCHES", 5), ("WINDOW", 40)):
+        monkeypatch.setattr(sqlite_store, bound, value)
+    for pool in ("RANKED_POOL", "WHOLE_POOL"):
+        monkeypatch.setattr(sqlite_store, pool, 5)
+    monkeypatch.setattr(sqlite_store, "TERM_POOLS", 1)
+    store = store_from_url(f"sqlite:///{(tmp_path / 'long.db').as_posix()}")
+    await store.open()
+    try:
+        await fill(store)
+        if crowd:  # the agent a minority of its org: its own matches are walked
+            others = [
+                mem(300 + n, f"orchid account crowd {n}", agent_id="crowd") for n in range(crowd)
+            ]
+            await store.insert_memories("org_a", others, None, NOW)
+        peony = mem(5, "peony: a peony bouquet, the peony kind", time_ns=NOW - 200 * 86_400 * SEC)
+        newer = [mem(900 + n, f"an orchid account {n}") for n in range(30)]
+        await store.insert_memories("org_a", [peony, *newer], None, NOW)
+        for words in (("orchid", "account", "peony"), ("peony", "orchid", "account")):
+            flt = MemoryFilter(agent_id="busy", query=words, limit=10)
+            found = await store.query_memories("org_a", flt)
+            assert found[0].id == peony.id, words
+            assert all(m.org_id == "org_a" and m.agent_id == "busy" for m in found)
+    finally:
+        await store.close()

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import heapq
 import itertools
 import logging
 import os
@@ -110,14 +111,16 @@ QUICK_PAGES = 4
 WEEK_NS = 7 * 86_400 * 10**9
 WALK_WEEKS = 64
 RATE_MATCHES = 8  # matches the walk has found before their rate sizes its next stretch
-# A pool's cost grows with the query's terms (up to RANKED_POOL candidates a term, each
-# scored in Python), bm25()'s with its matches (2-3 µs each): at 1M, a query of 15 terms and
-# 7,347 matches took 182 ms pooled and 25 ms by bm25().
+# A pool's cost grows with the query's terms up to TERM_POOLS (RANKED_POOL candidates a
+# term, each scored in Python), bm25()'s with its matches (2-3 µs each): at 1M, a query of
+# 15 terms and 7,347 matches took 182 ms pooled (a pool for every term) and 25 ms by bm25().
+# So a query's terms past TERM_POOLS raise its bound no further.
 BM25_MATCHES = 2000  # a query with fewer matches in its org per term is ranked by bm25(),
 SCOPE_WALK = 20_000  # an agent's with its scope token in the match up to this many memories,
 TERM_WALK = 10_000  # and then while its org has fewer matches than this;
 EXACT = 1000  # an agent's query with fewer matches is ranked over all of them in Python,
 RANKED_POOL = 250  # else the most recent matches of each term are ranked,
+TERM_POOLS = 6  # (of a query's rarest terms in the scope; the rest share one pool)
 WHOLE_POOL = 100  # fewer where the org's matches are all the scope's (see ``ranked``),
 PAIRED_TERMS = 5  # and those holding two of the rarest terms,
 PAIRED_SPAN = 50  # among the scope's last windows of memories this many times longer
@@ -908,8 +911,9 @@ class SQLiteStore(SqlStore):
         ``EXACT`` matches is ranked over all of them by ``core.ranking``, each term weighed
         by its share of the agent's memories. Otherwise the ranking moves to a pool: the
         ``RANKED_POOL`` (``WHOLE_POOL`` where the org's matches are all the scope's) most
-        recent matches of each term and of each pair of its rarest
-        terms, weighed by how common each term is among the scope's recent memories. A page
+        recent matches of each of its ``TERM_POOLS`` rarest terms, of any of the others, and
+        of each pair of its rarest terms, weighed by how common each term is among the
+        scope's recent memories. A page
         the pool cannot fill (a narrow filter on top) is ranked by ``bm25()`` over every
         match instead.
         """
@@ -936,7 +940,7 @@ class SQLiteStore(SqlStore):
             sql = "SELECT count(*) FROM (SELECT 1 FROM memory_terms WHERE memory_terms MATCH ? LIMIT ?)"
             return int((yield Stmt(sql, (query, most))).rows[0][0])
 
-        size, bound = 0, BM25_MATCHES * len(flt.query)
+        size, bound = 0, BM25_MATCHES * min(len(flt.query), TERM_POOLS)
         if flt.agent_id is not None:
             size = yield from self._scope_size(org_id, flt.agent_id)
             bound = TERM_WALK if size <= SCOPE_WALK else bound
@@ -986,10 +990,15 @@ class SQLiteStore(SqlStore):
             else:
                 matches[term] = pool * (top - floor + 1) // (top - rids[-1] + 1)
         weights = term_weights(flt.query, len(window), matches)
+        # A long query's commonest terms in the window share one pool, the newest matches of
+        # any of them: its candidates are a few pools, not one for every term (12 words of
+        # the 1M bench's busy agent, in-process: 26 against 21 ms).
+        by_share = sorted(lists, key=lambda t: matches[t])
+        pooled = {rid for term in by_share[:TERM_POOLS] for rid in lists[term]}
+        pooled.update(heapq.nlargest(pool, {r for t in by_share[TERM_POOLS:] for r in lists[t]}))
         # Memories holding two of the rarer terms outrank those holding one: take them
         # from a longer stretch of history, ``PAIRED_SPAN`` windows (intersections are
         # small, but walking them costs as much as the terms' matches in the stretch).
-        pooled = {rid for found in lists.values() for rid in found}
         rarest = sorted(lists, key=lambda t: len(lists[t]))[:PAIRED_TERMS]
         since = top - PAIRED_SPAN * (top - floor + 1)
         for pair in itertools.combinations(rarest, 2):
