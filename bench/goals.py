@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 LIGHT = ("recall (agent, 24h, 100)", "get by id", "session context", "session memories")
-HEAVY = (
+HEAVY = (  # "whatever words the query uses": the long query too
     "ranked query",
+    "ranked query (12 words)",
     "ranked query (common words)",
     "tags AND + 7d",
     "agent stats",
