@@ -12,14 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 LIGHT = ("recall (agent, 24h, 100)", "get by id", "session context", "session memories")
-HEAVY = (  # "whatever words the query uses": the long query too
-    "ranked query",
-    "ranked query (12 words)",
-    "ranked query (common words)",
-    "tags AND + 7d",
-    "agent stats",
-    "content_contains",
-)
+HEAVY = ("ranked query", "tags AND + 7d", "agent stats", "content_contains")
+# The busy agent's goal holds "whatever words the query uses": its long and common ones too.
+ANY_WORDS = ("ranked query (12 words)", "ranked query (common words)")
 POPULATIONS = ("spread", "busy")
 
 
@@ -70,7 +65,14 @@ def checks(res: dict[str, Any]) -> list[Check]:
         latency(reads, 1_000_000, "spread", LIGHT, 1, "SQLite 1M c=1 p50 ≤ 1 ms:"),
         latency(reads, 1_000_000, "busy", LIGHT, 1, "SQLite 1M c=1 p50 ≤ 1 ms, busy agent:"),
         latency(reads, 1_000_000, "spread", HEAVY, 3, "SQLite 1M c=1 p50 ≤ 3 ms:"),
-        latency(reads, 1_000_000, "busy", HEAVY, 25, "SQLite 1M c=1 p50 ≤ 25 ms, busy agent:"),
+        latency(
+            reads,
+            1_000_000,
+            "busy",
+            HEAVY + ANY_WORDS,
+            25,
+            "SQLite 1M c=1 p50 ≤ 25 ms, busy agent:",
+        ),
         growth(reads, 100_000, 3_000_000, 1.5, "SQLite p50 growth 100k → 3M ≤ 1.5×, every read"),
         backfill(sq),
         rss(reads, 3_000_000, 300),
@@ -123,7 +125,7 @@ def latency(
     goal: str,
 ) -> Check:
     """Each of ``names`` of ``population`` at ``size``: c=1 p50 within ``limit`` ms."""
-    goal = f"{goal} {', '.join(n for n in names if population == 'busy' or 'common' not in n)}"
+    goal = f"{goal} {', '.join(names)}"
     key, note = nearest(reads, size)
     table = reads.get(key, {}).get(population)
     if not table:
