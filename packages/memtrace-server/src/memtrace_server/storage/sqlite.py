@@ -984,15 +984,20 @@ class SQLiteStore(SqlStore):
         # The window: the scope's most recent memories, where each term's share is known
         # (or, for a term too common for its pool to reach the window's start, estimated).
         walked = scope if scoped else org_scope(org_id)
-        window = (yield Stmt(f"{recent} LIMIT ?", (f'scope:"{walked}"', WINDOW))).rows
-        top, floor = window[0][0], window[-1][0]
+        # (its bounds and size read in the statement: 0.2 against 0.5 ms at 1M for its rows)
+        top, floor, window = (
+            yield Stmt(
+                f"SELECT max(rowid), min(rowid), count(*) FROM ({recent} LIMIT ?)",
+                (f'scope:"{walked}"', WINDOW),
+            )
+        ).rows[0]
         matches = {}
         for term, rids in lists.items():
             if len(rids) < pool or rids[-1] <= floor:
                 matches[term] = sum(1 for rid in rids if rid >= floor)
             else:
                 matches[term] = pool * (top - floor + 1) // (top - rids[-1] + 1)
-        weights = term_weights(flt.query, len(window), matches)
+        weights = term_weights(flt.query, window, matches)
         # A long query's commonest terms in the window share one pool, the newest matches of
         # any of them: its candidates are a few pools, not one for every term (12 words of
         # the 1M bench's busy agent, in-process: 26 against 21 ms).
