@@ -194,7 +194,8 @@ async def test_sqlite_pools_fewer_matches_where_the_org_is_the_agents(
     """Where an agent is (nearly) its whole org, no filter thins its pool: it takes each
     term's ``WHOLE_POOL`` newest matches, not ``RANKED_POOL`` (as an org's own query does);
     an agent with a fifth of its org beside it keeps the larger pool. The best answers come
-    first either way."""
+    first either way. An agent alone in its org is not asked whether it has fewer than
+    ``EXACT`` matches (its org's count says it has not)."""
     for bound, value in (("EXACT", 20), ("TERM_WALK", 20), ("BM25_MATCHES", 5), ("WINDOW", 40)):
         monkeypatch.setattr(sqlite_store, bound, value)
     monkeypatch.setattr(sqlite_store, "RANKED_POOL", 12)
@@ -230,6 +231,9 @@ async def test_sqlite_pools_fewer_matches_where_the_org_is_the_agents(
         }
         pools = set(limits) - {20, 40}  # EXACT's and WINDOW's statements
         assert pools == ({12} if crowd else {6})
+        # The agent alone in its org has all of the org's matches, EXACT or more: its own
+        # are not read to see whether they are fewer.
+        assert (20 in limits) == bool(crowd)
         limits.clear()
         await store.query_memories("org_a", MemoryFilter(query=("orchid", "violet"), limit=2))
         assert set(limits) - {20, 40} == {6}
