@@ -274,3 +274,56 @@ async def test_sqlite_gives_a_long_querys_commoner_words_one_pool(
             assert all(m.org_id == "org_a" and m.agent_id == "busy" for m in found)
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("window_ranked", [10_000, 1])
+async def test_sqlite_ranks_a_narrow_windows_matches_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window_ranked: int
+) -> None:
+    """A ranked query past the ``bm25()`` bound with a time window holding few of its
+    scope's memories ranks the window's matches whole (the time index gives the window,
+    the word index its matches), not the history's pool: the same page as the pool and
+    its fallback give (``WINDOW_RANKED`` 1 here), without reading the pool. The window's
+    memories were written before and after the older ones, so their rids bound nothing
+    but the window; a superseded version and another org's memories stay out."""
+    for bound, value in (("EXACT", 20), ("TERM_WALK", 20), ("BM25_MATCHES", 5), ("WINDOW", 40)):
+        monkeypatch.setattr(sqlite_store, bound, value)
+    monkeypatch.setattr(sqlite_store, "RANKED_POOL", 5)
+    monkeypatch.setattr(sqlite_store, "WINDOW_RANKED", window_ranked)
+    pools: list[str] = []
+    execute = sqlite_store._execute
+
+    def recording(conn: object, stmt: sqlite_store.Stmt) -> sqlite_store.Result:
+        if "ORDER BY rowid DESC LIMIT" in stmt.sql or "bm25(" in stmt.sql:
+            pools.append(stmt.sql)
+        return execute(conn, stmt)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_store, "_execute", recording)
+    store = store_from_url(f"sqlite:///{(tmp_path / 'window.db').as_posix()}")
+    await store.open()
+    try:
+        for org in ("org_a", "org_b"):
+            await store.create_org(OrgRecord(org, org, NOW))
+        both = mem(1, "<b>orchid</b> and violet, in the window", time_ns=NOW - 50 * SEC)
+        older = [
+            mem(100 + n, f"orchid violet before the window {n}", time_ns=NOW - 2 * 86_400 * SEC)
+            for n in range(30)
+        ]
+        one = mem(2, "an orchid in the window", time_ns=NOW - 40 * SEC)
+        old_version = mem(3, "orchid violet orchid", time_ns=NOW - 30 * SEC, superseded_by="x")
+        for batch in ([both], older, [one, old_version]):
+            await store.insert_memories("org_a", batch, None, NOW)
+        other = [
+            mem(200 + n, "orchid violet", org="org_b", time_ns=NOW - 20 * SEC) for n in range(5)
+        ]
+        await store.insert_memories("org_b", other, None, NOW)
+        flt = MemoryFilter(
+            agent_id="busy", query=("orchid", "violet"), since_ns=NOW - 100 * SEC, limit=10
+        )
+        found = await store.query_memories("org_a", flt)
+        assert [m.id for m in found] == [both.id, one.id]
+        assert found[0].score is not None and found[1].score is not None
+        assert found[0].score > found[1].score > 0
+        assert bool(pools) == (window_ranked == 1)
+    finally:
+        await store.close()
