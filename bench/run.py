@@ -463,6 +463,11 @@ READS: dict[str, Callable[[dict[str, Any], int], Request]] = {
         "/api/v1/search",
         _scoped(t, {"query": _pick(t, "common_queries", i), "limit": 20}),
     ),
+    "ranked query + 7d": lambda t, i: (
+        "POST",
+        "/api/v1/search",
+        _scoped(t, {"query": _pick(t, "queries", i), "since": "7d", "limit": 20}),
+    ),
     "search, no filter": lambda t, i: (
         "POST",
         "/api/v1/search",
@@ -523,6 +528,7 @@ POPULATIONS = {
             "ranked query",
             "ranked query (12 words)",
             "ranked query (common words)",
+            "ranked query + 7d",
             "agent stats",
         ),
         (1,),
