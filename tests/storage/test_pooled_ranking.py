@@ -16,6 +16,7 @@ import memtrace_server.storage.sqlite as sqlite_store
 from memtrace_server.core.records import AgentRecord, MemoryFilter, MemoryRecord, OrgRecord
 from memtrace_server.storage.base import Store
 from memtrace_server.storage.registry import store_from_url
+from memtrace_server.storage.sql import Result, Stmt
 
 pytestmark = pytest.mark.anyio
 NOW = time.time_ns()
@@ -48,6 +49,37 @@ async def fill(s: Store) -> None:
     await s.insert_memories(  # another tenant, full of the same words
         "org_b", [mem(200 + n, "orchid violet customer", org="org_b") for n in range(30)], None, NOW
     )
+
+
+def small_bounds(monkeypatch: pytest.MonkeyPatch, **more: int) -> None:
+    """SQLite's ranking bounds made small, so that a store of a few hundred memories is
+    ranked as a large one is (and ``more`` of its settings set)."""
+    bounds = {"EXACT": 20, "TERM_WALK": 20, "BM25_MATCHES": 5, "WINDOW": 40, **more}
+    for name, value in bounds.items():
+        monkeypatch.setattr(sqlite_store, name, value)
+
+
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Stmt]:
+    """Every statement SQLite runs from now on."""
+    seen: list[Stmt] = []
+    execute = sqlite_store._execute
+
+    def recording(conn: object, stmt: Stmt) -> Result:
+        seen.append(stmt)
+        return execute(conn, stmt)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_store, "_execute", recording)
+    return seen
+
+
+def pool_limits(seen: list[Stmt]) -> set[int]:
+    """The LIMIT of each newest-matches read of the word index among ``seen``."""
+    return {
+        int(stmt.params[-1])
+        for stmt in seen
+        if "FROM memory_terms WHERE memory_terms MATCH ?" in stmt.sql
+        and "rowid DESC LIMIT" in stmt.sql
+    }
 
 
 @pytest.fixture(params=["sqlite", "sqlite-crowded", "postgres", "postgres-walked"])
@@ -196,22 +228,8 @@ async def test_sqlite_pools_fewer_matches_where_the_org_is_the_agents(
     an agent with a fifth of its org beside it keeps the larger pool. The best answers come
     first either way. An agent alone in its org is not asked whether it has fewer than
     ``EXACT`` matches (its org's count says it has not)."""
-    for bound, value in (("EXACT", 20), ("TERM_WALK", 20), ("BM25_MATCHES", 5), ("WINDOW", 40)):
-        monkeypatch.setattr(sqlite_store, bound, value)
-    monkeypatch.setattr(sqlite_store, "RANKED_POOL", 12)
-    monkeypatch.setattr(sqlite_store, "WHOLE_POOL", 6)
-    limits: list[int] = []
-    execute = sqlite_store._execute
-
-    def recording(conn: object, stmt: sqlite_store.Stmt) -> sqlite_store.Result:
-        if (
-            "FROM memory_terms WHERE memory_terms MATCH ?" in stmt.sql
-            and "rowid DESC LIMIT" in stmt.sql
-        ):
-            limits.append(int(stmt.params[-1]))
-        return execute(conn, stmt)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(sqlite_store, "_execute", recording)
+    small_bounds(monkeypatch, RANKED_POOL=12, WHOLE_POOL=6)
+    seen = recorded(monkeypatch)
     store = store_from_url(f"sqlite:///{(tmp_path / 'whole.db').as_posix()}")
     await store.open()
     try:
@@ -229,14 +247,14 @@ async def test_sqlite_pools_fewer_matches_where_the_org_is_the_agents(
             "orchid and violet seeds for the customer",
             "a violet orchid, the customer said",
         }
-        pools = set(limits) - {20, 40}  # EXACT's and WINDOW's statements
-        assert pools == ({12} if crowd else {6})
+        limits = pool_limits(seen)
+        assert limits - {20, 40} == ({12} if crowd else {6})  # less EXACT's and WINDOW's
         # The agent alone in its org has all of the org's matches, EXACT or more: its own
         # are not read to see whether they are fewer.
         assert (20 in limits) == bool(crowd)
-        limits.clear()
+        seen.clear()
         await store.query_memories("org_a", MemoryFilter(query=("orchid", "violet"), limit=2))
-        assert set(limits) - {20, 40} == {6}
+        assert pool_limits(seen) - {20, 40} == {6}
     finally:
         await store.close()
 
@@ -250,11 +268,7 @@ async def test_sqlite_gives_a_long_querys_commoner_words_one_pool(
     matches. An old memory holding only the rarest word is still ranked, wherever that word
     is in the query; under the newest matches of the commoner words it is not in their
     pool, so this fails when the own pools go to the query's first words."""
-    for bound, value in (("EXACT", 20), ("TERM_WALK", 20), ("BM25_MATCHES", 5), ("WINDOW", 40)):
-        monkeypatch.setattr(sqlite_store, bound, value)
-    for pool in ("RANKED_POOL", "WHOLE_POOL"):
-        monkeypatch.setattr(sqlite_store, pool, 5)
-    monkeypatch.setattr(sqlite_store, "TERM_POOLS", 1)
+    small_bounds(monkeypatch, RANKED_POOL=5, WHOLE_POOL=5, TERM_POOLS=1)
     store = store_from_url(f"sqlite:///{(tmp_path / 'long.db').as_posix()}")
     await store.open()
     try:
@@ -286,19 +300,8 @@ async def test_sqlite_ranks_a_narrow_windows_matches_whole(
     its fallback give (``WINDOW_RANKED`` 1 here), without reading the pool. The window's
     memories were written before and after the older ones, so their rids bound nothing
     but the window; a superseded version and another org's memories stay out."""
-    for bound, value in (("EXACT", 20), ("TERM_WALK", 20), ("BM25_MATCHES", 5), ("WINDOW", 40)):
-        monkeypatch.setattr(sqlite_store, bound, value)
-    monkeypatch.setattr(sqlite_store, "RANKED_POOL", 5)
-    monkeypatch.setattr(sqlite_store, "WINDOW_RANKED", window_ranked)
-    pools: list[str] = []
-    execute = sqlite_store._execute
-
-    def recording(conn: object, stmt: sqlite_store.Stmt) -> sqlite_store.Result:
-        if "ORDER BY rowid DESC LIMIT" in stmt.sql or "bm25(" in stmt.sql:
-            pools.append(stmt.sql)
-        return execute(conn, stmt)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(sqlite_store, "_execute", recording)
+    small_bounds(monkeypatch, RANKED_POOL=5, WINDOW_RANKED=window_ranked)
+    seen = recorded(monkeypatch)
     store = store_from_url(f"sqlite:///{(tmp_path / 'window.db').as_posix()}")
     await store.open()
     try:
@@ -324,6 +327,7 @@ async def test_sqlite_ranks_a_narrow_windows_matches_whole(
         assert [m.id for m in found] == [both.id, one.id]
         assert found[0].score is not None and found[1].score is not None
         assert found[0].score > found[1].score > 0
-        assert bool(pools) == (window_ranked == 1)
+        pooled = [stmt for stmt in seen if "rowid DESC LIMIT" in stmt.sql or "bm25(" in stmt.sql]
+        assert bool(pooled) == (window_ranked == 1)
     finally:
         await store.close()
