@@ -980,7 +980,7 @@ class SQLiteStore(SqlStore):
             return (yield from best)
         if window is not None and window.rids is not None:
             query = match(flt.query, agent=False)
-            found = yield from self._ranked_window(flt, window.rids, query, where, params)
+            found = yield from self._ranked_window(flt, window, query, where, params)
             if found is not None:
                 return found
         org_size = (yield from self._scope_size(org_id, None)) if flt.agent_id is not None else 0
@@ -1013,7 +1013,7 @@ class SQLiteStore(SqlStore):
         # (or, for a term too common for its pool to reach the window's start, estimated).
         walked = scope if scoped else org_scope(org_id)
         # (its bounds and size read in the statement: 0.2 against 0.5 ms at 1M for its rows)
-        top, floor, window = (
+        top, floor, recent_count = (
             yield Stmt(
                 f"SELECT max(rowid), min(rowid), count(*) FROM ({recent} LIMIT ?)",
                 (f'scope:"{walked}"', WINDOW),
@@ -1025,7 +1025,7 @@ class SQLiteStore(SqlStore):
                 matches[term] = sum(1 for rid in rids if rid >= floor)
             else:
                 matches[term] = pool * (top - floor + 1) // (top - rids[-1] + 1)
-        weights = term_weights(flt.query, window, matches)
+        weights = term_weights(flt.query, recent_count, matches)
         # A long query's commonest terms in the window share one pool, the newest matches of
         # any of them: its candidates are a few pools, not one for every term (the 1M bench's
         # busy agent's 12-word queries in-process, with the bound above: 22.7 → 16.9 ms).
@@ -1070,24 +1070,23 @@ class SQLiteStore(SqlStore):
         return Window(low, high, listed) if count else Window(0, -1, set())
 
     def _ranked_window(
-        self, flt: MemoryFilter, window: set[int], query: str, where: str, params: list[Any]
+        self, flt: MemoryFilter, window: Window, query: str, where: str, params: list[Any]
     ) -> Op[Result | None]:
         """A ranked query's page when its time window holds at most ``WINDOW_RANKED`` of its
-        scope's memories (``window``, their rids) and at most ``EXACT`` of them match: those
+        scope's memories (``window.rids``) and at most ``EXACT`` of them match: those
         the word index matches, ranked whole, each term weighed by its share of the window.
         None otherwise. Ranked over the history and filtered by time after, a busy agent's
         window cost as much as its history: 34 ms at 1M for a day."""
-        hits: list[int] = []
-        if window:
-            found = yield Stmt(
-                "SELECT json_group_array(rowid) FROM memory_terms"
-                " WHERE memory_terms MATCH ? AND rowid BETWEEN ? AND ?",
-                (query, min(window), max(window)),
-            )
-            hits = [rid for rid in orjson.loads(found.rows[0][0]) if rid in window]
+        rids = window.rids or set()
+        found = yield Stmt(
+            "SELECT json_group_array(rowid) FROM memory_terms"
+            " WHERE memory_terms MATCH ? AND rowid BETWEEN ? AND ?",
+            (query, window.low, window.high),
+        )
+        hits = [rid for rid in orjson.loads(found.rows[0][0]) if rid in rids]
         if len(hits) > EXACT:
             return None
-        return (yield from self._ranked_whole(flt, hits, where, params, len(window)))
+        return (yield from self._ranked_whole(flt, hits, where, params, len(rids)))
 
     def _ranked_whole(
         self, flt: MemoryFilter, rids: list[int], where: str, params: list[Any], size: int
