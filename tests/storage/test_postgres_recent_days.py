@@ -1,7 +1,7 @@
 """PostgreSQL walks a busy agent's reads back in time, newest first, and stops once it has
 what it needs. A substring or tag read walks its newest days one at a time and stops at its
 page (``PostgresStore.recent_page``); a large agent's ranked query walks its history a span
-at a time for its pool of any term (``PostgresStore.ranked``). Either way its pages must be
+at a time for its pool of any term and its terms' own pools (``PostgresStore.ranked``). Either way its pages must be
 the pages of the read over the whole history, whatever the page, window, scope and day or
 span boundaries."""
 
@@ -15,7 +15,7 @@ import pytest
 
 from memtrace_server.core.records import MemoryFilter, MemoryRecord, OrgRecord
 from memtrace_server.storage import postgres
-from memtrace_server.storage.postgres import PostgresStore
+from memtrace_server.storage.postgres import PostgresStore, RankedWalk
 
 pytestmark = pytest.mark.anyio
 DAY = 86_400 * 10**9
@@ -183,11 +183,14 @@ async def test_a_walked_pool_ranks_as_the_whole_history_does(
     store = ranked_store
     monkeypatch.setattr(postgres, "RANK_WALK_SHARE", 2.0)  # every query here is walked
     monkeypatch.setattr(postgres, "RANK_WALK_MATCHES", 0)
+    monkeypatch.setattr(postgres, "TERM_WALK_MATCHES", 0)  # and so is each of its terms
+    monkeypatch.setattr(postgres, "TERM_POOL", 3)  # a term's pool fills within a few spans
     cases = [(q, limit, offset) for q in QUERIES for limit, offset in ((2, 0), (3, 1), (20, 0))]
     walked = {}
     for query, limit, offset in cases:
         flt = MemoryFilter(agent_id="agent_a", query=query, limit=limit, offset=offset, **fields)
-        assert await _spans(store, flt) is not None, query
+        walk = await _spans(store, flt)
+        assert walk is not None and walk.newest and walk.terms == set(query), query
         walked[query, limit, offset] = await store.query_memories("org_a", flt)
     monkeypatch.setattr(PostgresStore, "_walked_spans", lambda self, *args: iter(()))
     for (query, limit, offset), found in walked.items():
@@ -198,40 +201,45 @@ async def test_a_walked_pool_ranks_as_the_whole_history_does(
         assert all(m.org_id == "org_a" and m.agent_id == "agent_a" for m in found), case
 
 
-async def _spans(store: PostgresStore, flt: MemoryFilter) -> tuple[int, int] | None:
-    """The spans the ranked query of ``flt`` walks, None for the whole history."""
-    op = store._walked_spans("org_a", flt, " | ".join(flt.query))
-    return await store._read(op)
+async def _spans(store: PostgresStore, flt: MemoryFilter) -> RankedWalk | None:
+    """What the ranked query of ``flt`` walks, None for the whole history."""
+    return await store._read(store._walked_spans("org_a", flt, flt.query))
 
 
 async def test_a_large_agent_walks_the_pool_of_words_neither_common_nor_rare_in_it(
     ranked_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Walked: words in fewer than ``RANK_WALK_SHARE`` of the agent's newest memories but
-    by that share in more than ``RANK_WALK_MATCHES`` of them all, over fewer than
-    ``RANK_WALK_SPANS`` spans (those of the filter's window). A small agent is not
-    walked, and is known small a while; a ranked query's verdict on an agent is not a
-    substring page's."""
+    """Walked: the pool of any term for words in fewer than ``RANK_WALK_SHARE`` of the
+    agent's newest memories but by that share in more than ``RANK_WALK_MATCHES`` of them
+    all, a term's own pool for a term by its share there in more than
+    ``TERM_WALK_MATCHES``, over fewer than ``RANK_WALK_SPANS`` spans (those of the filter's
+    window). A small agent is not walked, and is known small a while; a ranked query's
+    verdict on an agent is not a substring page's."""
     store = ranked_store
     monkeypatch.setattr(postgres, "RANK_WALK_MATCHES", 5)
     monkeypatch.setattr(postgres, "RANK_WALK_SHARE", 0.25)
+    monkeypatch.setattr(postgres, "TERM_WALK_MATCHES", 50)
 
     def ranked(agent: str, *words: str, **fields: Any) -> MemoryFilter:
         return MemoryFilter(agent_id=agent, query=words, **fields)
 
     # "orchid" is in 1 of 7 of agent_a's memories: about 15 of 106
     spans = await _spans(store, ranked("agent_a", "orchid"))
-    assert spans is not None and spans[0] - spans[1] >= 12, spans
-    assert await _spans(store, ranked("agent_a", "common")) is None  # 4 of 5: time order
-    assert await _spans(store, ranked("agent_a", "half")) is None  # 1 of 2
+    assert spans is not None and spans.newest and spans.high - spans.low >= 12, spans
+    common = await _spans(store, ranked("agent_a", "common", "orchid"))  # 4 of 5: time order
+    assert common is not None and not common.newest and common.terms == {"common"}, common
+    half = await _spans(store, ranked("agent_a", "half", "violet"))  # 1 of 2, 1 of 11
+    assert half is not None and not half.newest and half.terms == {"half"}, half
     narrow = await _spans(store, ranked("agent_a", "orchid", since_ns=NOW - 7 * DAY))
-    assert narrow is not None and narrow[0] == spans[0] and narrow[1] > spans[1], narrow
+    assert narrow is not None and narrow.high == spans.high and narrow.low > spans.low, narrow
     assert await _spans(store, ranked("agent_a", "orchid", session_id="s")) is None
     monkeypatch.setattr(postgres, "RANK_WALK_SPANS", 10)  # a history of 14 spans: read whole
     assert await _spans(store, ranked("agent_a", "orchid")) is None
     assert await _spans(store, ranked("agent_a", "orchid", since_ns=NOW - 7 * DAY)) == narrow
+    monkeypatch.setattr(postgres, "RANK_WALK_SPANS", 120)
     monkeypatch.setattr(postgres, "RANK_WALK_MATCHES", 50)  # too few matches to walk
-    assert await _spans(store, ranked("agent_a", "orchid")) is None
+    fewer = await _spans(store, ranked("agent_a", "orchid"))
+    assert fewer is not None and not fewer.newest and not fewer.terms, fewer
     monkeypatch.setattr(postgres, "RANK_WALK_MATCHES", 0)
     assert await _spans(store, ranked("agent_b", "orchid")) is None  # 14 memories
     monkeypatch.setattr(postgres, "RANK_WALK_MEMORIES", 1)
@@ -239,3 +247,48 @@ async def test_a_large_agent_walks_the_pool_of_words_neither_common_nor_rare_in_
     monkeypatch.setattr(postgres, "WALK_MEMORIES", 1)  # its substring pages are walked
     page = MemoryFilter(agent_id="agent_b", content_contains="orchid", limit=1)
     assert await store._read(store.recent_page("org_a", page)) is not None
+
+
+async def test_a_walked_term_pool_starts_at_the_span_of_the_pool_of_any_term(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A term's own pool is walked back from the span holding the pool of any term's oldest
+    memory, and holds only memories older than that: a rarer word's memories just older, in
+    the same span, and the next older ones are the best ranked (the shortest) after the one
+    in the pool of any term, and lead the page as they do over the whole history."""
+    span = 3 * DAY
+    monkeypatch.setattr(postgres, "RANKED_POOL", 6)
+    monkeypatch.setattr(postgres, "TERM_POOL", 3)
+    monkeypatch.setattr(postgres, "SPAN_NS", span)
+    monkeypatch.setattr(postgres, "RANK_SAMPLE", 30)
+    monkeypatch.setattr(postgres, "RANK_WALK_MEMORIES", 50)
+    monkeypatch.setattr(postgres, "RANK_WALK_SHARE", 2.0)
+    monkeypatch.setattr(postgres, "RANK_WALK_MATCHES", 0)
+    monkeypatch.setattr(postgres, "TERM_WALK_MATCHES", 0)
+    middle = (NOW // span - 1) * span + span // 2  # the middle of the span before this one
+
+    def made(org: str, n: int) -> MemoryRecord:
+        """Every two hours back from ``middle``: "rare" alone in the 3rd, 7th and 10th, and
+        in every 9th after them; "common" with other words in the rest."""
+        rare = n in (2, 6, 9) or (n > 9 and n % 9 == 0)
+        return MemoryRecord(
+            id=f"mem_{org}_{n:04d}",
+            org_id=org,
+            agent_id="agent_a",
+            content="rare" if rare else f"common note {n}",
+            time_ns=middle - n * 7_200 * 10**9,
+        )
+
+    store = await filled(pg_url, made, 100)
+    try:
+        # the pool of any term: the 8 newest (twice the page), 2 of them "rare"
+        flt = MemoryFilter(agent_id="agent_a", query=("common", "rare"), limit=4)
+        walk = await _spans(store, flt)
+        assert walk is not None and "rare" in walk.terms, walk
+        walked = await store.query_memories("org_a", flt)
+        assert [m.id for m in walked] == [f"mem_org_a_{n:04d}" for n in (2, 6, 9, 18)]
+        monkeypatch.setattr(PostgresStore, "_walked_spans", lambda self, *args: iter(()))
+        whole = await store.query_memories("org_a", flt)
+        assert [(m.id, m.score) for m in walked] == [(m.id, m.score) for m in whole]
+    finally:
+        await store.close()

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ PARTITION_LOCK = 4
 RANKED_POOL = 2000  # newest matches ranked, per query form
 TERM_POOL = 250  # and of each term that the pool of any term holds fewer of
 TERM_POOLS = 4  # (at most this many terms: the rarest)
+TERM_WALK_MATCHES = 4 * TERM_POOL  # (walked when its history holds more: ``_term_pool``)
 DAY_NS = 86_400 * 10**9
 # A busy agent's substring or tag pages walk its newest days, a day at a time, before its
 # whole history. Busy for them (50 fill within weeks of a long history): at least
@@ -230,6 +231,18 @@ def _month_start(year: int, month: int) -> int:
 def _shift(year: int, month: int, by: int) -> tuple[int, int]:
     index = year * 12 + (month - 1) + by
     return index // 12, index % 12 + 1
+
+
+@dataclass(frozen=True)
+class RankedWalk:
+    """What a large agent's ranked query walks of its history a span at a time, newest
+    first (``PostgresStore._walked_spans``): the spans (its newest and its oldest), whether
+    the pool of any term, and the terms whose own pools."""
+
+    high: int
+    low: int
+    newest: bool
+    terms: frozenset[str]
 
 
 class PostgresStore(SqlStore):
@@ -551,20 +564,35 @@ class PostgresStore(SqlStore):
 
     @staticmethod
     def _walk(
-        columns: str, where: str, params: list[Any], walk: tuple[int, int], most: int, unit: int
+        columns: str,
+        where: str,
+        params: list[Any],
+        walk: tuple[int, int],
+        most: int,
+        unit: int,
+        below: tuple[str, list[Any]] | None = None,
     ) -> tuple[str, list[Any]]:
         """The newest ``most`` memories passing ``where`` from bucket ``walk[0]`` back to
         ``walk[1]`` of ``unit`` (a day or a span), one at a time (the indexes are keyed by
         org and day or span, exact keys being cheap where a range of them reads every org's
-        entries): the statement stops at the bucket that fills them."""
+        entries): the statement stops at the bucket that fills them. ``below``: a statement
+        of one time (and its arguments) the walk starts at instead when older than
+        ``walk[0]``'s bucket; none at all when it gives no row or NULL."""
         high, low = walk
+        first, before = "?::bigint", [high]
+        if below is not None:
+            first = (
+                f"(SELECT CASE WHEN b IS NOT NULL THEN LEAST(?::bigint, b / {unit}) END"
+                f" FROM ({below[0]}) s(b))"
+            )
+            before = [high, *below[1]]
         return (
-            f"SELECT y.* FROM generate_series(?::bigint, ?::bigint, -1) d, LATERAL"
+            f"SELECT y.* FROM generate_series({first}, ?::bigint, -1) d, LATERAL"
             f" (SELECT {columns} FROM memories m WHERE {where} AND (m.time / {unit}) = d"
             # the buckets' bounds as times too: only their partitions are planned and probed
             " AND m.time >= ? AND m.time < ? ORDER BY m.time DESC, m.rid DESC LIMIT ?) y LIMIT ?",
             [
-                high,
+                *before,
                 low,
                 *params,
                 sql.bucket_start(low, unit),
@@ -649,19 +677,23 @@ class PostgresStore(SqlStore):
         return dense.rows[flt.offset :]
 
     def _walked_spans(
-        self, org_id: str, flt: MemoryFilter, terms: str
-    ) -> Op[tuple[int, int] | None]:
-        """(newest, oldest) span of an agent's history that a ranked query's pool of any term
-        walks, newest first, or None to read it from the whole history. Walked: an agent of
-        at least ``RANK_WALK_MEMORIES`` memories (its all-time tally; a smaller one is known
-        small for ``VERDICT_NS``) whose query words are in fewer than ``RANK_WALK_SHARE`` of
-        its newest ``RANK_SAMPLE`` memories, but by that share in more than
-        ``RANK_WALK_MATCHES`` of all of them, over fewer than ``RANK_WALK_SPANS`` spans (an
-        empty span costs a probe too). The GIN index gives no time order: read
-        whole, the pool reads and sorts every match of the history (8,700 for a rare word
-        of the 1M bench's busy agent, 30 ms), where the walk reads a span's at a time and
-        stops at the span that fills the pool. A common word is left to the whole read,
-        which PostgreSQL then answers from the agent's memories in time order."""
+        self, org_id: str, flt: MemoryFilter, terms: Sequence[str]
+    ) -> Op[RankedWalk | None]:
+        """What a ranked query of a large agent walks of its history, newest first, a span
+        at a time (``RankedWalk``), or None to read its pools from the whole history. Large:
+        at least ``RANK_WALK_MEMORIES`` memories (its all-time tally; a smaller agent is
+        known small for ``VERDICT_NS``) over fewer than ``RANK_WALK_SPANS`` spans (an empty
+        span costs a probe too). The GIN index gives no time order: read whole, a pool
+        reads and sorts every match of the history (8,700 for a rare word of the 1M bench's
+        busy agent, 30 ms), where the walk reads a span's at a time and stops at the span
+        that fills the pool.
+
+        The pool of any term is walked when the query's words are in fewer than
+        ``RANK_WALK_SHARE`` of the agent's newest ``RANK_SAMPLE`` memories, but by that
+        share in more than ``RANK_WALK_MATCHES`` of all of them (a common word is left to
+        the whole read, which PostgreSQL then answers from the agent's memories in time
+        order); a term's own pool when its share there says more than ``TERM_WALK_MATCHES``
+        (a rarer term's walk would probe every span for a few matches)."""
         agent = self._walked_agent(flt)
         if agent is None:
             return None
@@ -670,38 +702,76 @@ class PostgresStore(SqlStore):
         if until > time.monotonic_ns() and not big:
             return None
         scope = "x.org_id = ? AND x.agent_id = ?"
+        shares = ", ".join(
+            "count(*) FILTER (WHERE s.tsv @@ to_tsquery('english', ?))"
+            for _ in range(len(terms) + 1)
+        )
         total, hits, oldest, newest = (
             yield Stmt(
-                "SELECT t.total, CASE WHEN t.total >= ? THEN (SELECT count(*) FROM"
-                f" (SELECT x.tsv FROM memories x WHERE {scope} ORDER BY x.time DESC LIMIT ?) s"
-                " WHERE s.tsv @@ to_tsquery('english', ?)) END,"
+                f"SELECT t.total, CASE WHEN t.total >= ? THEN (SELECT ARRAY[{shares}] FROM"
+                f" (SELECT x.tsv FROM memories x WHERE {scope} ORDER BY x.time DESC LIMIT ?) s)"
+                " END,"
                 f" (SELECT min(x.time) FROM memories x WHERE {scope}),"
                 f" (SELECT max(x.time) FROM memories x WHERE {scope})"
                 " FROM (SELECT coalesce(sum(a.memories), 0)::int8 AS total FROM agent_tallies a"
                 " WHERE a.org_id = ? AND a.agent_id = ? AND a.hour = ?) t",
                 [
                     RANK_WALK_MEMORIES,
-                    *(org_id, agent, RANK_SAMPLE, terms),
+                    " | ".join(terms),
+                    *terms,
+                    *(org_id, agent, RANK_SAMPLE),
                     *(org_id, agent) * 2,
                     *(org_id, agent, sql.ALL_TIME),
                 ],
             )
         ).rows[0]
         big = self._remember(key, total >= RANK_WALK_MEMORIES)
-        share = (hits or 0) / RANK_SAMPLE
-        if (
-            not big
-            or newest is None
-            or share >= RANK_WALK_SHARE
-            or share * total <= RANK_WALK_MATCHES
-        ):
+        if not big or newest is None or hits is None:
             return None
         if flt.until_ns is not None:
             newest = min(newest, flt.until_ns - 1)
         if flt.since_ns is not None:
             oldest = max(oldest, flt.since_ns + 1)
         high, low = sql.bucket_of(newest, SPAN_NS), sql.bucket_of(oldest, SPAN_NS)
-        return (high, low) if 0 <= high - low < RANK_WALK_SPANS else None
+        if not 0 <= high - low < RANK_WALK_SPANS:
+            return None
+        share = hits[0] / RANK_SAMPLE
+        return RankedWalk(
+            high,
+            low,
+            share * total > RANK_WALK_MATCHES and share < RANK_WALK_SHARE,
+            frozenset(
+                t
+                for t, n in zip(terms, hits[1:], strict=True)
+                if n * total > TERM_WALK_MATCHES * RANK_SAMPLE
+            ),
+        )
+
+    def _term_pool(
+        self, fewer: str, matched: tuple[str, list[Any]], columns: str, walk: RankedWalk | None
+    ) -> tuple[str, list[Any]]:
+        """The pool of a ranked query's term, when the pool of any term (``newest``) holds
+        ``fewer`` of it: the term's newest ``TERM_POOL`` memories ``matched`` older than that
+        pool's oldest, from the history, or walked back from that oldest a span at a time
+        (``walk``)."""
+        older = f"{matched[0]} AND m.time <= (SELECT oldest FROM newest LIMIT 1)"
+        if walk is None:
+            return (
+                f"SELECT {columns} FROM memories m WHERE (SELECT {fewer} FROM newest LIMIT 1)"
+                f" AND {older} ORDER BY m.time DESC LIMIT ?",
+                [*matched[1], TERM_POOL],
+            )
+        # ``m.time + 0``: not a condition of the time index, which the planner took over the
+        # word index for a partition holding few matches, reading its every memory (3x slower).
+        return self._walk(
+            columns,
+            older.replace("m.time <=", "m.time + 0 <="),
+            matched[1],
+            (walk.high, walk.low),
+            TERM_POOL,
+            SPAN_NS,
+            below=(f"SELECT CASE WHEN {fewer} THEN oldest END FROM newest LIMIT 1", []),
+        )
 
     def ranked(
         self, org_id: str, flt: MemoryFilter, where: str, params: list[Any]
@@ -713,8 +783,10 @@ class PostgresStore(SqlStore):
         the history. A large agent's pool of any term, for words neither common nor rare in
         it, is walked from its history 30 days at a time (``_walked_spans``): the newest
         matches are the same either way. The pool of every term is read from the history
-        (its matches are few), and so is a term's own (a term the pool of any term holds few
-        of is rare beside the others).
+        (its matches are few), and so is a term's own, unless the agent's newest memories
+        say its history holds many: then it is walked back from the pool of any term's
+        oldest (``_term_pool``; the 1M bench's busy agent's 12-word query 87 → 47 ms
+        in-process, its common-word query 35 → 27, the same pages).
 
         Without the pools of each term, a common word's newest matches filled the pool of
         any term, and an older memory holding only the query's rarer words was never
@@ -727,8 +799,9 @@ class PostgresStore(SqlStore):
         columns = f"{sql.MEMORY_COLUMNS}, m.tsv"
         whole = f"SELECT {columns} FROM memories m WHERE {matched} ORDER BY m.time DESC LIMIT ?"
         newest: tuple[str, list[Any]] = (whole, [any_term, *params, pool])
-        spans = yield from self._walked_spans(org_id, flt, any_term)
-        if spans is not None:
+        walk = yield from self._walked_spans(org_id, flt, flt.query)
+        if walk is not None and walk.newest:
+            spans = (walk.high, walk.low)
             newest = self._walk(columns, matched, [any_term, *params], spans, pool, SPAN_NS)
         rank = "ts_rank('{0.5, 0.4, 0.4, 1.0}', n.tsv, q, 1) AS rank"
         # A rarer term beside a common one: once the common term's newest matches fill the
@@ -740,7 +813,7 @@ class PostgresStore(SqlStore):
 
         def rarest(i: int) -> str:
             """Only the ``TERM_POOLS`` terms the pool of any term holds fewest of have pools of
-            their own (ties: the first): each reads its term's matches in the history. A
+            their own (ties: the first): each reads its term's older matches (``_term_pool``). A
             12-word query of the 1M bench's busy agent: 193 ms with a pool for every word,
             65 ms with 4; ``bench/pool_quality.py --postgres`` R@10 60.6 and 61.0."""
             if len(terms) <= TERM_POOLS:
@@ -754,21 +827,21 @@ class PostgresStore(SqlStore):
             f", count(*) FILTER (WHERE n.tsv @@ to_tsquery('english', ?)) OVER () AS t{i}"
             for i in range(len(terms))
         )
-        halves = [
-            f"(SELECT {sql.MEMORY_INSERT_COLUMNS}, rank FROM newest)",
-            f"(SELECT {sql.MEMORY_INSERT_COLUMNS}, {rank} FROM ({whole}) n,"
-            " to_tsquery('english', ?) q)",
-            *(
-                f"(SELECT {sql.MEMORY_INSERT_COLUMNS}, {rank} FROM (SELECT {columns} FROM"
-                f" memories m WHERE (SELECT t{i} < ?{rarest(i)} FROM newest LIMIT 1) AND {matched}"
-                " AND m.time <= (SELECT oldest FROM newest LIMIT 1)"
-                " ORDER BY m.time DESC LIMIT ?) n, to_tsquery('english', ?) q)"
-                for i in range(len(terms))
-            ),
-        ]
+
+        def scored(source: str) -> str:
+            return (
+                f"(SELECT {sql.MEMORY_INSERT_COLUMNS}, {rank} FROM ({source}) n,"
+                " to_tsquery('english', ?) q)"
+            )
+
+        halves = [f"(SELECT {sql.MEMORY_INSERT_COLUMNS}, rank FROM newest)", scored(whole)]
         args = [every_term, *params, pool, any_term]
-        for term in terms:
-            args += [TERM_POOL, term, *params, TERM_POOL, any_term]
+        for i, term in enumerate(terms):
+            walked = walk if walk is not None and term in walk.terms else None
+            fewer = f"t{i} < {TERM_POOL}{rarest(i)}"
+            own = self._term_pool(fewer, (matched, [term, *params]), columns, walked)
+            halves.append(scored(own[0]))
+            args += [*own[1], any_term]
         # Ranked above the pools' LIMIT: only the pools' rows pay for ts_rank, not every
         # match. The pool of any term also says how many of it each term matched, and its
         # oldest time once it is full (NULL until then: it holds every match).
