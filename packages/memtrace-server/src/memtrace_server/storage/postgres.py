@@ -754,18 +754,18 @@ class PostgresStore(SqlStore):
         ``fewer`` of it: the term's newest ``TERM_POOL`` memories ``matched`` older than that
         pool's oldest, from the history, or walked back from that oldest a span at a time
         (``walk``)."""
-        older = f"{matched[0]} AND m.time <= (SELECT oldest FROM newest LIMIT 1)"
+        older = "{} <= (SELECT oldest FROM newest LIMIT 1)"
         if walk is None:
             return (
                 f"SELECT {columns} FROM memories m WHERE (SELECT {fewer} FROM newest LIMIT 1)"
-                f" AND {older} ORDER BY m.time DESC LIMIT ?",
+                f" AND {matched[0]} AND {older.format('m.time')} ORDER BY m.time DESC LIMIT ?",
                 [*matched[1], TERM_POOL],
             )
         # ``m.time + 0``: not a condition of the time index, which the planner took over the
         # word index for a partition holding few matches, reading its every memory (3x slower).
         return self._walk(
             columns,
-            older.replace("m.time <=", "m.time + 0 <="),
+            f"{matched[0]} AND {older.format('m.time + 0')}",
             matched[1],
             (walk.high, walk.low),
             TERM_POOL,
