@@ -237,7 +237,8 @@ def _shift(year: int, month: int, by: int) -> tuple[int, int]:
 class RankedWalk:
     """What a large agent's ranked query walks of its history a span at a time, newest
     first (``PostgresStore._walked_spans``): the spans (its newest and its oldest), whether
-    the pool of any term, and the terms whose own pools."""
+    the pool of any term is walked (``newest``, the statement's name for it), and the terms
+    whose own pools are."""
 
     high: int
     low: int
