@@ -229,6 +229,56 @@ async def test_a_large_agent_is_ranked_within_its_orgs_ranking(
     assert {agent: await pages(agent) for agent in ("big", "small")} == scoped
 
 
+async def test_an_agent_that_is_its_whole_org_has_its_matches_counted_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``SCOPE_WALK`` memories, an agent's matches are counted apart from its org's (to
+    size how much of the org's ranking to read for it), unless the agent holds every memory
+    of its org: then the org's matches are all its own, and counted once. The pages are the
+    same either way."""
+    import memtrace_server.storage.sqlite as sqlite_store
+    from memtrace_server.storage.sql import Result, Stmt
+
+    await store.insert_memories(
+        "org_a",
+        [mem(n, f"orchid note {n}" + " word" * (n % 5), agent_id="alone") for n in range(30)],
+        None,
+        NOW,
+    )
+    await store.insert_memories(
+        "org_b",
+        [
+            *[mem(n, f"orchid note {n}", org="org_b", agent_id="big") for n in range(30)],
+            mem(50, "orchid and violet", org="org_b", agent_id="small"),
+        ],
+        None,
+        NOW,
+    )
+    counts: list[str] = []
+    execute = sqlite_store._execute
+
+    def recording(conn: object, stmt: Stmt) -> Result:
+        if stmt.sql.startswith("SELECT count(*) FROM (SELECT 1 FROM memory_terms"):
+            counts.append(stmt.params[0])
+        return execute(conn, stmt)  # type: ignore[arg-type]
+
+    async def pages(org: str, agent: str) -> list[tuple[str, float | None]]:
+        found = []
+        for offset in (0, 4):
+            flt = MemoryFilter(query=("orchid", "violet"), agent_id=agent, limit=4, offset=offset)
+            found += [(m.id, m.score) for m in await store.query_memories(org, flt)]
+        return found
+
+    before = {org: await pages(org, agent) for org, agent in (("org_a", "alone"), ("org_b", "big"))}
+    monkeypatch.setattr(sqlite_store, "SCOPE_WALK", 0)
+    monkeypatch.setattr(sqlite_store, "_execute", recording)
+    assert await pages("org_a", "alone") == before["org_a"]
+    assert len(counts) == 2 and not any("scope:" in c for c in counts)  # one a page
+    counts.clear()
+    assert await pages("org_b", "big") == before["org_b"]
+    assert len(counts) == 4 and sum("scope:" in c for c in counts) == 2
+
+
 async def test_a_memory_whose_text_row_is_missing_is_still_erased(
     store: Store, tmp_path: Path
 ) -> None:

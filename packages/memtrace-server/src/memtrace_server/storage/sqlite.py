@@ -971,10 +971,17 @@ class SQLiteStore(SqlStore):
             size = yield from self._scope_size(org_id, flt.agent_id)
             bound = TERM_WALK if size <= SCOPE_WALK else bound
         in_org = yield from matches_up_to(match(flt.query, agent=False), bound)
+        org_size = 0
+        if size > SCOPE_WALK:
+            org_size = yield from self._scope_size(org_id, None)
         if in_org < bound:
             query, share = match(flt.query), 1.0
             if size > SCOPE_WALK:
-                mine = yield from matches_up_to(query, bound)
+                # An agent that holds every memory of its org has every match of it: not
+                # counted again (intersecting its scope's list cost as much as the first).
+                mine = in_org
+                if size < org_size:
+                    mine = yield from matches_up_to(query, bound)
                 query, share = match(flt.query, agent=False), mine / max(in_org, 1)
             best = self._best(flt, query, everything(query), where, params, share, span)
             return (yield from best)
@@ -983,7 +990,8 @@ class SQLiteStore(SqlStore):
             found = yield from self._ranked_window(flt, window, query, where, params)
             if found is not None:
                 return found
-        org_size = (yield from self._scope_size(org_id, None)) if flt.agent_id is not None else 0
+        if flt.agent_id is not None and not org_size:
+            org_size = yield from self._scope_size(org_id, None)
         # An agent's matches are at least its org's less the org's other memories: they are
         # read (to be ranked all when fewer than EXACT) unless that leaves EXACT or more (the
         # 1M bench's busy agent, its org's only one: 0.9 ms a query).
