@@ -290,6 +290,32 @@ async def test_sqlite_gives_a_long_querys_commoner_words_one_pool(
         await store.close()
 
 
+async def test_sqlite_pairs_the_rarest_words_when_every_pool_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memories holding two of a query's ``PAIRED_TERMS`` rarest words are read from a
+    longer stretch of history than the pools reach. Rarest by their share of the scope's
+    window: where every word fills its pool, the pools' lengths are all the same and tell
+    nothing. The only memory with both rare words, older than every pool's matches, comes
+    first whatever the words' order in the query."""
+    small_bounds(monkeypatch, EXACT=5, TERM_WALK=3, BM25_MATCHES=1, WHOLE_POOL=4, PAIRED_TERMS=2)
+    store = store_from_url(f"sqlite:///{(tmp_path / 'pairs.db').as_posix()}")
+    await store.open()
+    try:
+        await store.create_org(OrgRecord("org_a", "org_a", NOW))
+        best = mem(1, "the orchid and the violet")
+        older = [mem(10 + n, f"an orchid note {n}") for n in range(8)]
+        older += [mem(20 + n, f"a violet note {n}") for n in range(8)]
+        newest = [mem(40 + n, f"customer note {n}") for n in range(30)]
+        await store.insert_memories("org_a", [best, *older, *newest], None, NOW)
+        for words in (("customer", "orchid", "violet"), ("violet", "customer", "orchid")):
+            flt = MemoryFilter(agent_id="busy", query=words, limit=1)
+            found = await store.query_memories("org_a", flt)
+            assert [m.id for m in found] == [best.id], words
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("window_ranked", [10_000, 1])
 async def test_sqlite_ranks_a_narrow_windows_matches_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window_ranked: int

@@ -1043,7 +1043,9 @@ class SQLiteStore(SqlStore):
         # Memories holding two of the rarer terms outrank those holding one: take them
         # from a longer stretch of history, ``PAIRED_SPAN`` windows (intersections are
         # small, but walking them costs as much as the terms' matches in the stretch).
-        rarest = sorted(lists, key=lambda t: len(lists[t]))[:PAIRED_TERMS]
+        # Rarest by their share of the window: where every pool is full, the pools'
+        # lengths are all the same and picked the query's first terms.
+        rarest = by_share[:PAIRED_TERMS]
         since = top - PAIRED_SPAN * (top - floor + 1)
         for pair in itertools.combinations(rarest, 2):
             found = yield Stmt(
