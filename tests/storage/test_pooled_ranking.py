@@ -6,6 +6,8 @@ its org's memories, and the agent's own for one that does not ("crowded")."""
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -314,6 +316,64 @@ async def test_sqlite_pairs_the_rarest_words_when_every_pool_is_full(
             assert [m.id for m in found] == [best.id], words
     finally:
         await store.close()
+
+
+async def test_sqlite_reads_a_pair_of_common_words_over_a_short_stretch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pair of the rarest words is read with FTS5's AND over ``PAIRED_SPAN`` windows
+    when its rarer word has at most about ``PAIRED_WALK`` matches (an AND that finds none
+    walks that word's every match); a pair of common words is read word by word, over a
+    stretch holding about ``PAIRED_MATCHES`` matches of either at most: two common words
+    that never meet in a memory (two event types) are not walked through the history. The
+    only memory holding both rare words, the oldest, comes first."""
+    small_bounds(
+        monkeypatch,
+        EXACT=5,
+        TERM_WALK=3,
+        BM25_MATCHES=1,
+        WHOLE_POOL=4,
+        PAIRED_MATCHES=30,
+        PAIRED_WALK=30,
+    )
+    seen = recorded(monkeypatch)
+    path = tmp_path / "stretch.db"
+    store = store_from_url(f"sqlite:///{path.as_posix()}")
+    await store.open()
+    try:
+        await store.create_org(OrgRecord("org_a", "org_a", NOW))
+        best = mem(1, "an orchid and a violet")
+        notes = [
+            mem(10 + n, f"customer note {n}", event_type=("action", "observation")[n % 2])
+            for n in range(400)
+        ]
+        await store.insert_memories("org_a", [best, *notes], None, NOW)
+        words = ("action", "observation", "orchid", "violet")
+        found = await store.query_memories(
+            "org_a", MemoryFilter(agent_id="busy", query=words, limit=1)
+        )
+        assert [m.id for m in found] == [best.id]
+    finally:
+        await store.close()
+    pairs = [stmt for stmt in seen if "rowid > ?" in stmt.sql]
+    assert len(pairs) == 6  # every pair of the four words
+
+    def matches(word: str, since: int = 0) -> int:
+        found = conn.execute(
+            "SELECT count(*) FROM memory_terms WHERE memory_terms MATCH ? AND rowid > ?",
+            (f'"{word}"', since),
+        ).fetchone()
+        return int(found[0])
+
+    with sqlite3.connect(path) as conn:
+        for stmt in pairs:
+            words = re.findall(r'"([^"]+)"', " ".join(map(str, stmt.params)))
+            assert len(words) == 2
+            if "INTERSECT" in stmt.sql:  # each word's matches in the stretch: a few
+                assert max(matches(w, stmt.params[1]) for w in words) <= 2 * 30, words
+            else:  # the AND's walk: the rarer word's every match, a few
+                assert min(matches(w) for w in words) <= 2 * 30, words
+        assert sum("INTERSECT" in stmt.sql for stmt in pairs) == 1  # the event types
 
 
 @pytest.mark.parametrize("window_ranked", [10_000, 1])
