@@ -13,8 +13,9 @@ from typing import Any
 
 LIGHT = ("recall (agent, 24h, 100)", "get by id", "session context", "session memories")
 HEAVY = ("ranked query", "tags AND + 7d", "agent stats", "content_contains")
-# The busy agent's goal holds "whatever words the query uses": its long and common ones too.
-ANY_WORDS = ("ranked query (12 words)", "ranked query (common words)")
+# The busy agent's goal holds "whatever words the query uses": its long and common ones, and
+# the words of its labels (two event types never meet in a memory).
+ANY_WORDS = ("ranked query (12 words)", "ranked query (common words)", "ranked query (labels)")
 POPULATIONS = ("spread", "busy")
 
 

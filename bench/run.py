@@ -434,6 +434,16 @@ def _twelve(words: list[str], i: int) -> list[str]:
     return words[start : start + 12]
 
 
+# The words of the busy agent's labels (``bench/load_data.py``): the tags most of its
+# memories carry, and the event types, one to a memory (two of them never meet in one).
+LABEL_WORDS = ("support", "billing", "shipping", "general", "observation", "error", "action")
+
+
+def _labels(i: int) -> str:
+    """Three of the busy agent's label words, a query about its own kinds of memories."""
+    return " ".join(LABEL_WORDS[(i + k) % len(LABEL_WORDS)] for k in range(3))
+
+
 READS: dict[str, Callable[[dict[str, Any], int], Request]] = {
     "recall (agent, 24h, 100)": lambda t, i: (
         "GET",
@@ -475,6 +485,11 @@ READS: dict[str, Callable[[dict[str, Any], int], Request]] = {
         "POST",
         "/api/v1/search",
         _scoped(t, {"query": _pick(t, "common_queries", i), "limit": 20}),
+    ),
+    "ranked query (labels)": lambda t, i: (
+        "POST",
+        "/api/v1/search",
+        _scoped(t, {"query": _labels(i), "limit": 20}),
     ),
     "ranked query + 7d": lambda t, i: (
         "POST",
@@ -524,7 +539,11 @@ POPULATIONS = {
     "spread": Population(
         "reads",
         "",
-        tuple(name for name in READS if name != "ranked query (common words)"),
+        tuple(
+            name
+            for name in READS
+            if name not in ("ranked query (common words)", "ranked query (labels)")
+        ),
         (1, 32),
     ),
     "busy": Population(
@@ -541,6 +560,7 @@ POPULATIONS = {
             "ranked query",
             "ranked query (12 words)",
             "ranked query (common words)",
+            "ranked query (labels)",
             "ranked query + 7d",
             "agent stats",
         ),
