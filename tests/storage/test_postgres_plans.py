@@ -13,7 +13,7 @@ import pytest
 
 from memtrace_server.core.records import MemoryFilter, MemoryRecord, OrgRecord
 from memtrace_server.storage.postgres import PostgresStore
-from memtrace_server.storage.sql import Op, SqlStore, Stmt, run
+from memtrace_server.storage.sql import Op, SqlStore, Steps, Stmt, run
 
 pytestmark = pytest.mark.anyio
 NOW = time.time_ns()
@@ -238,3 +238,64 @@ async def test_a_statement_keeps_one_plan_for_any_values(store: PostgresStore) -
         )
     )
     assert found.rows and all(generic > 0 and custom == 0 for generic, custom in found.rows)
+
+
+def explained(op: Op[Any]) -> Op[Any]:
+    """Run ``op`` until its ranked statement, and return that statement's plan as it ran
+    (``EXPLAIN ANALYZE``, JSON) instead of its rows."""
+    steps = Steps(op)
+    while (stmt := steps.next()) is not None:
+        if "ts_rank" in stmt.sql:
+            found = yield Stmt("EXPLAIN (ANALYZE, FORMAT JSON) " + stmt.sql, stmt.params)
+            return found.rows[0][0]
+        steps.result = yield stmt
+    raise AssertionError("no ranked statement")
+
+
+def scans(plan: Any, text: str) -> list[int]:
+    """How many times each node of ``plan`` whose condition holds ``text`` ran."""
+    if isinstance(plan, list):
+        return [n for node in plan for n in scans(node, text)]
+    if not isinstance(plan, dict):
+        return []
+    conditions = [str(v) for k, v in plan.items() if k not in ("Plan", "Plans")]
+    own = [plan["Actual Loops"]] if any(text in c for c in conditions) else []
+    return own + scans(plan.get("Plans", []), text) + scans(plan.get("Plan", []), text)
+
+
+async def test_the_pool_of_every_term_is_not_read_for_common_words(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ranked query's pool of every term is read only when one of its words is in fewer
+    than a tenth of a full pool of any term: for common words the index intersects their
+    whole lists, and two that never meet (two event types, here two words that alternate)
+    found nothing at that cost. A rare word keeps the pool of every term."""
+    from memtrace_server.storage import postgres
+
+    monkeypatch.setattr(postgres, "RANKED_POOL", 5)
+    kinds = [
+        MemoryRecord(
+            id=f"mem_{NOW - n:016x}{n:010x}",
+            org_id="org_a",
+            agent_id="agent_2",
+            content=("alpha note", "beta note")[n % 2] + (" orchid" if n == 30 else ""),
+            time_ns=NOW - n * 10**9,
+        )
+        for n in range(31)
+    ]
+    await store.insert_memories("org_a", kinds, None, NOW)
+    for words, every in (
+        (("alpha", "beta"), "'alpha' & 'beta'"),
+        (("alpha", "orchid"), "'alpha' & 'orchid'"),
+    ):
+        flt = MemoryFilter(agent_id="agent_2", query=words, limit=1)
+        where, params = store.memory_filter("org_a", flt)
+        plan = await store._read(explained(store.ranked("org_a", flt, where, params)))
+        loops = scans(plan, every.replace("'", "''"))
+        assert loops, plan
+        if "orchid" in words:
+            assert max(loops) >= 1  # read
+            found = await store.query_memories("org_a", flt)
+            assert [m.id for m in found] == [kinds[30].id]  # the oldest, both words
+        else:
+            assert max(loops) == 0  # never read
