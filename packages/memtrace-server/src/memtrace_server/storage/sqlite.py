@@ -1047,13 +1047,13 @@ class SQLiteStore(SqlStore):
         # small, but walking them costs as much as the terms' matches in the stretch).
         # Rarest by their share of the window: where every pool is full, the pools'
         # lengths are all the same and picked the query's first terms. FTS5's "a AND b"
-        # finds a pair's memories by seeking through the longer list for each entry of
-        # the shorter, whatever the bounds on rowid until it finds one: over two common
-        # words that never meet (two event types) it walked both whole lists, 12 ms for
-        # the 3M bench's busy agent (the same for 5,000 rowids as for all). So a pair
-        # whose rarer term has more than ``PAIRED_WALK`` matches in the scope (by its
-        # share of the window) has each term's matches in the stretch read apart and
-        # intersected, over a stretch of at most about ``PAIRED_MATCHES`` of either's.
+        # over two common words that never meet (two event types) walked both whole
+        # lists whatever its bounds on rowid: 12 ms for the 3M bench's busy agent, the
+        # same for 5,000 rowids as for all, where one word's read within them took
+        # 0.06 ms (an AND that finds a match stops at the bounds). So a pair whose rarer
+        # term has more than ``PAIRED_WALK`` matches in the scope (by its share of the
+        # window) has each term's matches in the stretch read apart and intersected, over
+        # a stretch of at most about ``PAIRED_MATCHES`` of either's.
         rarest = by_share[:PAIRED_TERMS]
         width = top - floor + 1
         history = size if scoped else org_size or (yield from self._scope_size(org_id, None))
