@@ -192,7 +192,9 @@ def test_a_time_lies_within_its_bucket_as_sql_truncates_it(t: int, unit: int) ->
 
 
 WORDY = st.lists(
-    st.sampled_from(["refund", "Refunds", "REFUNDABLE", "ref", "rebate", "under", "é", "日本", "İ"])
+    st.sampled_from(
+        ["refund", "Refunds", "REFUNDABLE", "ref", "refs", "rebate", "under", "é", "日本", "İ"]
+    )
     | st.sampled_from([" ", ", ", "\n", "-", "(", "!", "_", "  "]),
     max_size=12,
 ).map("".join)
@@ -202,7 +204,7 @@ WORDY = st.lists(
 @given(
     texts=st.lists(st.tuples(WORDY, WORDY, WORDY), min_size=1, max_size=4),
     stems=st.lists(
-        st.sampled_from(["re", "ref", "refund", "refunds", "und", "é", "日"]), max_size=5
+        st.sampled_from(["re", "ref", "refs", "refund", "refunds", "und", "é", "日"]), max_size=5
     ),
 )
 def test_a_pool_counts_each_word_for_every_stem_it_begins_with(
@@ -210,17 +212,27 @@ def test_a_pool_counts_each_word_for_every_stem_it_begins_with(
 ) -> None:
     """The pool's counts, by their definition: the words of each column (split at ASCII
     punctuation and spaces, lowercased) that begin with the stem, the columns weighed; a
-    stem that begins another (ref, refund) counts the same word for both."""
+    stem that begins another (ref, refund) counts the same word for both. A stem shorter
+    than ``PREFIX_STEM`` counts a word only when the rest is one of ``stem``'s suffixes,
+    or nothing (ref counts refs, not refund)."""
     from memtrace_server.core.ranking import (
         _SPACES,
+        _SUFFIXES,
         CONTEXT_WEIGHT,
         LABEL_WEIGHT,
+        PREFIX_STEM,
         Candidate,
         counted,
     )
 
     def words(text: str) -> list[bytes]:
         return text.lower().encode().translate(_SPACES).split()
+
+    def counts(word: bytes, stem: str) -> bool:
+        head = stem.encode()
+        if len(stem) >= PREFIX_STEM:
+            return word.startswith(head)
+        return word == head or any(word == head + end.encode() for end in _SUFFIXES)
 
     candidates = [Candidate(*columns) for columns in texts]
     frequencies, lengths = counted(candidates, stems)
@@ -229,7 +241,6 @@ def test_a_pool_counts_each_word_for_every_stem_it_begins_with(
         assert size == sum(len(words(text)) for text, _ in columns)
         for s in stems:
             expected = sum(
-                weight * sum(1 for w in words(text) if w.startswith(s.encode()))
-                for text, weight in columns
+                weight * sum(1 for w in words(text) if counts(w, s)) for text, weight in columns
             )
             assert tfs[s] == pytest.approx(expected)

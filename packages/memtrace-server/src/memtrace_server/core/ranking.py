@@ -23,6 +23,11 @@ CONTEXT_WEIGHT = 0.5  # the memory before it in its session; LoCoMo recall is fl
 _SEPARATORS = (string.punctuation + string.whitespace).encode()
 _SPACES = bytes.maketrans(_SEPARATORS, b" " * len(_SEPARATORS))
 _SUFFIXES = ("ations", "ation", "ings", "ing", "edly", "ies", "es", "ed", "ly", "s")
+# A stem this long or longer counts every word it begins ("refund": "refundable"); a shorter
+# one only itself and itself with one of the suffixes ("car": "cars", not "career").
+PREFIX_STEM = 4
+_ENDINGS = frozenset([b"", *(s.encode() for s in _SUFFIXES)])
+_WHOLE_WORD = b"(?=(?:" + b"|".join(s.encode() for s in _SUFFIXES) + b")?(?: |$))"
 
 
 def stem(word: str) -> str:
@@ -60,18 +65,29 @@ def counted(
     candidate's length in words.
 
     A word counts for a term when it begins with the term's stem ("refund" counts
-    "refunds" and "refunded"). One scan of each text finds the longest stem at each
-    word's start, which counts for every stem it begins with: the cost follows the text
-    more than the number of terms (a pool's candidates grow with its terms too, so
-    counting term by term grew with their square).
+    "refunds" and "refunded"), or, for a stem shorter than ``PREFIX_STEM``, when it is the
+    stem with at most one of ``stem``'s suffixes ("car" counts "cars", not "career"). One
+    scan of each text finds the longest stem at each word's start, which counts for every
+    stem it begins with that counts such words: the cost follows the text more than the
+    number of terms (a pool's candidates grow with its terms too, so counting term by term
+    grew with their square).
     """
     keys = list(dict.fromkeys(stems))
     # Longest first: where two stems start a word, the longer one is found, and credits
     # both (one that begins another is in its list). No stems: a pattern that never matches.
     ordered = sorted(keys, key=len, reverse=True)
-    alternatives = b"|".join(re.escape(k.encode()) for k in ordered) or b"(?!)"
-    pattern = re.compile(b" (" + alternatives + b")")
-    credits = {k.encode(): [t for t in keys if k.startswith(t)] for k in keys}
+    alternatives = b"|".join(_alternative(k) for k in ordered) or b"(?!)"
+    pattern = re.compile(b" (" + alternatives + b")([^ ]*)")
+    # The stems a found stem begins with, each with where a word it counts may end (None:
+    # anywhere; a shorter stem counts the word only when the rest is one of the endings).
+    credits = {
+        k.encode(): [
+            (t, None if t == k or len(t) >= PREFIX_STEM else len(t.encode()))
+            for t in keys
+            if k.startswith(t)
+        ]
+        for k in keys
+    }
     empty = dict.fromkeys(keys, 0.0)
     frequencies, lengths = [], []
     for c in candidates:
@@ -85,13 +101,20 @@ def counted(
             if not text:
                 continue
             spaced = b" " + text.lower().encode().translate(_SPACES)
-            for found in pattern.findall(spaced):
-                for t in credits[found]:
-                    tfs[t] += weight
+            for found, rest in pattern.findall(spaced):
+                for t, cut in credits[found]:
+                    if cut is None or (found + rest)[cut:] in _ENDINGS:
+                        tfs[t] += weight
             size += len(spaced.split())
         frequencies.append(tfs)
         lengths.append(size)
     return frequencies, lengths
+
+
+def _alternative(stem: str) -> bytes:
+    """The pattern of the words a stem counts (see ``counted``), after a space."""
+    escaped = re.escape(stem.encode())
+    return escaped if len(stem) >= PREFIX_STEM else escaped + _WHOLE_WORD
 
 
 def bm25(candidates: Sequence[Candidate], weights: dict[str, float]) -> list[float]:
