@@ -67,14 +67,15 @@ def counted(
     A word counts for a term when it begins with the term's stem ("refund" counts
     "refunds" and "refunded"), or, for a stem shorter than ``PREFIX_STEM``, when it is the
     stem with at most one of ``stem``'s suffixes ("car" counts "cars", not "career"). One
-    scan of each text finds the longest stem at each word's start, which counts for every
-    stem it begins with that counts such words: the cost follows the text more than the
-    number of terms (a pool's candidates grow with its terms too, so counting term by term
-    grew with their square).
+    scan of each text finds the longest stem at each word's start, and the word counts
+    for each stem that stem begins with, by that stem's rule: the cost follows the text
+    more than the number of terms (a pool's candidates grow with its terms too, so
+    counting term by term grew with their square).
     """
     keys = list(dict.fromkeys(stems))
-    # Longest first: where two stems start a word, the longer one is found, and credits
-    # both (one that begins another is in its list). No stems: a pattern that never matches.
+    # Longest first: where two stems start a word, the longer one is found, and the shorter
+    # is in its list. A short stem's own pattern ends at the word's end (``_WHOLE_WORD``),
+    # so its prefix matches cost no Python. No stems: a pattern that never matches.
     ordered = sorted(keys, key=len, reverse=True)
     alternatives = b"|".join(_alternative(k) for k in ordered) or b"(?!)"
     pattern = re.compile(b" (" + alternatives + b")([^ ]*)")
