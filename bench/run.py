@@ -31,6 +31,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -51,7 +52,7 @@ import goals
 import httpx
 import inprocess
 from inprocess import Request
-from server import Server, create_key, free_port, serve_memtrace, sqlite_url
+from server import Server, create_key, free_port, machine_ticks, serve_memtrace, sqlite_url
 
 K = TypeVar("K")
 HERE = Path(__file__).resolve().parent
@@ -151,11 +152,25 @@ class Bench:
             "BENCH_NONCE": uuid.uuid4().hex[:12],
             **job.env,
         }
+        machine, server, wrk = machine_ticks(), job.server.cpu_seconds(), _children_cpu()
+        start = time.monotonic()
         out = subprocess.run(argv, env=run_env, capture_output=True, text=True, check=True)
+        took = time.monotonic() - start
+        machine_after = machine_ticks()
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
         if line is None:
             raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
-        return dict(json.loads(line[len("BENCH_JSON ") :]))
+        # How busy the machine's cores were, and with what: whether a figure is bound by
+        # the cores (``--workers``) is read here, not guessed.
+        busy = (machine_after[0] - machine[0]) / max(machine_after[1] - machine[1], 1)
+        ran = [t - server.get(pid, 0.0) for pid, t in job.server.cpu_seconds().items()]
+        return {
+            **json.loads(line[len("BENCH_JSON ") :]),
+            "cores_busy": busy * (os.cpu_count() or 1),
+            "server_cores": sum(ran) / took,
+            "busiest_process_cores": max(ran) / took,
+            "wrk_cores": (_children_cpu() - wrk) / took,
+        }
 
     def batches(
         self, server: Server, key: str, size: int, backfill_days: int = 0
@@ -206,6 +221,12 @@ class Backend:
     def loader_env(self) -> dict[str, str]:
         """The loader needs no durability: its commits need not wait for the disk."""
         return {"PGOPTIONS": "-c synchronous_commit=off"} if self.cluster else {}
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's ended children (each wrk run, once it has ended)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def start_postgres() -> Any:
@@ -891,10 +912,29 @@ def writes_report(res: dict[str, Any], backend: str) -> list[str]:
         "",
         f"Batch ingest ({BATCH}/request): {b['memories_per_s']:.0f} memories/s; {raw_part}."
         f" Server peak RSS during ingest: {ing['peak_rss_kb'] / 1024:.0f} MB."
-        f" Single POST c=32 with --workers 2: {workers:.2f}× one worker.{same_rounds}",
+        f" Single POST c=32 with --workers 2: {workers:.2f}× one worker.{same_rounds}"
+        f"{cores_line(ing, res['machine']['cpus'])}",
         "",
         backfill_line(ing, res[backend].get("reads", {})),
     ]
+
+
+def cores_line(ing: dict[str, Any], cpus: int) -> str:
+    """How busy the machine's cores were during the c=32 POSTs of one worker and of two."""
+    one, two = ing["post_c32"], ing["post_c32_workers2"]
+    if "cores_busy" not in one:  # a result from before the bench measured it
+        return ""
+
+    def busy(run: dict[str, float]) -> str:
+        return (
+            f"{run['cores_busy']:.2f} (the server's processes {run['server_cores']:.2f}, the"
+            f" busiest of them {run['busiest_process_cores']:.2f}; wrk {run['wrk_cores']:.2f})"
+        )
+
+    return (
+        f" Cores busy of the machine's {cpus} during those POSTs (median of the runs): one"
+        f" worker {busy(one)}, two workers {busy(two)}."
+    )
 
 
 def backfill_line(ing: dict[str, Any], reads: dict[str, Any]) -> str:

@@ -41,6 +41,22 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def _cpu_ticks(pid: int) -> int:
+    """User and system clock ticks ``pid`` has run (0 once it has ended)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) clock ticks of every core of the machine since it started."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and waiting on I/O
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
 def _rss_kb(pid: int) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -83,6 +99,11 @@ class Server:
         """The resident sets of the process and of every process it started (the ingest
         process, ``--workers``), now, in KiB."""
         return sum(_rss_kb(pid) for pid in _tree(self.proc.pid))
+
+    def cpu_seconds(self) -> dict[int, float]:
+        """CPU time the process and each process it started, alive now, have run, by pid."""
+        tick = os.sysconf("SC_CLK_TCK")
+        return {pid: _cpu_ticks(pid) / tick for pid in _tree(self.proc.pid)}
 
     @contextmanager
     def sampling(self) -> Iterator[dict[str, int]]:
