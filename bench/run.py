@@ -685,8 +685,55 @@ def reads(bench: Bench, backend: Backend, work: Path, only: set[str]) -> dict[st
                 **disk,
                 **measure_size(bench, server, store, work, t["populations"], only),
             }
+            if size == backend.sizes[0] and "reads" in only:
+                spread = t["populations"]["spread"]
+                out[str(size)]["workers"] = workers_reads(bench, server, store, work, spread)
         out[str(size)]["cache_bytes"].append(file_cache_bytes())
         _print_size(backend.name, size, out[str(size)])
+    return out
+
+
+# Reads that ``--workers 2`` is measured on, against one worker, at the first size.
+WORKER_READS = ("get by id", "recall (agent, 24h, 100)", "search, no filter", "ranked query")
+
+
+def workers_reads(
+    bench: Bench, server: Server, store: StoreDir, work: Path, targets: dict[str, Any]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``WORKER_READS`` at c=32 from ``server`` (one worker) and from two workers on the
+    same store, in the same rounds: what ``--workers`` gives reads (single POSTs are
+    measured in the ingest phase)."""
+    jobs = {}
+    with running(store, work / f"{store.data.name}-workers2.log", workers=2) as two:
+        for index, name in enumerate(WORKER_READS):
+            requests = work / f"workers-requests-{index}.txt"
+            requests.write_text(
+                "".join("\t".join(READS[name](targets, i)) + "\n" for i in range(1000))
+            )
+            env = {"BENCH_KEY": targets["key"], "BENCH_REQUESTS": str(requests)}
+            jobs[(name, "one")] = Job(server, "targets.lua", 32, env)
+            jobs[(name, "two")] = Job(two, "targets.lua", 32, env)
+        figures = bench.interleaved(jobs)
+    return {name: {n: figures[(name, n)] for n in ("one", "two")} for name in WORKER_READS}
+
+
+def workers_lines(res: dict[str, Any]) -> list[str]:
+    """The reads of ``workers_reads``: two workers against one."""
+    out = []
+    for size, phase in res.items():
+        if "workers" not in phase:
+            continue
+        parts = [
+            f"{name} {f['two']['rps']:.0f} against {f['one']['rps']:.0f} req/s"
+            f" ({goals.ratio(f['two']['rps'], f['one']['rps']):.2f}×; cores busy"
+            f" {f['two']['cores_busy']:.2f} against {f['one']['cores_busy']:.2f})"
+            for name, f in phase["workers"].items()
+        ]
+        out += [
+            "",
+            f"Reads at c=32 at {goals.label(size)} with --workers 2, in the same rounds as one"
+            f" worker's: {', '.join(parts)}.",
+        ]
     return out
 
 
@@ -999,6 +1046,7 @@ def reads_report(backend: dict[str, Any]) -> list[str]:
             *answers,
         ]
     lines += metadata_lines(res)
+    lines += workers_lines(res)
     lines += inprocess.report(res)
     rss = ", ".join(f"{goals.label(s)}: {res[s]['peak_rss_kb'] / 1024:.0f} MB" for s in sizes)
     lines += ["", f"Server peak RSS during reads: {rss}."]
