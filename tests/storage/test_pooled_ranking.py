@@ -376,6 +376,58 @@ async def test_sqlite_reads_a_pair_of_common_words_over_a_short_stretch(
         assert sum("INTERSECT" in stmt.sql for stmt in pairs) == 1  # the event types
 
 
+async def test_sqlite_reads_a_common_pair_over_its_words_matches_where_the_window_is_sparse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pair of common words is read over a stretch holding about ``PAIRED_MATCHES`` of
+    either's matches even where the scope's newest memories lie sparse among the store's
+    rowids (another org wrote between them) and its older ones dense: a stretch sized by
+    the window's rate reached far into the dense part, ten times the matches meant."""
+    small_bounds(
+        monkeypatch,
+        EXACT=5,
+        TERM_WALK=3,
+        BM25_MATCHES=1,
+        WHOLE_POOL=4,
+        PAIRED_MATCHES=30,
+        PAIRED_WALK=30,
+        WINDOW=20,
+    )
+    seen = recorded(monkeypatch)
+    path = tmp_path / "sparse.db"
+    store = store_from_url(f"sqlite:///{path.as_posix()}")
+    await store.open()
+    kinds = ("action", "observation")
+    try:
+        for org in ("org_a", "org_b"):
+            await store.create_org(OrgRecord(org, org, NOW))
+        best = mem(1, "an orchid and a violet")
+        dense = [mem(10 + n, f"customer note {n}", event_type=kinds[n % 2]) for n in range(400)]
+        await store.insert_memories("org_a", [best, *dense], None, NOW)
+        for n in range(20):  # the newest: one in twenty of the store's rows
+            recent = mem(500 + n, f"recent note {n}", event_type=kinds[n % 2])
+            await store.insert_memories("org_a", [recent], None, NOW)
+            others = [mem(600 + 19 * n + k, "another org", org="org_b") for k in range(19)]
+            await store.insert_memories("org_b", others, None, NOW)
+        found = await store.query_memories(
+            "org_a", MemoryFilter(agent_id="busy", query=(*kinds, "orchid", "violet"), limit=1)
+        )
+        assert [m.id for m in found] == [best.id]
+    finally:
+        await store.close()
+    pairs = [stmt for stmt in seen if "INTERSECT" in stmt.sql]
+    assert len(pairs) == 1  # the event types
+    words = re.findall(r'"([^"]+)"', " ".join(map(str, pairs[0].params)))  # as indexed
+    assert len(words) == 2
+    with sqlite3.connect(path) as conn:
+        for word in words:
+            within = conn.execute(
+                "SELECT count(*) FROM memory_terms WHERE memory_terms MATCH ? AND rowid > ?",
+                (f'"{word}"', pairs[0].params[1]),
+            ).fetchone()[0]
+            assert within <= 2 * 30, (word, within)
+
+
 @pytest.mark.parametrize("window_ranked", [10_000, 1])
 async def test_sqlite_ranks_a_narrow_windows_matches_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window_ranked: int
