@@ -318,6 +318,21 @@ async def test_sqlite_pairs_the_rarest_words_when_every_pool_is_full(
         await store.close()
 
 
+def pair_bounds(monkeypatch: pytest.MonkeyPatch, **more: int) -> None:
+    """``small_bounds`` for the pairs of a pooled query: pools of 4, and a pair of common
+    words (more than 30 matches in the scope) read over a stretch of about 30 of each."""
+    small_bounds(
+        monkeypatch,
+        EXACT=5,
+        TERM_WALK=3,
+        BM25_MATCHES=1,
+        WHOLE_POOL=4,
+        PAIRED_MATCHES=30,
+        PAIRED_WALK=30,
+        **more,
+    )
+
+
 async def test_sqlite_reads_a_pair_of_common_words_over_a_short_stretch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -327,15 +342,7 @@ async def test_sqlite_reads_a_pair_of_common_words_over_a_short_stretch(
     stretch holding about ``PAIRED_MATCHES`` matches of either at most: two common words
     that never meet in a memory (two event types) are not walked through the history. The
     only memory holding both rare words, the oldest, comes first."""
-    small_bounds(
-        monkeypatch,
-        EXACT=5,
-        TERM_WALK=3,
-        BM25_MATCHES=1,
-        WHOLE_POOL=4,
-        PAIRED_MATCHES=30,
-        PAIRED_WALK=30,
-    )
+    pair_bounds(monkeypatch)
     seen = recorded(monkeypatch)
     path = tmp_path / "stretch.db"
     store = store_from_url(f"sqlite:///{path.as_posix()}")
@@ -382,17 +389,8 @@ async def test_sqlite_reads_a_common_pair_over_its_words_matches_where_the_windo
     """A pair of common words is read over a stretch holding about ``PAIRED_MATCHES`` of
     either's matches even where the scope's newest memories lie sparse among the store's
     rowids (another org wrote between them) and its older ones dense: a stretch sized by
-    the window's rate reached far into the dense part, ten times the matches meant."""
-    small_bounds(
-        monkeypatch,
-        EXACT=5,
-        TERM_WALK=3,
-        BM25_MATCHES=1,
-        WHOLE_POOL=4,
-        PAIRED_MATCHES=30,
-        PAIRED_WALK=30,
-        WINDOW=20,
-    )
+    the window's rate reached far into the dense part, several times the matches meant."""
+    pair_bounds(monkeypatch, WINDOW=20)
     seen = recorded(monkeypatch)
     path = tmp_path / "sparse.db"
     store = store_from_url(f"sqlite:///{path.as_posix()}")
